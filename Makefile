@@ -1,0 +1,61 @@
+# Everything runs inside ./.venv, created and filled from the exact pins in requirements.txt,
+# and everything the pipeline writes goes under $(CHURN_HOME) (default ./.churn).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+PORT ?= 4200
+export CHURN_HOME ?= $(CURDIR)/.churn
+
+.PHONY: help venv demo test data list-features features up down deploy run-features pins clean
+
+help:
+	@echo "make demo          set up, generate the synthetic data, run the pipeline, print where to look"
+	@echo "make test          set up and run the whole test suite"
+	@echo "make up / down     start / stop a local Prefect server (127.0.0.1:$(PORT)) and process worker"
+	@echo "make deploy        register every deployment in prefect.yaml with the running server"
+	@echo "make run-features  run the features deployment through the worker and watch it"
+	@echo "make list-features every feature with its view, dtype, SQL hash and description"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 or pass PYTHON=..."; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements.txt
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e .
+	touch $@
+
+pins: venv  ## recompile the exact pins from requirements.in
+	$(BIN)/uv pip compile requirements.in --python-version 3.11 --no-header --no-annotate -o requirements.txt
+
+demo: venv
+	$(BIN)/churn demo
+
+test: venv
+	$(BIN)/pytest
+
+data: venv
+	$(BIN)/churn generate
+
+features: venv
+	$(BIN)/churn features build
+
+list-features: venv
+	$(BIN)/churn features list
+
+up: venv
+	$(BIN)/churn stack up --port $(PORT)
+
+down: venv
+	$(BIN)/churn stack down
+
+deploy: venv
+	$(BIN)/churn stack deploy
+
+run-features: venv
+	. $(CHURN_HOME)/stack/env.sh && $(BIN)/prefect deployment run 'features/features-daily' --watch --watch-timeout 1800
+
+clean:
+	rm -rf $(CHURN_HOME)

@@ -1,0 +1,191 @@
+"""``churn`` command line: generate data, list features, run flows in-process, the demo.
+
+Heavy imports (Prefect, DuckDB, pandas) happen inside each command, so ``churn --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _settings():
+    from churn.settings import Settings
+
+    return Settings.from_env()
+
+
+def _use_prefect() -> None:
+    """Before Prefect is imported: keep its state in the project and use the stack's server if up."""
+    import os
+
+    from tasks.stack import prefect_env, running_port
+
+    settings = _settings()
+    port = None if os.environ.get("PREFECT_API_URL") else running_port(settings)
+    for key, value in prefect_env(settings, port).items():
+        os.environ.setdefault(key, value)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from churn.synthetic import WorldParams
+    from tasks.raw_data import write_world
+
+    settings = _settings()
+    out = Path(args.out) if args.out else settings.raw_dir
+    params = WorldParams(
+        customers=args.customers,
+        months=args.months,
+        start=args.start,
+        drift_months=args.drift_months,
+        late_fraction=args.late_fraction,
+        activity=args.activity,
+        seed=args.seed,
+    )
+    started = time.perf_counter()
+    counts = write_world(params, out)
+    seconds = time.perf_counter() - started
+    for period, tables in counts.items():
+        total = sum(tables.values())
+        print(f"{period}: {total:,} rows in {seconds:.1f}s -> {out if period == 'history' else out / period}")
+        for name, n in tables.items():
+            print(f"  {name:<14} {n:>12,}")
+    return 0
+
+
+def cmd_features_list(args: argparse.Namespace) -> int:
+    from tasks.feature_engine import load_feature_repo
+
+    repo = load_feature_repo(Path(args.repo) if args.repo else _settings().feature_repo)
+    rows = [
+        (col.name, view.name, col.dtype, view.sql_hash, col.description)
+        for view in repo.views
+        for col in view.spec.columns
+    ]
+    if args.json:
+        keys = ("feature", "view", "dtype", "sql_hash", "description")
+        print(json.dumps([dict(zip(keys, r)) for r in rows], indent=2))
+        return 0
+    widths = [max(len(str(r[i])) for r in rows + [("feature", "view", "dtype", "sql_hash", "")]) for i in range(4)]
+    header = ("feature", "view", "dtype", "sql_hash", "description")
+    for row in [header, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row[:4], widths)) + "  " + row[4])
+    print(f"\n{len(rows)} features in {len(repo.views)} views ({repo.root})")
+    return 0
+
+
+def cmd_features_build(args: argparse.Namespace) -> int:
+    _use_prefect()
+    from churn.params import FeaturesParams
+    from flows.features import features
+
+    params = FeaturesParams(**{k: v for k, v in (("every_days", args.every_days),) if v})
+    result = features(params)
+    print(json.dumps({k: result[k] for k in ("version", "path")}, indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    _use_prefect()
+    from flows.features import features
+
+    settings = _settings()
+    if not (settings.raw_dir / "world.json").is_file() or args.regenerate:
+        print("== generating the synthetic churn world")
+        cmd_generate(_GENERATE_DEFAULTS)
+    print("== features flow")
+    result = features()
+    manifest = result["manifest"]
+    training, online = manifest["training_set"], manifest["online_snapshot"]
+    print(
+        f"""
+== done
+feature set   {result['version']}
+  training    {training['rows']:,} rows, {training['positives']:,} positive, {training['as_of_count']} as-of dates
+              ({training['as_of_first']} .. {training['as_of_last']})
+  online      {online['rows']:,} customers as of {online['as_of']}
+  files       {result['path']}/
+raw data      {settings.raw_dir}/
+features      .venv/bin/churn features list
+Prefect UI    make up   (then open http://127.0.0.1:4200; make down to stop)
+"""
+    )
+    return 0
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from tasks import stack
+
+    settings = _settings()
+    project = Path.cwd()
+    if args.action == "up":
+        stack.up(settings, project, port=args.port)
+        print(f"Prefect server  http://127.0.0.1:{args.port}  (UI and API; logs in {stack.stack_dir(settings)})")
+        print(f"process worker  pool {stack.POOL!r}")
+        print(f"shell setup     source {stack.stack_dir(settings) / 'env.sh'}")
+    elif args.action == "down":
+        stopped = stack.down(settings)
+        print("stopped: " + (", ".join(stopped) or "nothing was running"))
+    elif args.action == "deploy":
+        port = stack.running_port(settings)
+        if port is None:
+            raise RuntimeError("the local stack is not running: run `make up` first")
+        print(stack.deploy(settings, project, port))
+    else:
+        port = stack.running_port(settings)
+        print(f"prefect server: {'up on port %d' % port if port else 'down'}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="churn", description="churn-mlops command line")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="write the synthetic churn world as parquet")
+    gen.add_argument("--customers", type=int, default=20_000)
+    gen.add_argument("--months", type=int, default=18)
+    gen.add_argument("--start", default="2025-01-01", help="first day of the world (YYYY-MM-DD)")
+    gen.add_argument("--drift-months", type=int, default=0, help="extra months with a price rise, written to <out>/drift")
+    gen.add_argument("--late-fraction", type=float, default=0.03, help="share of rows that arrive 1-10 days late")
+    gen.add_argument("--activity", type=float, default=1.0, help="multiplier on every event rate")
+    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--out", help="output directory (default: CHURN_RAW_DIR)")
+    gen.set_defaults(func=cmd_generate)
+
+    feats = sub.add_parser("features", help="feature repo commands").add_subparsers(dest="action", required=True)
+    lst = feats.add_parser("list", help="every feature with its view, dtype, SQL hash and description")
+    lst.add_argument("--repo", help="feature repo directory (default: CHURN_FEATURE_REPO)")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_features_list)
+    build = feats.add_parser("build", help="run the features flow in-process")
+    build.add_argument("--every-days", type=int)
+    build.set_defaults(func=cmd_features_build)
+
+    stk = sub.add_parser("stack", help="local Prefect server and process worker")
+    stk.add_argument("action", choices=["up", "down", "deploy", "status"])
+    stk.add_argument("--port", type=int, default=4200)
+    stk.set_defaults(func=cmd_stack)
+
+    demo = sub.add_parser("demo", help="generate data if needed and run the pipeline")
+    demo.add_argument("--regenerate", action="store_true")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+_GENERATE_DEFAULTS = _parser().parse_args(["generate"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""DuckDB feature engine: read the feature repo, check sources, evaluate views against a spine.
+
+Plain functions (no Prefect) so the CLI, benchmarks and tests use exactly what the flow uses.
+Every view is evaluated against a ``spine(<entity>, as_of)`` relation: the labelled training spine
+or the "every active entity, now" online spine. Same SQL, two spines.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from churn.featurestore import (
+    AS_OF,
+    FeatureRepo,
+    FeatureRepoError,
+    build_repo,
+    dtype_accepts,
+    parse_store_config,
+    parse_view,
+)
+from churn.settings import Settings
+
+
+class FeatureBuildError(RuntimeError):
+    """A source, the spine or a view failed a check; the message names the file, view and column."""
+
+
+@dataclass(frozen=True)
+class SourceFiles:
+    name: str
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DataBounds:
+    covered_from: datetime
+    """Latest of the per-source first event times: every source has data from here."""
+    covered_to: datetime
+    """Earliest of the per-source last event times: every source has data up to here."""
+    watermark: datetime
+    """Latest time any row became known (arrival time where declared, else event time)."""
+
+
+def load_feature_repo(root: Path) -> FeatureRepo:
+    """Read ``feature_store.yml``, the spine SQL and every view pair under ``root``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FeatureRepoError(f"feature repo {root} does not exist (set CHURN_FEATURE_REPO)")
+
+    def read(name: str) -> str:
+        path = root / name
+        if not path.is_file():
+            raise FeatureRepoError(f"{path}: missing (a feature repo needs it; see README 'Bring your own data')")
+        return path.read_text()
+
+    config = parse_store_config(read("feature_store.yml"), str(root / "feature_store.yml"))
+    views_dir = root / "views"
+    sql_files = sorted(views_dir.glob("*.sql"))
+    yml_files = sorted(views_dir.glob("*.yml"))
+    orphans = {p.stem for p in yml_files} - {p.stem for p in sql_files}
+    if orphans:
+        raise FeatureRepoError(f"{views_dir}: metadata without SQL: {sorted(orphans)}")
+    views = []
+    for sql_path in sql_files:
+        yml_path = sql_path.with_suffix(".yml")
+        if not yml_path.is_file():
+            raise FeatureRepoError(f"{sql_path}: view has no sibling {yml_path.name} (name, entity, columns)")
+        where = str(sql_path.with_suffix(""))
+        views.append(parse_view(sql_path.stem, sql_path.read_text(), yml_path.read_text(), where))
+    return build_repo(config, read("population.sql"), read("label.sql"), views, str(root))
+
+
+def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with explicit threads, memory limit and a spill directory under CHURN_HOME."""
+    spill = settings.home / "duckdb_tmp"
+    spill.mkdir(parents=True, exist_ok=True)
+    return duckdb.connect(
+        config={
+            "threads": settings.duckdb_threads,
+            "memory_limit": settings.duckdb_memory_limit,
+            "temp_directory": str(spill),
+            "preserve_insertion_order": False,
+        }
+    )
+
+
+def resolve_sources(repo: FeatureRepo, raw_dir: Path) -> list[SourceFiles]:
+    """The files behind each source, or an error naming the source and the path that matched nothing."""
+    resolved = []
+    for name, spec in repo.config.sources.items():
+        pattern = spec.path if Path(spec.path).is_absolute() else str(Path(raw_dir) / spec.path)
+        files = tuple(sorted(glob.glob(pattern)))
+        if not files:
+            raise FeatureBuildError(
+                f"source {name!r}: no file matches {pattern} (feature_store.yml sources.{name}.path)"
+            )
+        resolved.append(SourceFiles(name, files))
+    return resolved
+
+
+def register_sources(con: duckdb.DuckDBPyConnection, repo: FeatureRepo, sources: list[SourceFiles]) -> None:
+    """Expose each source as a view of its name, after checking every declared column and type."""
+    for src in sources:
+        spec = repo.config.sources[src.name]
+        try:
+            rel = con.read_parquet(list(src.files), union_by_name=True)
+        except duckdb.Error as exc:
+            raise FeatureBuildError(f"source {src.name!r}: cannot read {src.files[0]}: {exc}") from exc
+        actual = dict(zip(rel.columns, (str(t) for t in rel.types)))
+        problems = []
+        for column, dtype in spec.columns.items():
+            if column not in actual:
+                problems.append(f"missing column {column!r}; expected {dtype}")
+            elif not dtype_accepts(dtype, actual[column]):
+                problems.append(f"column {column!r} has type {actual[column]}; expected {dtype}")
+        if problems:
+            raise FeatureBuildError(f"source {src.name!r} ({src.files[0]}): " + "; ".join(problems))
+        rel.create_view(src.name, replace=True)
+
+
+def data_bounds(con: duckdb.DuckDBPyConnection, repo: FeatureRepo) -> DataBounds:
+    firsts, lasts, known = [], [], []
+    for name, spec in repo.config.sources.items():
+        if spec.event_ts is None:
+            continue
+        arrival = spec.arrival_ts or spec.event_ts
+        first, last, seen = con.execute(
+            f'select min("{spec.event_ts}")::timestamp, max("{spec.event_ts}")::timestamp, '
+            f'max("{arrival}")::timestamp from "{name}"'
+        ).fetchall()[0]
+        if first is None:
+            raise FeatureBuildError(f"source {name!r}: no rows with a {spec.event_ts!r} value")
+        firsts.append(first)
+        lasts.append(last)
+        known.append(seen)
+    if not firsts:  # snapshot data: no event history
+        at = repo.config.spine.snapshot_at
+        return DataBounds(at, at, at)
+    return DataBounds(max(firsts), min(lasts), max(known))
+
+
+def _bind(sql: str, params: dict[str, object]) -> dict[str, object]:
+    """DuckDB rejects unused named parameters: bind only the ``$name`` ones the SQL mentions."""
+    return {k: v for k, v in params.items() if re.search(rf"\${k}\b", sql)}
+
+
+def _materialise(con: duckdb.DuckDBPyConnection, table: str, sql: str, what: str, params: dict) -> None:
+    try:
+        con.execute(f'create or replace temp table "{table}" as {sql}', _bind(sql, params))
+    except duckdb.Error as exc:
+        raise FeatureBuildError(f"{what}: SQL failed: {exc}") from exc
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    rel = con.table(table)
+    return dict(zip(rel.columns, (str(t) for t in rel.types)))
+
+
+def _check_keys(con: duckdb.DuckDBPyConnection, table: str, entity: str, what: str) -> None:
+    dup = con.execute(
+        f'select "{entity}", {AS_OF}, count(*) as n from "{table}" group by all having count(*) > 1 limit 3'
+    ).fetchall()
+    if dup:
+        examples = ", ".join(f"({e!r}, {a}) x{n}" for e, a, n in dup)
+        raise FeatureBuildError(f"{what}: duplicate ({entity}, as_of) rows, e.g. {examples}")
+
+
+def build_spine(
+    con: duckdb.DuckDBPyConnection, repo: FeatureRepo, as_of_dates: list[datetime], with_label: bool
+) -> int:
+    """Create the temp table ``spine`` from population.sql (and label.sql); return its row count."""
+    cfg = repo.config
+    entity = cfg.entity
+    dates = pd.DataFrame({AS_OF: pd.to_datetime(as_of_dates).astype("datetime64[us]")})
+    con.register("as_of_dates_input", dates)
+    con.execute(f"create or replace temp table as_of_dates as select {AS_OF}::timestamp as {AS_OF} from as_of_dates_input")
+    params = {"horizon_days": cfg.spine.horizon_days}
+    where = f"{repo.root}/population.sql"
+    _materialise(con, "population", repo.population_sql, where, params)
+    cols = _columns(con, "population")
+    if set(cols) != {entity, AS_OF}:
+        raise FeatureBuildError(f"{where}: must return exactly ({entity}, {AS_OF}); got {list(cols)}")
+    _check_keys(con, "population", entity, where)
+    n = con.execute("select count(*) from population").fetchall()[0][0]
+    if n == 0:
+        raise FeatureBuildError(
+            f"{where}: empty spine: no {entity} is eligible at any of {len(as_of_dates)} as-of dates "
+            f"({min(as_of_dates)} .. {max(as_of_dates)})"
+        )
+    con.execute(f'create or replace temp table spine as select "{entity}", {AS_OF} from population')
+    if with_label:
+        where = f"{repo.root}/label.sql"
+        _materialise(con, "labels", repo.label_sql, where, params)
+        cols = _columns(con, "labels")
+        expected = {entity, AS_OF, cfg.label}
+        if set(cols) != expected:
+            raise FeatureBuildError(f"{where}: must return exactly {sorted(expected)}; got {list(cols)}")
+        _check_keys(con, "labels", entity, where)
+        bad = con.execute(
+            f'select count(*) filter (where "{cfg.label}" is null), '
+            f'count(*) filter (where "{cfg.label}" not in (0, 1)) from labels'
+        ).fetchall()[0]
+        if bad[0] or bad[1]:
+            raise FeatureBuildError(f"{where}: label {cfg.label!r} must be 0 or 1: {bad[0]} null, {bad[1]} other values")
+        missing = con.execute(
+            f'select count(*) from spine s anti join labels l using ("{entity}", {AS_OF})'
+        ).fetchall()[0][0]
+        if missing:
+            raise FeatureBuildError(f"{where}: {missing} spine rows have no label row")
+        con.execute(
+            f'create or replace temp table spine as select s."{entity}", s.{AS_OF}, l."{cfg.label}" '
+            f'from population s join labels l using ("{entity}", {AS_OF})'
+        )
+    return n
+
+
+def evaluate_views(con: duckdb.DuckDBPyConnection, repo: FeatureRepo) -> duckdb.DuckDBPyRelation:
+    """Evaluate every view against ``spine``, check it against its .yml, and join all onto the spine."""
+    entity = repo.config.entity
+    selects, joins = [], []
+    for i, view in enumerate(repo.views):
+        table = f"view_{view.name}"
+        what = f"view {view.name!r} ({view.path})"
+        _materialise(con, table, view.sql, what, {"horizon_days": repo.config.spine.horizon_days})
+        actual = _columns(con, table)
+        expected = {c.name: c.dtype for c in view.spec.columns}
+        problems = [f"missing key column {k!r}" for k in (entity, AS_OF) if k not in actual]
+        for name, dtype in expected.items():
+            if name not in actual:
+                problems.append(f"column {name!r} is in {view.name}.yml but not returned by the SQL")
+            elif not dtype_accepts(dtype, actual[name]):
+                problems.append(f"column {name!r} is {actual[name]} but {view.name}.yml declares {dtype}")
+        extra = [c for c in actual if c not in expected and c not in (entity, AS_OF)]
+        problems += [f"column {c!r} is returned by the SQL but not declared in {view.name}.yml" for c in extra]
+        if problems:
+            raise FeatureBuildError(f"{what}: " + "; ".join(problems))
+        _check_keys(con, table, entity, what)
+        alias = f"v{i}"
+        selects += [f'{alias}."{c}"' for c in expected]
+        joins.append(f'left join "{table}" as {alias} on {alias}."{entity}" = s."{entity}" and {alias}.{AS_OF} = s.{AS_OF}')
+    return con.sql(f"select s.*, {', '.join(selects)} from spine as s {' '.join(joins)}")
+
+
+def file_digest(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

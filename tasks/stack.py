@@ -1,0 +1,179 @@
+"""The local stack: a Prefect server and a process worker in the background, with logs and pid files.
+
+``churn stack up`` starts them (127.0.0.1 only), ``churn stack down`` stops exactly the processes it
+started (by the pids it recorded), ``churn stack deploy`` registers every deployment in prefect.yaml.
+Everything lives under ``$CHURN_HOME/stack``; ``env.sh`` there points a shell at the running server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from churn.settings import Settings
+
+POOL = "churn-pool"
+DEFAULT_PORT = 4200
+BIN = Path(sys.executable).parent
+
+
+class StackError(RuntimeError):
+    """A stack service failed to start or answer."""
+
+
+def stack_dir(settings: Settings) -> Path:
+    return settings.home / "stack"
+
+
+def prefect_env(settings: Settings, port: int | None = None) -> dict[str, str]:
+    """Prefect settings that keep its state inside the project; with a port, point at that server."""
+    env = {
+        "PREFECT_HOME": str(settings.home / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "INFO"),
+    }
+    if port is not None:
+        env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+    return env
+
+
+def running_port(settings: Settings) -> int | None:
+    """The port of the stack's Prefect server when it is up and answering, else None."""
+    port_file = stack_dir(settings) / "prefect-server.port"
+    if not port_file.is_file() or _pid(stack_dir(settings) / "prefect-server.pid") is None:
+        return None
+    port = int(port_file.read_text())
+    return port if _healthy(f"http://127.0.0.1:{port}/api/health") else None
+
+
+def _pid(pid_file: Path) -> int | None:
+    if not pid_file.is_file():
+        return None
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def wait_healthy(url: str, timeout: float, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _healthy(url):
+            return
+        time.sleep(1)
+    tail = log.read_text()[-2000:] if log and log.is_file() else ""
+    raise StackError(f"{url} did not answer within {timeout:.0f}s\n{tail}")
+
+
+def start_process(name: str, cmd: list[str], env: dict[str, str], directory: Path, cwd: Path) -> int:
+    """Start ``cmd`` in its own session with output to ``<name>.log``; record its pid in ``<name>.pid``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if _pid(directory / f"{name}.pid") is not None:
+        raise StackError(f"{name} is already running (pid file {directory / f'{name}.pid'}); run `churn stack down`")
+    log = open(directory / f"{name}.log", "ab")
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, **env}, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    (directory / f"{name}.pid").write_text(str(proc.pid))
+    return proc.pid
+
+
+def stop_process(name: str, directory: Path, timeout: float = 20) -> bool:
+    """Stop the process group we started under ``name``: SIGINT (Prefect workers ignore SIGTERM), then SIGKILL."""
+    pid_file = directory / f"{name}.pid"
+    pid = _pid(pid_file)
+    pid_file.unlink(missing_ok=True)
+    if pid is None:
+        return False
+    for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+                if _is_zombie(pid):
+                    return True
+            except ProcessLookupError:
+                return True
+            time.sleep(0.3)
+    return True
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return False
+
+
+def up(settings: Settings, project_dir: Path, port: int = DEFAULT_PORT, timeout: float = 180) -> dict[str, str]:
+    """Start the Prefect server, create the process work pool and start a worker on it."""
+    directory = stack_dir(settings)
+    env = prefect_env(settings, port)
+    start_process(
+        "prefect-server",
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env, directory, project_dir,
+    )
+    (directory / "prefect-server.port").write_text(str(port))
+    wait_healthy(f"http://127.0.0.1:{port}/api/health", timeout, directory / "prefect-server.log")
+    ensure_pool(env, project_dir)
+    start_process(
+        "prefect-worker",
+        [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
+        {**env, "CHURN_HOME": str(settings.home)}, directory, project_dir,
+    )
+    (directory / "env.sh").write_text(
+        "".join(f"export {k}={v}\n" for k, v in env.items()) + f"export CHURN_HOME={settings.home}\n"
+    )
+    return env
+
+
+def ensure_pool(env: dict[str, str], project_dir: Path) -> None:
+    prefect = str(BIN / "prefect")
+    full_env = {**os.environ, **env}
+    exists = subprocess.run([prefect, "work-pool", "inspect", POOL], env=full_env, cwd=project_dir, capture_output=True)
+    if exists.returncode != 0:
+        subprocess.run(
+            [prefect, "work-pool", "create", POOL, "--type", "process"], env=full_env, cwd=project_dir,
+            check=True, capture_output=True,
+        )
+
+
+def deploy(settings: Settings, project_dir: Path, port: int) -> str:
+    """Register every deployment in prefect.yaml against the running server."""
+    env = {**os.environ, **prefect_env(settings, port), "CHURN_PROJECT_DIR": str(project_dir)}
+    result = subprocess.run(
+        [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env=env, cwd=project_dir,
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise StackError(f"prefect deploy failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def down(settings: Settings) -> list[str]:
+    directory = stack_dir(settings)
+    stopped = [name for name in ("prefect-worker", "prefect-server") if stop_process(name, directory)]
+    (directory / "env.sh").unlink(missing_ok=True)
+    return stopped
