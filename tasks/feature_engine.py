@@ -44,7 +44,7 @@ class DataBounds:
     covered_from: datetime
     """Latest of the per-source first event times: every source has data from here."""
     covered_to: datetime
-    """Earliest of the per-source last event times: every source has data up to here."""
+    """Latest event time in any source: where the data ends."""
     watermark: datetime
     """Latest time any row became known (arrival time where declared, else event time)."""
 
@@ -144,7 +144,7 @@ def data_bounds(con: duckdb.DuckDBPyConnection, repo: FeatureRepo) -> DataBounds
     if not firsts:  # snapshot data: no event history
         at = repo.config.spine.snapshot_at
         return DataBounds(at, at, at)
-    return DataBounds(max(firsts), min(lasts), max(known))
+    return DataBounds(max(firsts), max(lasts), max(known))
 
 
 def _bind(sql: str, params: dict[str, object]) -> dict[str, object]:

@@ -1,0 +1,50 @@
+"""Small helpers shared by the SQL and integration tests."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from churn.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def settings_for(tmp: Path, raw_dir: Path, repo: Path | None = None) -> Settings:
+    return Settings.from_env(
+        {
+            "CHURN_HOME": str(tmp / "home"),
+            "CHURN_RAW_DIR": str(raw_dir),
+            "CHURN_FEATURE_REPO": str(repo or ROOT / "feature_sql"),
+            "CHURN_DUCKDB_THREADS": "1",
+            "CHURN_DUCKDB_MEMORY_LIMIT": "1GB",
+        }
+    )
+
+
+def write_tables(raw_dir: Path, tables: dict[str, pd.DataFrame]) -> Path:
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        frame.to_parquet(raw_dir / f"{name}.parquet", index=False)
+    return raw_dir
+
+
+def copy_repo(tmp: Path, source: Path | None = None) -> Path:
+    target = tmp / "feature_repo"
+    shutil.copytree(source or ROOT / "feature_sql", target)
+    return target
+
+
+def build(settings: Settings, as_of_dates: list[datetime], with_label: bool = True) -> pd.DataFrame:
+    """Evaluate the repo's views against the spine at the given as-of dates, as the flow does."""
+    from tasks import feature_engine as engine
+
+    repo = engine.load_feature_repo(settings.feature_repo)
+    with engine.connect(settings) as con:
+        engine.register_sources(con, repo, engine.resolve_sources(repo, settings.raw_dir))
+        engine.build_spine(con, repo, as_of_dates, with_label=with_label)
+        frame = engine.evaluate_views(con, repo).df()
+    return frame.sort_values([repo.config.entity, "as_of"], ignore_index=True)
