@@ -17,7 +17,7 @@ def test_every_view_loads_and_follows_naming():
     names = {c.name for c in repo.feature_columns}
     assert SEED_FEATURES <= names and len(names) >= 15
     for view in repo.views:
-        assert re.fullmatch(r"customer_[a-z_]+", view.name)
+        assert re.fullmatch(r"customer_[a-z0-9_]+", view.name)
         assert view.spec.entity == "customer_id"
         sql = view.sql.lower()
         assert "select * from final" in sql
