@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 PORT ?= 4200
 export CHURN_HOME ?= $(CURDIR)/.churn
 
-.PHONY: help venv demo test data list-features features up down deploy run-features pins clean
+.PHONY: help venv demo test data list-features features train mlflow-ui up down deploy run-features run-train pins clean
 
 help:
 	@echo "make demo          set up, generate the synthetic data, run the pipeline, print where to look"
@@ -15,6 +15,8 @@ help:
 	@echo "make up / down     start / stop a local Prefect server (127.0.0.1:$(PORT)) and process worker"
 	@echo "make deploy        register every deployment in prefect.yaml with the running server"
 	@echo "make run-features  run the features deployment through the worker and watch it"
+	@echo "make run-train     run the train deployment through the worker and watch it"
+	@echo "make mlflow-ui     the MLflow UI on the pipeline's tracking store (127.0.0.1:5000)"
 	@echo "make list-features every feature with its view, dtype, SQL hash and description"
 
 venv: $(VENV)/.installed
@@ -42,6 +44,12 @@ data: venv
 features: venv
 	$(BIN)/churn features build
 
+train: venv
+	$(BIN)/churn train
+
+mlflow-ui: venv  ## the MLflow UI on the pipeline's tracking store
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CHURN_HOME)/mlflow.db --host 127.0.0.1 --port 5000 --workers 1
+
 list-features: venv
 	$(BIN)/churn features list
 
@@ -56,6 +64,9 @@ deploy: venv
 
 run-features: venv
 	. $(CHURN_HOME)/stack/env.sh && $(BIN)/prefect deployment run 'features/features-daily' --watch --watch-timeout 1800
+
+run-train: venv
+	. $(CHURN_HOME)/stack/env.sh && $(BIN)/prefect deployment run 'train/train-weekly' --watch --watch-timeout 1800
 
 clean:
 	rm -rf $(CHURN_HOME)

@@ -1,0 +1,1 @@
+"""The BentoML service (serving stage): imports the `churn` library only, never Prefect or MLflow."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -24,3 +25,57 @@ class FeaturesParams(BaseModel):
         if self.start and self.end and self.start > self.end:
             raise ValueError(f"start {self.start} is after end {self.end}")
         return self
+
+
+class HistGradientBoostingParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["hist_gradient_boosting"] = "hist_gradient_boosting"
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    max_iter: int = Field(300, ge=1)
+    max_leaf_nodes: int = Field(31, ge=2)
+    min_samples_leaf: int = Field(40, ge=1)
+    l2_regularization: float = Field(0.0, ge=0)
+    early_stopping: bool = True
+
+
+class GradientBoostingParams(BaseModel):
+    """The seed article's estimator."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["gradient_boosting"] = "gradient_boosting"
+    n_estimators: int = Field(150, ge=1)
+    learning_rate: float = Field(0.1, gt=0, le=1)
+    max_depth: int = Field(3, ge=1)
+    subsample: float = Field(0.8, gt=0, le=1)
+
+
+class LogisticRegressionParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["logistic_regression"] = "logistic_regression"
+    C: float = Field(1.0, gt=0)
+    max_iter: int = Field(1000, ge=1)
+
+
+EstimatorParams = Annotated[
+    HistGradientBoostingParams | GradientBoostingParams | LogisticRegressionParams, Field(discriminator="kind")
+]
+
+
+class TrainParams(BaseModel):
+    """The ``train`` flow: which estimator, how to split, and whether to search hyperparameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    estimator: EstimatorParams = HistGradientBoostingParams()
+    class_weight: Literal["balanced", "none"] = Field(
+        "none", description="\"balanced\" reweights the rare churn class; the default keeps probabilities calibrated and handles imbalance by choosing the threshold on validation data"
+    )
+    test_dates: int = Field(2, ge=1, description="latest as-of dates held out for the test set")
+    valid_dates: int = Field(1, ge=1, description="as-of dates before the test set used to pick the threshold")
+    random_test_size: float = Field(0.2, gt=0, lt=0.5, description="test share when the data is a single snapshot")
+    seed: int = 42
+    search: bool = Field(False, description="random hyperparameter search in nested runs, best by validation AUC")
+    search_trials: int = Field(6, ge=1, le=50)
+    rebuild_features: bool = Field(False, description="run the features flow first even if a feature set exists")
+    experiment: str = Field("churn", min_length=1)
+    model_name: str = Field("churn-classifier", min_length=1)

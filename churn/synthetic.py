@@ -138,10 +138,16 @@ def _chunk(params: WorldParams, rng: np.random.Generator, first_id: int, n: int)
     tenure_months = np.maximum(d[None, :] - signup_day[:, None], 0) / 30.0
     month_of_year = pd.DatetimeIndex(days).month.to_numpy()
     season = np.where(np.isin(month_of_year, [1, 2]), 0.35, 0.0) + np.where(month_of_year == 8, 0.15, 0.0)
+    # non-linear on purpose: price hurts only the cheaper plans, churn is U-shaped in age and
+    # spikes around the first contract anniversary, so trees beat a linear model
+    age_effect = np.nan_to_num(0.8 * ((age - 45.0) / 15.0) ** 2 - 0.4, nan=0.0)
+    anniversary = np.where((tenure_months >= 11) & (tenure_months < 13), 1.0, 0.0)
     logit = (
-        -3.4
+        -3.5
         + np.array([0.45, 0.0, -0.35])[plan][:, None]
-        + 2.2 * (price_ratio[:, None] - 1.0)
+        + np.array([6.0, 3.0, 0.0])[plan][:, None] * np.maximum(price_ratio[:, None] - 1.0, 0.0)
+        + age_effect[:, None]
+        + anniversary
         + REGION_LOGIT[region][:, None]
         + CHANNEL_LOGIT[channel][:, None]
         - 0.45 * engagement[:, None]
@@ -154,7 +160,7 @@ def _chunk(params: WorldParams, rng: np.random.Generator, first_id: int, n: int)
     active_from = np.maximum(signup_day, 0)
     at_risk = d[None, :] >= active_from[:, None]
     churn_hit = (rng.random((n, n_days)) < p_day) & at_risk
-    del logit, p_day, tenure_months
+    del logit, p_day, tenure_months, anniversary
     churned = churn_hit.any(axis=1)
     churn_day = np.where(churned, churn_hit.argmax(axis=1), n_days)
     del churn_hit

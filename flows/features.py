@@ -6,8 +6,15 @@ from prefect import flow
 
 from churn.params import FeaturesParams
 from churn.settings import Settings
-from tasks import feature_sets
-from tasks.features import build_online_snapshot, build_training_set, check_sources, load_repo, publish_feature_set
+from tasks.features import (
+    build_online_snapshot,
+    build_training_set,
+    check_sources,
+    discard_feature_set,
+    load_repo,
+    publish_feature_set,
+    stage_feature_set,
+)
 
 
 @flow(name="features", log_prints=False)
@@ -15,11 +22,11 @@ def features(params: FeaturesParams = FeaturesParams()) -> dict:
     settings = Settings.from_env()
     repo = load_repo(settings)
     sources = check_sources(settings, repo)
-    version, staging = feature_sets.new_staging(settings.features_dir)
+    version, staging = stage_feature_set(settings)
     try:
         training = build_training_set(settings, repo, params, sources["bounds"], staging)
         online = build_online_snapshot(settings, repo, params, sources["bounds"], staging)
         return publish_feature_set(settings, repo, version, staging, sources, training, online)
-    except BaseException:
-        feature_sets.discard_staging(staging)  # the last good "latest" stays as it was
+    except Exception:
+        discard_feature_set(staging)
         raise

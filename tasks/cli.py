@@ -88,9 +88,23 @@ def cmd_features_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    _use_prefect()
+    from churn.params import TrainParams
+    from flows.train import train
+
+    params = TrainParams(**json.loads(args.params)) if args.params else TrainParams()
+    if args.search:
+        params = params.model_copy(update={"search": True})
+    result = train(params)
+    print(json.dumps({k: result[k] for k in ("run_id", "model_name", "version", "metrics", "threshold")}, indent=2))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     _use_prefect()
     from flows.features import features
+    from flows.train import train
 
     settings = _settings()
     if not (settings.raw_dir / "world.json").is_file() or args.regenerate:
@@ -100,6 +114,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = features()
     manifest = result["manifest"]
     training, online = manifest["training_set"], manifest["online_snapshot"]
+    print("== train flow")
+    run = train()
+    metrics = "  ".join(f"{k} {v:.3f}" for k, v in run["metrics"].items())
     print(
         f"""
 == done
@@ -108,8 +125,13 @@ feature set   {result['version']}
               ({training['as_of_first']} .. {training['as_of_last']})
   online      {online['rows']:,} customers as of {online['as_of']}
   files       {result['path']}/
+model         {run['model_name']} version {run['version']} (@challenger), {run['estimator']['kind']}
+  MLflow run  {run['run_id']}
+  test        {metrics}
+  threshold   {run['threshold']:.3f} (chosen on validation data)
 raw data      {settings.raw_dir}/
 features      .venv/bin/churn features list
+MLflow UI     make mlflow-ui   (then open http://127.0.0.1:5000; store {settings.tracking_uri})
 Prefect UI    make up   (then open http://127.0.0.1:4200; make down to stop)
 """
     )
@@ -125,6 +147,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
         stack.up(settings, project, port=args.port)
         print(f"Prefect server  http://127.0.0.1:{args.port}  (UI and API; logs in {stack.stack_dir(settings)})")
         print(f"process worker  pool {stack.POOL!r}")
+        print(f"MLflow server   http://127.0.0.1:{stack.MLFLOW_PORT}  (UI; the same store as {settings.tracking_uri})")
         print(f"shell setup     source {stack.stack_dir(settings) / 'env.sh'}")
     elif args.action == "down":
         stopped = stack.down(settings)
@@ -163,6 +186,11 @@ def _parser() -> argparse.ArgumentParser:
     build = feats.add_parser("build", help="run the features flow in-process")
     build.add_argument("--every-days", type=int)
     build.set_defaults(func=cmd_features_build)
+
+    trn = sub.add_parser("train", help="run the train flow in-process")
+    trn.add_argument("--params", help='TrainParams as JSON, e.g. \'{"estimator": {"kind": "logistic_regression"}}\'')
+    trn.add_argument("--search", action="store_true", help="small hyperparameter search (nested MLflow runs)")
+    trn.set_defaults(func=cmd_train)
 
     stk = sub.add_parser("stack", help="local Prefect server and process worker")
     stk.add_argument("action", choices=["up", "down", "deploy", "status"])

@@ -29,6 +29,18 @@ def load_repo(settings: Settings) -> FeatureRepo:
 
 
 @task(cache_policy=NO_CACHE)
+def stage_feature_set(settings: Settings) -> tuple[str, Path]:
+    """A new version id and its empty staging directory (invisible to readers until published)."""
+    return feature_sets.new_staging(settings.features_dir)
+
+
+@task(cache_policy=NO_CACHE)
+def discard_feature_set(staging: Path) -> None:
+    """Remove a failed run's staging directory; the last published set stays the latest."""
+    feature_sets.discard_staging(staging)
+
+
+@task(cache_policy=NO_CACHE)
 def check_sources(settings: Settings, repo: FeatureRepo) -> dict:
     """Every source exists with its declared columns and types; returns file digests and data bounds."""
     sources = engine.resolve_sources(repo, settings.raw_dir)

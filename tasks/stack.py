@@ -1,6 +1,6 @@
-"""The local stack: a Prefect server and a process worker in the background, with logs and pid files.
+"""The local stack: a Prefect server, a process worker and an MLflow server in the background.
 
-``churn stack up`` starts them (127.0.0.1 only), ``churn stack down`` stops exactly the processes it
+``churn stack up`` starts them (127.0.0.1 only, logs and pid files), ``churn stack down`` stops exactly the processes it
 started (by the pids it recorded), ``churn stack deploy`` registers every deployment in prefect.yaml.
 Everything lives under ``$CHURN_HOME/stack``; ``env.sh`` there points a shell at the running server.
 """
@@ -19,6 +19,7 @@ from churn.settings import Settings
 
 POOL = "churn-pool"
 DEFAULT_PORT = 4200
+MLFLOW_PORT = 5000
 BIN = Path(sys.executable).parent
 
 
@@ -126,8 +127,23 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
+def start_mlflow_server(settings: Settings, directory: Path, cwd: Path, port: int = MLFLOW_PORT, timeout: float = 180) -> str:
+    """An MLflow server on the pipeline's SQLite store (one web worker: more only slow start-up here)."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    start_process(
+        "mlflow-server",
+        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{settings.home / 'mlflow.db'}",
+         "--artifacts-destination", str(settings.home / "mlartifacts"),
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        {}, directory, cwd,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(f"{url}/health", timeout, directory / "mlflow-server.log")
+    return url
+
+
 def up(settings: Settings, project_dir: Path, port: int = DEFAULT_PORT, timeout: float = 180) -> dict[str, str]:
-    """Start the Prefect server, create the process work pool and start a worker on it."""
+    """Start the Prefect server, the process work pool and a worker on it, and the MLflow server."""
     directory = stack_dir(settings)
     env = prefect_env(settings, port)
     start_process(
@@ -143,6 +159,7 @@ def up(settings: Settings, project_dir: Path, port: int = DEFAULT_PORT, timeout:
         [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
         {**env, "CHURN_HOME": str(settings.home)}, directory, project_dir,
     )
+    start_mlflow_server(settings, directory, project_dir, timeout=timeout)
     (directory / "env.sh").write_text(
         "".join(f"export {k}={v}\n" for k, v in env.items()) + f"export CHURN_HOME={settings.home}\n"
     )
@@ -174,6 +191,6 @@ def deploy(settings: Settings, project_dir: Path, port: int) -> str:
 
 def down(settings: Settings) -> list[str]:
     directory = stack_dir(settings)
-    stopped = [name for name in ("prefect-worker", "prefect-server") if stop_process(name, directory)]
+    stopped = [name for name in ("prefect-worker", "prefect-server", "mlflow-server") if stop_process(name, directory)]
     (directory / "env.sh").unlink(missing_ok=True)
     return stopped

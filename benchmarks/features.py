@@ -1,0 +1,193 @@
+"""Benchmark: build the training set with the DuckDB feature views and with naive pandas, in one run.
+
+    .venv/bin/python -m benchmarks.features                          # default scale (~2.4M events)
+    .venv/bin/python -m benchmarks.features --customers 170000       # ~20M events
+    .venv/bin/python -m benchmarks.features --customers 850000 --pandas-cap-gb 16   # ~100M events
+
+Data is generated once per scale under $CHURN_HOME/bench/. Each implementation runs in its own
+process, timed from reading the sources to the written parquet (interpreter imports excluded), and
+reports its own peak RSS. Pandas is stopped at an RSS cap (--pandas-cap-gb) so it fails cleanly instead of
+swapping the machine; when it does, the report says so. When both finish, their outputs are
+compared row by row before any figure is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child_duckdb(spec: dict) -> dict:
+    from churn.settings import Settings
+    from tasks import feature_engine as engine
+
+    settings = Settings.from_env(
+        {"CHURN_HOME": spec["home"], "CHURN_RAW_DIR": spec["raw"], "CHURN_DUCKDB_THREADS": str(spec["threads"]),
+         "CHURN_DUCKDB_MEMORY_LIMIT": spec["memory_limit"], "CHURN_FEATURE_REPO": spec["repo"]}
+    )
+    from datetime import datetime
+
+    dates = [datetime.fromisoformat(d) for d in spec["dates"]]
+    started = time.perf_counter()
+    repo = engine.load_feature_repo(settings.feature_repo)
+    with engine.connect(settings) as con:
+        engine.register_sources(con, repo, engine.resolve_sources(repo, settings.raw_dir))
+        rows = engine.build_spine(con, repo, dates, with_label=True)
+        engine.evaluate_views(con, repo).write_parquet(spec["out"])
+    return {"seconds": time.perf_counter() - started, "spine_rows": rows, "peak_mib": _peak_mib()}
+
+
+def child_pandas(spec: dict) -> dict:
+    from datetime import datetime
+
+    from benchmarks.pandas_features import build_training_set
+
+    started = time.perf_counter()
+    out = build_training_set(Path(spec["raw"]), [datetime.fromisoformat(d) for d in spec["dates"]])
+    out.to_parquet(spec["out"], index=False)
+    return {"seconds": time.perf_counter() - started, "spine_rows": len(out), "peak_mib": _peak_mib()}
+
+
+def _rss_gib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return 0.0
+
+
+def _run_child(kind: str, spec: dict, timeout: float, cap_gib: float | None = None) -> dict:
+    """Run one implementation in its own process; kill it past ``timeout`` or ``cap_gib`` of RSS."""
+    spec_file = Path(spec["out"]).with_suffix(".json")
+    spec_file.write_text(json.dumps(spec))
+    out, err = Path(spec["out"]).with_suffix(".stdout"), Path(spec["out"]).with_suffix(".stderr")
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.features", "--child", kind, "--spec", str(spec_file)],
+            stdout=stdout, stderr=stderr,
+        )
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                return {"error": f"did not finish within {timeout:.0f}s"}
+            if cap_gib and _rss_gib(proc.pid) > cap_gib:
+                proc.kill()
+                proc.wait()
+                return {"error": f"did not finish: stopped at the {cap_gib:g} GiB memory cap"}
+            time.sleep(0.1)
+    if proc.returncode != 0:
+        last = (err.read_text().strip().splitlines() or ["exit code %d" % proc.returncode])[-1]
+        return {"error": f"did not finish: {last[:200]}"}
+    return json.loads(out.read_text().strip().splitlines()[-1])
+
+
+def _compare(duck: Path, naive: Path) -> str:
+    """Row-by-row comparison; floats within 1e-9 relative (summation order differs)."""
+    import pandas as pd
+
+    key = ["customer_id", "as_of"]
+    a = pd.read_parquet(duck).sort_values(key, ignore_index=True)
+    b = pd.read_parquet(naive)[list(a.columns)].sort_values(key, ignore_index=True)
+    try:
+        pd.testing.assert_frame_equal(a, b, check_dtype=False, check_exact=False, rtol=1e-9)
+    except AssertionError as exc:
+        return f"DIFFERENT: {str(exc).splitlines()[0]}"
+    return f"identical ({len(a):,} rows x {len(a.columns)} columns)"
+
+
+def _ensure_world(args: argparse.Namespace, home: Path) -> Path:
+    from churn.synthetic import WorldParams
+    from tasks.raw_data import write_world
+
+    params = WorldParams(customers=args.customers, months=args.months, activity=args.activity, seed=args.seed)
+    raw = Path(args.data) if args.data else home / "bench" / f"c{args.customers}-m{args.months}-a{args.activity}-s{args.seed}"
+    marker = raw / "world.json"
+    if not (marker.is_file() and json.loads(marker.read_text())["params"] == asdict(params)):
+        print(f"generating {args.customers:,} customers x {args.months} months (activity {args.activity}) -> {raw}", flush=True)
+        started = time.perf_counter()
+        write_world(params, raw)
+        print(f"  generated in {time.perf_counter() - started:.0f}s", flush=True)
+    return raw
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--months", type=int, default=18)
+    parser.add_argument("--activity", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--data", help="raw data directory (default: $CHURN_HOME/bench/<scale>)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--memory-limit", default="3GB", help="DuckDB memory_limit (spills to disk beyond it)")
+    parser.add_argument("--no-pandas", action="store_true", help="skip the pandas baseline")
+    parser.add_argument("--pandas-cap-gb", type=float, default=16.0, help="RSS cap (GiB) at which pandas is stopped")
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--child", choices=["duckdb", "pandas"], help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        spec = json.loads(Path(args.spec).read_text())
+        result = (child_duckdb if args.child == "duckdb" else child_pandas)(spec)
+        print(json.dumps(result))
+        return 0
+
+    from churn.featurestore import as_of_schedule
+    from churn.settings import Settings
+    from tasks import feature_engine as engine
+
+    settings = Settings.from_env()
+    raw = _ensure_world(args, settings.home)
+    repo = engine.load_feature_repo(settings.feature_repo)
+    with engine.connect(settings) as con:
+        engine.register_sources(con, repo, engine.resolve_sources(repo, raw))
+        bounds = engine.data_bounds(con, repo)
+        events = sum(con.execute(f"select count(*) from {t}").fetchall()[0][0] for t in ("transactions", "events", "tickets"))
+    dates = as_of_schedule(repo.config.spine, bounds.covered_from, bounds.covered_to)
+
+    work = Path(tempfile.mkdtemp(prefix="bench-", dir=settings.home))
+    base = {"raw": str(raw), "dates": [d.isoformat() for d in dates], "home": str(work), "repo": str(settings.feature_repo)}
+    results = {
+        "duckdb": _run_child("duckdb", {**base, "out": str(work / "duckdb.parquet"), "threads": args.threads,
+                                        "memory_limit": args.memory_limit}, args.timeout)
+    }
+    if not args.no_pandas:
+        results["pandas"] = _run_child("pandas", {**base, "out": str(work / "pandas.parquet")}, args.timeout,
+                                       cap_gib=args.pandas_cap_gb)
+
+    if all("error" not in r for r in results.values()) and "pandas" in results:
+        print(f"outputs: {_compare(work / 'duckdb.parquet', work / 'pandas.parquet')}")
+
+    print(f"\nevents {events:,} | as-of dates {len(dates)} | threads {args.threads} | DuckDB memory_limit {args.memory_limit}")
+    print(f"{'impl':<8}{'spine rows':>12}{'seconds':>10}{'events/s':>14}{'peak MiB':>10}")
+    for name, r in results.items():
+        if "error" in r:
+            print(f"{name:<8}  {r['error']}")
+        else:
+            print(f"{name:<8}{r['spine_rows']:>12,}{r['seconds']:>10.2f}{events / r['seconds']:>14,.0f}{r['peak_mib']:>10,.0f}")
+    d, p = results["duckdb"], results.get("pandas")
+    if p and "error" not in p and "error" not in d:
+        print(f"ratio    speed x{p['seconds'] / d['seconds']:.1f}, memory x{p['peak_mib'] / d['peak_mib']:.1f} (pandas / duckdb)")
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    return 0 if "error" not in d else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

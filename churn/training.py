@@ -1,0 +1,209 @@
+"""Training logic: data checks, the time split, the model pipeline, threshold choice and metrics.
+
+Pure functions over DataFrames and arrays; MLflow, Prefect and files stay in tasks/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+
+from churn.params import EstimatorParams, TrainParams
+
+KEY_AS_OF = "as_of"
+
+
+class TrainingDataError(ValueError):
+    """The training set cannot train a model; the message says what is wrong and where."""
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    numeric: list[str]
+    categorical: list[str]
+
+    @property
+    def names(self) -> list[str]:
+        return self.numeric + self.categorical
+
+
+def feature_schema(features: list[dict]) -> FeatureSchema:
+    """Split the manifest's feature list (name, dtype) into numeric and categorical columns."""
+    numeric = [f["name"] for f in features if f["dtype"] in ("int64", "float64", "bool")]
+    categorical = [f["name"] for f in features if f["dtype"] == "str"]
+    return FeatureSchema(numeric, categorical)
+
+
+def check_training_frame(frame: pd.DataFrame, label: str, schema: FeatureSchema, where: str) -> None:
+    """Raise one error listing every problem that would make training meaningless."""
+    if len(frame) == 0:
+        raise TrainingDataError(f"{where}: the training set is empty")
+    problems = []
+    missing = [c for c in [label, *schema.names] if c not in frame.columns]
+    if missing:
+        raise TrainingDataError(f"{where}: missing columns {missing}")
+    values = frame[label]
+    bad = values[~values.isin([0, 1])]
+    if values.isna().any() or len(bad):
+        shown = sorted({str(v) for v in bad.unique()[:5]} | ({"null"} if values.isna().any() else set()))
+        problems.append(f"label column {label!r} must hold only 0 and 1; found {', '.join(shown)}")
+    elif values.nunique() < 2:
+        problems.append(f"label column {label!r} has a single class ({int(values.iloc[0])}) in {len(frame)} rows")
+    null_cols = [c for c in schema.names if frame[c].isna().all()]
+    if null_cols:
+        problems.append(f"feature columns entirely null: {null_cols}")
+    if problems:
+        raise TrainingDataError(f"{where}: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+    strategy: str
+    details: dict = field(default_factory=dict)
+
+
+def split_rows(frame: pd.DataFrame, label: str, params: TrainParams, horizon_days: int) -> Split:
+    """Time split when the set has as-of history; stratified random split for a single snapshot."""
+    dates = np.sort(frame[KEY_AS_OF].unique())
+    if len(dates) == 1:
+        return _stratified(frame[label].to_numpy(), params)
+    return _time_split(frame[KEY_AS_OF], dates, params, horizon_days)
+
+
+def _time_split(as_of: pd.Series, dates: np.ndarray, params: TrainParams, horizon_days: int) -> Split:
+    """Test on the latest as-of dates, validate on earlier ones, train on the rest.
+
+    Each earlier part ends at least one label horizon before the next begins (a purge gap), so no
+    training label looks into the validation or test period.
+    """
+    horizon = np.timedelta64(timedelta(days=horizon_days))
+    test_dates = dates[-params.test_dates :]
+    before_test = dates[dates <= test_dates[0] - horizon]
+    valid_dates = before_test[-params.valid_dates :]
+    train_dates = before_test[before_test <= valid_dates[0] - horizon] if len(valid_dates) else before_test[:0]
+    if len(train_dates) == 0 or len(valid_dates) < params.valid_dates:
+        raise TrainingDataError(
+            f"time split needs more as-of dates: {len(dates)} dates, {params.test_dates} for test, "
+            f"{params.valid_dates} for validation and at least one for training, each {horizon_days} days "
+            "(the label horizon) apart from the next part; build the features over a longer history or "
+            "lower test_dates / valid_dates"
+        )
+    values = as_of.to_numpy()
+
+    def rows(chosen):
+        return np.flatnonzero(np.isin(values, chosen))
+
+    def span(chosen):
+        return f"{pd.Timestamp(chosen[0]).date()}..{pd.Timestamp(chosen[-1]).date()}"
+
+    return Split(
+        rows(train_dates), rows(valid_dates), rows(test_dates), "time",
+        {"train_as_of": span(train_dates), "valid_as_of": span(valid_dates), "test_as_of": span(test_dates),
+         "purge_days": horizon_days},
+    )
+
+
+def _stratified(y: np.ndarray, params: TrainParams) -> Split:
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(y))
+    rest, test = train_test_split(index, test_size=params.random_test_size, stratify=y, random_state=params.seed)
+    train, valid = train_test_split(rest, test_size=params.random_test_size, stratify=y[rest], random_state=params.seed)
+    return Split(np.sort(train), np.sort(valid), np.sort(test), "stratified_random",
+                 {"test_size": params.random_test_size, "reason": "single as-of snapshot: no time to split on"})
+
+
+def build_pipeline(schema: FeatureSchema, estimator: EstimatorParams, class_weight: str, seed: int):
+    """Imputation and encoding for numeric and categorical columns, then the chosen estimator."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    weight = "balanced" if class_weight == "balanced" else None
+    numeric_steps = [("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True))]
+    if estimator.kind == "logistic_regression":
+        numeric_steps.append(("scale", StandardScaler()))
+        model = LogisticRegression(C=estimator.C, max_iter=estimator.max_iter, class_weight=weight)
+    elif estimator.kind == "gradient_boosting":
+        model = GradientBoostingClassifier(
+            n_estimators=estimator.n_estimators, learning_rate=estimator.learning_rate,
+            max_depth=estimator.max_depth, subsample=estimator.subsample, random_state=seed,
+        )
+    else:
+        model = HistGradientBoostingClassifier(
+            learning_rate=estimator.learning_rate, max_iter=estimator.max_iter,
+            max_leaf_nodes=estimator.max_leaf_nodes, min_samples_leaf=estimator.min_samples_leaf,
+            l2_regularization=estimator.l2_regularization, early_stopping=estimator.early_stopping,
+            class_weight=weight, random_state=seed,
+        )
+    categorical = Pipeline([
+        ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+        ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+    ])
+    preprocess = ColumnTransformer(
+        [("numeric", Pipeline(numeric_steps), schema.numeric), ("categorical", categorical, schema.categorical)],
+        verbose_feature_names_out=False,
+    )
+    return Pipeline([("preprocess", preprocess), ("model", model)])
+
+
+def fit_kwargs(estimator: EstimatorParams, class_weight: str, y: np.ndarray) -> dict:
+    """GradientBoosting has no class_weight: pass balanced sample weights instead."""
+    if estimator.kind == "gradient_boosting" and class_weight == "balanced":
+        from sklearn.utils.class_weight import compute_sample_weight
+
+        return {"model__sample_weight": compute_sample_weight("balanced", y)}
+    return {}
+
+
+def choose_threshold(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """The probability cut-off that maximises F1 on validation data."""
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, thresholds = precision_recall_curve(y_true, proba)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision), where=(precision + recall) > 0)
+    return float(thresholds[int(np.argmax(f1[:-1]))])
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
+    from sklearn.metrics import (
+        accuracy_score, average_precision_score, brier_score_loss, f1_score, log_loss,
+        precision_score, recall_score, roc_auc_score,
+    )
+
+    y_pred = (proba >= threshold).astype(int)
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "precision": float(precision_score(y_true, y_pred, zero_division=0)),
+        "recall": float(recall_score(y_true, y_pred, zero_division=0)),
+        "f1": float(f1_score(y_true, y_pred, zero_division=0)),
+        "auc_roc": float(roc_auc_score(y_true, proba)),
+        "pr_auc": float(average_precision_score(y_true, proba)),
+        "log_loss": float(log_loss(y_true, np.clip(proba, 1e-15, 1 - 1e-15), labels=[0, 1])),
+        "brier": float(brier_score_loss(y_true, proba)),
+    }
+
+
+def search_space(base: EstimatorParams, trials: int, seed: int) -> list[EstimatorParams]:
+    """A small random search around the estimator's defaults (same kind, varied hyperparameters)."""
+    rng = np.random.default_rng(seed)
+    grids = {
+        "hist_gradient_boosting": {"learning_rate": [0.03, 0.05, 0.1], "max_leaf_nodes": [15, 31, 63],
+                                   "min_samples_leaf": [20, 40, 100], "l2_regularization": [0.0, 0.1, 1.0]},
+        "gradient_boosting": {"learning_rate": [0.05, 0.1], "max_depth": [2, 3, 4], "n_estimators": [100, 200]},
+        "logistic_regression": {"C": [0.01, 0.1, 1.0, 10.0]},
+    }[base.kind]
+    candidates = []
+    for _ in range(trials):
+        update = {name: values[int(rng.integers(len(values)))] for name, values in grids.items()}
+        candidates.append(base.model_copy(update=update))
+    return candidates

@@ -1,0 +1,35 @@
+"""train: fit a churn classifier on the latest feature set, log it to MLflow, register a challenger."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from churn.params import FeaturesParams, TrainParams
+from churn.settings import Settings
+from flows.features import features
+from tasks.training import (
+    check_tracking,
+    evaluate_model,
+    feature_set_missing,
+    fit_model,
+    load_training_data,
+    log_training_run,
+    publish_training_summary,
+    register_challenger,
+    split_training_data,
+)
+
+
+@flow(name="train")
+def train(params: TrainParams = TrainParams()) -> dict:
+    settings = Settings.from_env()
+    check_tracking(settings)
+    if params.rebuild_features or feature_set_missing(settings):
+        features(FeaturesParams())
+    data = load_training_data(settings)
+    split = split_training_data(data, params)
+    fitted = fit_model(data, split, params)
+    metrics = evaluate_model(data, split, fitted)
+    run = log_training_run(settings, params, data, split, fitted, metrics)
+    version = register_challenger(settings, params, run, metrics, data)
+    return publish_training_summary(settings, params, run, version, metrics, fitted)

@@ -1,0 +1,177 @@
+"""The train flow against a real Prefect server and a real MLflow SQLite store."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churn.params import LogisticRegressionParams, TrainParams
+from tests.fixtures.toy_data import SNAPSHOT_REPO, STREAMING_REPO, write_snapshot, write_streaming
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+FAST = TrainParams(estimator={"kind": "hist_gradient_boosting", "max_iter": 60})
+
+
+@pytest.fixture(scope="module")
+def trained(small_world, tmp_path_factory):
+    """One feature set and one training run shared by the read-only checks below."""
+    home = tmp_path_factory.mktemp("train-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHURN_HOME", str(home))
+        mp.setenv("CHURN_RAW_DIR", str(small_world))
+        mp.delenv("CHURN_FEATURE_REPO", raising=False)
+        mp.delenv("CHURN_TRACKING_URI", raising=False)
+        from churn.settings import Settings
+        from flows.train import train
+
+        result = train(FAST)  # builds the missing feature set first
+        yield Settings.from_env(), result
+
+
+def client_for(settings):
+    from tasks.mlflow_store import connect
+
+    return connect(settings)
+
+
+def test_run_logs_params_metrics_datasets_artifacts_and_tags(trained):
+    settings, result = trained
+    client = client_for(settings)
+    run = client.get_run(result["run_id"])
+    assert run.info.status == "FINISHED"
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    for key in ("estimator.kind", "estimator.max_iter", "train_size", "test_size", "feature_count",
+                "positive_rate", "as_of_first", "as_of_last", "decision_threshold", "split_strategy"):
+        assert key in params, key
+    assert params["split_strategy"] == "time" and params["estimator.max_iter"] == "60"
+    assert {"accuracy", "precision", "recall", "f1", "auc_roc", "pr_auc", "log_loss", "brier"} <= set(metrics)
+    assert 0.5 < metrics["auc_roc"] <= 1.0
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"train", "test"} and all(len(d.dataset.digest) == 16 for d in inputs.values())
+    assert {t.value for d in inputs.values() for t in d.tags if t.key == "mlflow.data.context"} == {"training", "testing"}
+    assert tags["git_commit"] and len(tags["feature_set.training_sha256"]) == 64
+    assert "sql_hash.customer_profile" in tags and "sql_hash.label" in tags
+    files = {f.path for f in client.list_artifacts(result["run_id"], "evaluation")}
+    for name in ("feature_importance.csv", "feature_importance.png", "roc_curve.png", "precision_recall_curve.png",
+                 "calibration_curve.png", "confusion_matrix.png", "feature_set_manifest.json"):
+        assert f"evaluation/{name}" in files
+
+
+def test_challenger_loads_from_the_registry_and_scores_a_dataframe(trained):
+    import mlflow
+
+    from tasks.feature_sets import TRAINING_SET, latest_feature_set, read_manifest
+
+    settings, result = trained
+    client = client_for(settings)
+    version = client.get_model_version_by_alias("churn-classifier", "challenger")
+    assert str(version.version) == result["version"] and version.run_id == result["run_id"]
+    assert "metric.auc_roc" in version.tags and version.tags["feature_set.version"]
+
+    model = mlflow.sklearn.load_model("models:/churn-classifier@challenger")
+    path = latest_feature_set(settings.features_dir)
+    names = [f["name"] for f in read_manifest(path)["features"]]
+    rows = pd.read_parquet(path / TRAINING_SET).head(300)[names]
+    proba = model.predict_proba(rows)[:, 1]
+    assert ((proba >= result["threshold"]).astype(int) == model.predict(rows)).all()
+
+    info = mlflow.models.get_model_info("models:/churn-classifier@challenger")
+    signed = [c.name for c in info.signature.inputs.inputs]
+    assert sorted(signed) == sorted(names) and info.metadata["feature_names"] == signed
+    assert info.metadata["decision_threshold"] == pytest.approx(result["threshold"])
+    assert info.flavors["sklearn"]["serialization_format"] == "skops"
+
+
+def test_same_data_same_seed_same_metrics(trained):
+    from flows.train import train
+
+    settings, first = trained
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHURN_HOME", str(settings.home))
+        mp.setenv("CHURN_RAW_DIR", str(settings.raw_dir))
+        second = train(FAST)
+    assert second["metrics"] == first["metrics"] and second["threshold"] == first["threshold"]
+    assert int(second["version"]) == int(first["version"]) + 1
+
+
+def _runs_and_models(settings):
+    client = client_for(settings)
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    return runs, client.search_registered_models()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.iloc[0:0], "the training set is empty"),
+        (lambda d: d.assign(label=0), "single class"),
+        (lambda d: d.assign(tenure_days=np.nan), "entirely null: \\['tenure_days'\\]"),
+        (lambda d: d.assign(label=d["label"].replace({1: 3})), "must hold only 0 and 1; found 3"),
+    ],
+)
+def test_bad_training_sets_fail_clearly_and_leave_nothing(trained, tmp_path, monkeypatch, change, message):
+    from flows.train import train
+    from tasks import feature_sets
+
+    settings, _ = trained
+    source = feature_sets.latest_feature_set(settings.features_dir)
+    manifest = feature_sets.read_manifest(source)
+    monkeypatch.setenv("CHURN_HOME", str(tmp_path / "home"))
+    features_dir = tmp_path / "home" / "features"
+    version, staging = feature_sets.new_staging(features_dir)
+    change(pd.read_parquet(source / feature_sets.TRAINING_SET)).to_parquet(staging / feature_sets.TRAINING_SET)
+    feature_sets.publish(features_dir, version, staging, manifest)
+    from churn.settings import Settings
+
+    with pytest.raises(Exception, match=message):
+        train(FAST)
+    runs, models = _runs_and_models(Settings.from_env())
+    assert [r for r in runs if r.info.status == "FINISHED"] == [] and models == []
+
+
+def test_unreachable_tracking_uri_fails_before_any_work(tmp_path, monkeypatch):
+    from flows.train import train
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("CHURN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CHURN_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(Exception, match="cannot reach the MLflow tracking store at http://127.0.0.1"):
+        train(FAST)
+    assert not (tmp_path / "home" / "features").exists()
+
+
+def test_search_logs_nested_trials_and_keeps_the_best(trained, tmp_path, monkeypatch):
+    from flows.train import train
+
+    settings, _ = trained
+    monkeypatch.setenv("CHURN_HOME", str(settings.home))
+    monkeypatch.setenv("CHURN_RAW_DIR", str(settings.raw_dir))
+    params = FAST.model_copy(update={"search": True, "search_trials": 2, "experiment": "churn-search"})
+    result = train(params)
+    client = client_for(settings)
+    children = client.search_runs([result["experiment_id"]], f"tags.mlflow.parentRunId = '{result['run_id']}'")
+    assert len(children) == 3  # the default estimator plus two sampled candidates
+    best = max(c.data.metrics["valid_auc_roc"] for c in children)
+    assert client.get_run(result["run_id"]).data.metrics["valid_auc_roc"] == pytest.approx(best)
+
+
+@pytest.mark.parametrize("shape", ["streaming", "snapshot"])
+def test_trains_on_bring_your_own_data_without_code_changes(tmp_path, monkeypatch, shape):
+    from flows.train import train
+
+    repo, write = {"streaming": (STREAMING_REPO, write_streaming), "snapshot": (SNAPSHOT_REPO, write_snapshot)}[shape]
+    raw = write(tmp_path / "raw", 1200) if shape == "snapshot" else write(tmp_path / "raw", 400)
+    monkeypatch.setenv("CHURN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CHURN_RAW_DIR", str(raw))
+    monkeypatch.setenv("CHURN_FEATURE_REPO", str(repo))
+    params = FAST if shape == "snapshot" else FAST.model_copy(update={"estimator": LogisticRegressionParams()})
+    result = train(params)
+    from churn.settings import Settings
+
+    run = client_for(Settings.from_env()).get_run(result["run_id"])
+    expected = "stratified_random" if shape == "snapshot" else "time"
+    assert run.data.params["split_strategy"] == expected
+    assert result["version"] == "1"
