@@ -154,7 +154,7 @@ def _stratified_sample(y: np.ndarray, size: int, seed: int) -> np.ndarray:
 
 
 def _write_evaluation(out: Path, data: TrainingData, split: training.Split, fitted: FittedModel, seed: int) -> None:
-    """Feature importance (CSV + chart), ROC, precision-recall, calibration and confusion-matrix plots."""
+    """Feature importance (CSV + chart) and ROC, precision-recall, calibration and confusion-matrix plots."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -191,20 +191,21 @@ def _write_evaluation(out: Path, data: TrainingData, split: training.Split, fitt
     ax.barh(table["feature"][::-1], table["importance"][::-1])
     ax.set_title(f"Feature importance ({method})")
     fig.tight_layout()
-    fig.savefig(out / "feature_importance.png", dpi=100)
+    fig.savefig(out / "feature_importance.png", dpi=90)
     plt.close(fig)
-    for name, draw in (
-        ("roc_curve", lambda ax: RocCurveDisplay.from_predictions(y_test, proba, ax=ax)),
-        ("precision_recall_curve", lambda ax: PrecisionRecallDisplay.from_predictions(y_test, proba, ax=ax)),
-        ("calibration_curve", lambda ax: CalibrationDisplay.from_predictions(y_test, proba, n_bins=10, strategy="quantile", ax=ax)),
-        ("confusion_matrix", lambda ax: ConfusionMatrixDisplay.from_predictions(y_test, (proba >= fitted.threshold).astype(int), ax=ax)),
-    ):
-        fig, ax = plt.subplots(figsize=(5, 5))
-        draw(ax)
-        ax.set_title(name.replace("_", " ") + (f" (threshold {fitted.threshold:.3f})" if name == "confusion_matrix" else ""))
-        fig.tight_layout()
-        fig.savefig(out / f"{name}.png", dpi=100)
-        plt.close(fig)
+    # one 2x2 figure: a single render is most of the cost of a plot here
+    fig, axes = plt.subplots(2, 2, figsize=(10, 10))
+    RocCurveDisplay.from_predictions(y_test, proba, ax=axes[0, 0])
+    PrecisionRecallDisplay.from_predictions(y_test, proba, ax=axes[0, 1])
+    CalibrationDisplay.from_predictions(y_test, proba, n_bins=10, strategy="quantile", ax=axes[1, 0])
+    ConfusionMatrixDisplay.from_predictions(y_test, (proba >= fitted.threshold).astype(int), ax=axes[1, 1], colorbar=False)
+    for ax, title in zip(axes.flat, ("ROC curve", "Precision-recall curve", "Calibration curve",
+                                     f"Confusion matrix (threshold {fitted.threshold:.3f})")):
+        ax.set_title(title)
+    fig.suptitle(f"Test set: {len(y_test)} rows, {int(y_test.sum())} positive")
+    fig.tight_layout()
+    fig.savefig(out / "evaluation_curves.png", dpi=90)
+    plt.close(fig)
 
 
 def _dataset(data: TrainingData, rows: np.ndarray, name: str, source: Path, file_sha: str):

@@ -14,7 +14,7 @@ from tests.helpers import ROOT
 pytestmark = pytest.mark.slow
 
 
-def test_features_deployment_completes_through_a_process_worker(prefect_server, small_world, tmp_path):
+def test_deployments_complete_through_a_process_worker(prefect_server, small_world, tmp_path):
     env = {
         **os.environ,
         "CHURN_HOME": str(tmp_path / "home"),
@@ -31,18 +31,46 @@ def test_features_deployment_completes_through_a_process_worker(prefect_server, 
     workers = tmp_path / "worker"
     stack.start_process("prefect-worker", [prefect, "worker", "start", "--pool", stack.POOL, "--type", "process"],
                         {k: env[k] for k in ("CHURN_HOME", "CHURN_RAW_DIR", "CHURN_DUCKDB_MEMORY_LIMIT")}, workers, ROOT)
+    runs = {}
     try:
-        run = subprocess.run(
-            [prefect, "deployment", "run", "features/features-daily", "--watch", "--watch-timeout", "900"],
-            env=env, cwd=ROOT, capture_output=True, text=True, timeout=1200,
-        )
+        for name in ("features/features-daily", "train/train-weekly"):
+            runs[name] = subprocess.run(
+                [prefect, "deployment", "run", name, "--watch", "--watch-timeout", "900"],
+                env=env, cwd=ROOT, capture_output=True, text=True, timeout=1200,
+            )
     finally:
         stack.stop_process("prefect-worker", workers)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:] + (workers / "prefect-worker.log").read_text()[-3000:]
-    assert "Completed" in run.stdout
+    for name, run in runs.items():
+        log = (workers / "prefect-worker.log").read_text()[-3000:]
+        assert run.returncode == 0 and "Completed" in run.stdout, name + run.stdout[-3000:] + run.stderr[-3000:] + log
     latest = json.loads((tmp_path / "home" / "features" / "latest.json").read_text())
     assert (tmp_path / "home" / "features" / "runs" / latest["version"] / "training_set.parquet").is_file()
+    assert (tmp_path / "home" / "mlflow.db").is_file()  # the worker's train run logged to the project store
 
-    inspect = subprocess.run([prefect, "deployment", "inspect", "features/features-daily"], env=env, cwd=ROOT,
-                             capture_output=True, text=True)
-    assert "0 5 * * *" in inspect.stdout  # scheduled daily
+    for name, cron in (("features/features-daily", "0 5 * * *"), ("train/train-weekly", "0 6 * * 1")):
+        inspect = subprocess.run([prefect, "deployment", "inspect", name], env=env, cwd=ROOT, capture_output=True, text=True)
+        assert cron in inspect.stdout, name
+
+
+def test_training_through_an_mlflow_server(prefect_server, small_world, tmp_path, monkeypatch):
+    """Any tracking URI works: here the MLflow server `make up` starts, on a free port."""
+    from churn.settings import Settings
+    from flows.train import train
+    from tasks.mlflow_store import connect
+    from tests.conftest import free_port
+    from tests.integration.test_train_flow import FAST
+
+    monkeypatch.setenv("CHURN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CHURN_RAW_DIR", str(small_world))
+    port = free_port()
+    directory = tmp_path / "stack"
+    try:
+        url = stack.start_mlflow_server(Settings.from_env(), directory, ROOT, port=port, timeout=240)
+        monkeypatch.setenv("CHURN_TRACKING_URI", url)
+        result = train(FAST)
+        client = connect(Settings.from_env())
+        assert client.get_run(result["run_id"]).info.status == "FINISHED"
+        assert str(client.get_model_version_by_alias("churn-classifier", "challenger").version) == result["version"]
+        assert {f.path for f in client.list_artifacts(result["run_id"])} >= {"evaluation"}
+    finally:
+        stack.stop_process("mlflow-server", directory)

@@ -55,8 +55,7 @@ def test_run_logs_params_metrics_datasets_artifacts_and_tags(trained):
     assert tags["git_commit"] and len(tags["feature_set.training_sha256"]) == 64
     assert "sql_hash.customer_profile" in tags and "sql_hash.label" in tags
     files = {f.path for f in client.list_artifacts(result["run_id"], "evaluation")}
-    for name in ("feature_importance.csv", "feature_importance.png", "roc_curve.png", "precision_recall_curve.png",
-                 "calibration_curve.png", "confusion_matrix.png", "feature_set_manifest.json"):
+    for name in ("feature_importance.csv", "feature_importance.png", "evaluation_curves.png", "feature_set_manifest.json"):
         assert f"evaluation/{name}" in files
 
 

@@ -1,0 +1,103 @@
+"""Benchmark: the train flow's wall time beside the bare fit and evaluation of the same estimator.
+
+    .venv/bin/python -m benchmarks.train [--repeats 3]
+
+Uses the latest feature set under $CHURN_HOME (run `make demo` or `churn features build` first) and
+a throw-away MLflow store, so nothing is registered in yours. Imports, the Prefect API start-up and
+the MLflow store's creation happen before any timing ("excluding the interpreter's first imports").
+
+The naive baseline is what a notebook does with no orchestration or tracking: read the training
+set, the same time split, fit, predict the test set, the same metrics and the same permutation
+importance. The flow adds Prefect tasks, the MLflow run (params, metrics, datasets, plots, the
+skops model with signature) and the registry. Target: flow <= 1.5x the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def bare_fit_and_evaluate(features_dir: Path) -> dict[str, float]:
+    import pandas as pd
+    from sklearn.inspection import permutation_importance
+
+    from churn import training
+    from churn.params import TrainParams
+    from tasks import feature_sets
+    from tasks.training import _stratified_sample
+
+    started = time.perf_counter()
+    path = feature_sets.latest_feature_set(features_dir)
+    manifest = feature_sets.read_manifest(path)
+    frame = pd.read_parquet(path / feature_sets.TRAINING_SET)
+    schema = training.feature_schema(manifest["features"])
+    params = TrainParams()
+    split = training.split_rows(frame, manifest["label"], params, manifest["horizon_days"])
+    x, y = frame[schema.names], frame[manifest["label"]].to_numpy()
+    pipe = training.build_pipeline(schema, params.estimator, params.class_weight, params.seed)
+    fit_started = time.perf_counter()
+    pipe.fit(x.iloc[split.train], y[split.train])
+    fit = time.perf_counter() - fit_started
+    threshold = training.choose_threshold(y[split.valid], pipe.predict_proba(x.iloc[split.valid])[:, 1])
+    x_test, y_test = x.iloc[split.test], y[split.test]
+    training.classification_metrics(y_test, pipe.predict_proba(x_test)[:, 1], threshold)
+    sample = _stratified_sample(y_test, 3000, params.seed)
+    permutation_importance(pipe, x_test.iloc[sample], y_test[sample], scoring="roc_auc", n_repeats=2,
+                           random_state=params.seed, n_jobs=1)
+    return {"fit": fit, "total": time.perf_counter() - started}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    from churn.settings import Settings
+    from tasks.feature_sets import latest_feature_set
+    from tasks.stack import prefect_env, running_port
+
+    settings = Settings.from_env()
+    latest_feature_set(settings.features_dir)  # fail early with a clear message when there is none
+    port = None if os.environ.get("PREFECT_API_URL") else running_port(settings)
+    for key, value in prefect_env(settings, port).items():
+        os.environ.setdefault(key, value)
+    store = tempfile.mkdtemp(prefix="bench-mlflow-", dir=settings.home)
+    os.environ["CHURN_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
+
+    # first imports, the Prefect API and the MLflow store's creation: outside every timing
+    import matplotlib.pyplot  # noqa: F401
+    import mlflow.sklearn  # noqa: F401
+    import skops.io  # noqa: F401
+    from prefect import flow
+
+    from flows.train import train
+    from tasks.mlflow_store import connect
+
+    connect(Settings.from_env())
+    flow(lambda: None, name="warm-up")()
+
+    bare, flows = [], []
+    for _ in range(args.repeats):
+        bare.append(bare_fit_and_evaluate(settings.features_dir))
+        started = time.perf_counter()
+        train()
+        flows.append(time.perf_counter() - started)
+    fit = statistics.median(b["fit"] for b in bare)
+    total = statistics.median(b["total"] for b in bare)
+    wall = statistics.median(flows)
+    print(f"\nmedian of {args.repeats} runs on the latest feature set ({settings.features_dir})")
+    print(f"bare fit                              {fit:6.2f} s")
+    print(f"bare fit + evaluation (naive)         {total:6.2f} s")
+    print(f"train flow (Prefect + MLflow + registry) {wall:6.2f} s")
+    print(f"ratio flow / (fit + evaluation)       {wall / total:6.2f}x   (target <= 1.5x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
