@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 PORT ?= 4200
 export CHURN_HOME ?= $(CURDIR)/.churn
 
-.PHONY: help venv demo test data list-features features train mlflow-ui up down deploy run-features run-train pins clean
+.PHONY: help venv demo test data list-features features train rollback mlflow-ui up down deploy run-features run-train pins clean
 
 help:
 	@echo "make demo          set up, generate the synthetic data, run the pipeline, print where to look"
@@ -16,6 +16,7 @@ help:
 	@echo "make deploy        register every deployment in prefect.yaml with the running server"
 	@echo "make run-features  run the features deployment through the worker and watch it"
 	@echo "make run-train     run the train deployment through the worker and watch it"
+	@echo "make rollback REASON=...  move @champion back to @previous and record why"
 	@echo "make mlflow-ui     the MLflow UI on the pipeline's tracking store (127.0.0.1:5000)"
 	@echo "make list-features every feature with its view, dtype, SQL hash and description"
 
@@ -46,6 +47,10 @@ features: venv
 
 train: venv
 	$(BIN)/churn train
+
+rollback: venv  ## make rollback REASON="why"
+	@test -n "$(REASON)" || { echo 'usage: make rollback REASON="why the champion is rolled back"'; exit 2; }
+	$(BIN)/churn rollback --reason "$(REASON)"
 
 mlflow-ui: venv  ## the MLflow UI on the pipeline's tracking store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CHURN_HOME)/mlflow.db --host 127.0.0.1 --port 5000 --workers 1

@@ -249,8 +249,12 @@ def as_of_schedule(spine: SpineSpec, first_event: datetime, last_event: datetime
     return dates
 
 
-def online_as_of(spine: SpineSpec, watermark: datetime) -> datetime:
-    """The "now" for serving: midnight after the latest known row, or the snapshot time."""
+def online_as_of(spine: SpineSpec, last_event: datetime) -> datetime:
+    """The "now" for serving: midnight after the latest event, or the snapshot time.
+
+    Event time, not arrival time: a late row arriving days after the last event must not move
+    "now" into a stretch with no data yet, which would make every recent-activity feature zero.
+    """
     if spine.snapshot_at is not None:
         return spine.snapshot_at
-    return datetime(watermark.year, watermark.month, watermark.day) + timedelta(days=1)
+    return datetime(last_event.year, last_event.month, last_event.day) + timedelta(days=1)

@@ -17,7 +17,7 @@ class FeaturesParams(BaseModel):
     end: datetime | None = Field(None, description="last training as-of (default: label horizon before the last event)")
     every_days: int | None = Field(None, gt=0, description="days between training as-of dates")
     online_as_of: datetime | None = Field(
-        None, description="as-of of the online snapshot (default: midnight after the latest known row)"
+        None, description="as-of of the online snapshot (default: midnight after the latest event)"
     )
 
     @model_validator(mode="after")
@@ -61,6 +61,68 @@ EstimatorParams = Annotated[
 ]
 
 
+GateMode = Literal["enforce", "warn"]
+
+
+class PerformanceGate(BaseModel):
+    """Minimum test metrics at the stored threshold; WARN within ``warn_band`` below a minimum."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: GateMode = "enforce"
+    min_auc_roc: float = Field(0.75, ge=0, le=1)
+    min_pr_auc: float = Field(0.2, ge=0, le=1)
+    min_recall: float = Field(0.3, ge=0, le=1)
+    warn_band: float = Field(0.02, ge=0, le=1)
+
+
+class RegressionGate(BaseModel):
+    """Challenger vs champion, both scored on the challenger's (current) test set."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: GateMode = "enforce"
+    metrics: list[Literal["auc_roc", "pr_auc", "f1", "recall", "precision"]] = ["auc_roc", "pr_auc"]
+    max_degradation: float = Field(0.01, ge=0, le=1, description="a drop up to this is WARN, beyond it FAIL")
+
+
+class LatencyGate(BaseModel):
+    """p50/p99 of scoring the model as served, one row and 1,000 rows per call."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: GateMode = "enforce"
+    max_p99_single_ms: float = Field(50.0, gt=0)
+    max_p99_batch_ms: float = Field(500.0, gt=0)
+    calls: int = Field(200, ge=20, le=10_000)
+
+
+class DriftGate(BaseModel):
+    """PSI per feature between the training set and the latest online snapshot."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: GateMode = "enforce"
+    warn_psi: float = Field(0.1, ge=0)
+    max_psi: float = Field(0.25, ge=0)
+    bins: int = Field(10, ge=2, le=100)
+
+
+class SliceGate(BaseModel):
+    """Test AUC per level of each slice column; FAIL when the best and worst differ by more than max_gap."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: GateMode = "enforce"
+    columns: list[str] | None = Field(None, description="default: every categorical feature")
+    max_gap: float = Field(0.15, ge=0, le=1)
+    min_rows: int = Field(300, ge=10)
+
+
+class GateParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    performance: PerformanceGate = PerformanceGate()
+    regression: RegressionGate = RegressionGate()
+    latency: LatencyGate = LatencyGate()
+    drift: DriftGate = DriftGate()
+    slices: SliceGate = SliceGate()
+
+
 class TrainParams(BaseModel):
     """The ``train`` flow: which estimator, how to split, and whether to search hyperparameters."""
 
@@ -78,4 +140,14 @@ class TrainParams(BaseModel):
     search_trials: int = Field(6, ge=1, le=50)
     rebuild_features: bool = Field(False, description="run the features flow first even if a feature set exists")
     experiment: str = Field("churn", min_length=1)
+    model_name: str = Field("churn-classifier", min_length=1)
+    gates: GateParams = GateParams()
+    promote: bool = Field(True, description="move @champion to the challenger when the gates approve it")
+
+
+class RollbackParams(BaseModel):
+    """The ``rollback`` flow: why the champion is being rolled back (recorded on the model version)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=3, description="why; kept as a tag on the rolled-back version and in the event log")
     model_name: str = Field("churn-classifier", min_length=1)

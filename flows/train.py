@@ -1,4 +1,5 @@
-"""train: fit a churn classifier on the latest feature set, log it to MLflow, register a challenger."""
+"""train: fit a churn classifier on the latest feature set, log it to MLflow, register a challenger,
+run the validation gates and promote it to champion only when they approve it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,15 @@ from prefect import flow
 from churn.params import FeaturesParams, TrainParams
 from churn.settings import Settings
 from flows.features import features
+from tasks.gates import (
+    decide,
+    measure_drift,
+    measure_latency,
+    measure_slices,
+    promote_if_approved,
+    publish_gate_report,
+    score_champion,
+)
 from tasks.training import (
     check_tracking,
     evaluate_model,
@@ -32,4 +42,13 @@ def train(params: TrainParams = TrainParams()) -> dict:
     metrics = evaluate_model(data, split, fitted)
     run = log_training_run(settings, params, data, split, fitted, metrics)
     version = register_challenger(settings, params, run, metrics, data)
-    return publish_training_summary(settings, params, run, version, metrics, fitted)
+    champion = score_champion(settings, params, data, split)
+    report = decide(
+        params, version, metrics, champion,
+        measure_latency(data, split, fitted, params.gates),
+        measure_drift(settings, data, split, params.gates),
+        measure_slices(data, split, fitted, params.gates),
+    )
+    publish_gate_report(settings, params, run, report)
+    promotion = promote_if_approved(settings, params, report)
+    return publish_training_summary(settings, params, run, version, metrics, fitted, report, promotion)

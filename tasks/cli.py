@@ -97,7 +97,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.search:
         params = params.model_copy(update={"search": True})
     result = train(params)
-    print(json.dumps({k: result[k] for k in ("run_id", "model_name", "version", "metrics", "threshold")}, indent=2))
+    print(result["report"])
+    print(json.dumps({k: result[k] for k in ("run_id", "model_name", "version", "decision", "promoted", "champion",
+                                            "metrics", "threshold")}, indent=2))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    _use_prefect()
+    from churn.params import RollbackParams
+    from flows.rollback import rollback
+
+    event = rollback(RollbackParams(reason=args.reason, model_name=args.model))
+    print(f"{event['model']}: champion v{event['rolled_back']} -> v{event['champion']} ({event['reason']})")
     return 0
 
 
@@ -114,7 +126,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = features()
     manifest = result["manifest"]
     training, online = manifest["training_set"], manifest["online_snapshot"]
-    print("== train flow")
+    print("== train flow (train, log, register, gates, promote)")
     run = train()
     metrics = "  ".join(f"{k} {v:.3f}" for k, v in run["metrics"].items())
     print(
@@ -129,6 +141,8 @@ model         {run['model_name']} version {run['version']} (@challenger), {run['
   MLflow run  {run['run_id']}
   test        {metrics}
   threshold   {run['threshold']:.3f} (chosen on validation data)
+  gates       {run['decision']}: champion is version {run['champion']}
+{run['report']}
 raw data      {settings.raw_dir}/
 features      .venv/bin/churn features list
 MLflow UI     make mlflow-ui   (then open http://127.0.0.1:5000; store {settings.tracking_uri})
@@ -191,6 +205,11 @@ def _parser() -> argparse.ArgumentParser:
     trn.add_argument("--params", help='TrainParams as JSON, e.g. \'{"estimator": {"kind": "logistic_regression"}}\'')
     trn.add_argument("--search", action="store_true", help="small hyperparameter search (nested MLflow runs)")
     trn.set_defaults(func=cmd_train)
+
+    rbk = sub.add_parser("rollback", help="run the rollback flow: @champion back to @previous")
+    rbk.add_argument("--reason", required=True)
+    rbk.add_argument("--model", default="churn-classifier")
+    rbk.set_defaults(func=cmd_rollback)
 
     stk = sub.add_parser("stack", help="local Prefect server and process worker")
     stk.add_argument("action", choices=["up", "down", "deploy", "status"])

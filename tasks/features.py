@@ -92,7 +92,7 @@ def build_online_snapshot(
     settings: Settings, repo: FeatureRepo, params: FeaturesParams, bounds: dict, staging: Path
 ) -> dict:
     """Evaluate the same views for every entity eligible at one as-of: the serving snapshot."""
-    as_of = params.online_as_of or online_as_of(repo.config.spine, bounds["watermark"])
+    as_of = params.online_as_of or online_as_of(repo.config.spine, bounds["covered_to"])
     rows = _build(settings, repo, [as_of], with_label=False, out=staging / feature_sets.ONLINE_SNAPSHOT)
     get_run_logger().info("online snapshot: %d entities as of %s", rows, as_of)
     return {"rows": rows, "as_of": as_of}

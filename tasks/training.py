@@ -321,7 +321,8 @@ def mlflow_ui_url(run: dict, port: int = 5000) -> str:
 
 @task(cache_policy=NO_CACHE)
 def publish_training_summary(
-    settings: Settings, params: TrainParams, run: dict, version: str, metrics: dict, fitted: FittedModel
+    settings: Settings, params: TrainParams, run: dict, version: str, metrics: dict, fitted: FittedModel,
+    report, promotion: dict,
 ) -> dict:
     """The run's metrics as a Prefect table artifact with a link to the MLflow run."""
     from prefect.artifacts import create_link_artifact, create_table_artifact
@@ -337,4 +338,5 @@ def publish_training_summary(
         description=f"open with `make mlflow-ui` (store: {settings.tracking_uri})",
     )
     return {**run, "model_name": params.model_name, "version": version, "metrics": metrics,
-            "threshold": fitted.threshold, "estimator": fitted.estimator_params}
+            "threshold": fitted.threshold, "estimator": fitted.estimator_params,
+            "decision": report.decision, "report": report.to_text(), **promotion}

@@ -1,0 +1,236 @@
+"""Validation gates: thresholds with a warn band, regression vs the champion, latency, PSI drift,
+slice gaps, and the PASS/WARN/FAIL report that decides APPROVED or REJECTED.
+
+Every gate fails by default; a gate in ``warn`` mode reports what would have failed as WARN.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+Status = Literal["PASS", "WARN", "FAIL"]
+MISSING = "__missing__"
+UNSEEN = "__unseen__"
+
+
+@dataclass(frozen=True)
+class Check:
+    gate: str
+    name: str
+    status: Status
+    value: float | None
+    threshold: float | None
+    message: str
+
+
+def apply_mode(check: Check, mode: str) -> Check:
+    """In ``warn`` mode a failing check is reported as WARN, and says so."""
+    if mode == "warn" and check.status == "FAIL":
+        return Check(check.gate, check.name, "WARN", check.value, check.threshold, check.message + " (warn mode: would fail)")
+    return check
+
+
+def at_least(gate: str, name: str, value: float, minimum: float, warn_band: float) -> Check:
+    """PASS at or above ``minimum``; WARN within ``warn_band`` below it; FAIL further below."""
+    status: Status = "PASS" if value >= minimum else "WARN" if value >= minimum - warn_band else "FAIL"
+    return Check(gate, name, status, value, minimum, f"{name}: {value:.4f} (min {minimum}, warn band {warn_band})")
+
+
+def at_most(gate: str, name: str, value: float, maximum: float, warn_at: float | None = None, unit: str = "") -> Check:
+    """PASS at or below ``warn_at`` (or ``maximum``); WARN up to ``maximum``; FAIL above it."""
+    warn_at = maximum if warn_at is None else warn_at
+    status: Status = "PASS" if value <= warn_at else "WARN" if value <= maximum else "FAIL"
+    return Check(gate, name, status, value, maximum, f"{name}: {value:.4f}{unit} (max {maximum}{unit})")
+
+
+def no_regression(metric: str, challenger: float, champion: float | None, max_drop: float, lower_is_better: bool = False) -> Check:
+    """Challenger vs champion on the same holdout: PASS if not worse, WARN within ``max_drop``, FAIL beyond."""
+    if champion is None:
+        return Check("regression", metric, "PASS", challenger, None, f"{metric}: {challenger:.4f}; no champion yet, nothing to regress from")
+    drop = (challenger - champion) if lower_is_better else (champion - challenger)
+    status: Status = "PASS" if drop <= 0 else "WARN" if drop <= max_drop else "FAIL"
+    return Check("regression", metric, status, challenger, champion,
+                 f"{metric}: challenger {challenger:.4f}, champion {champion:.4f}, degradation {drop:+.4f} (max {max_drop})")
+
+
+# --- Population Stability Index ------------------------------------------------------------------
+
+def _smoothed(counts: np.ndarray, eps: float) -> np.ndarray:
+    """Shares with empty bins floored at ``eps`` (then renormalised) so the log term stays finite."""
+    shares = counts / counts.sum()
+    shares = np.maximum(shares, eps)
+    return shares / shares.sum()
+
+
+def psi_from_counts(reference: np.ndarray, current: np.ndarray, eps: float = 1e-4) -> float:
+    p = _smoothed(np.asarray(reference, dtype=float), eps)
+    q = _smoothed(np.asarray(current, dtype=float), eps)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def quantile_edges(reference: np.ndarray, bins: int) -> np.ndarray:
+    """Interior bin edges at the reference's quantiles (ties collapse, so a bin is never empty by design)."""
+    values = reference[~np.isnan(reference)]
+    if len(values) == 0:
+        return np.array([])
+    return np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
+
+
+def numeric_bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts per bin ``(-inf, e1], (e1, e2], ..., (ek, inf)`` plus a final bin for missing values."""
+    values = np.asarray(values, dtype=float)
+    missing = np.isnan(values)
+    index = np.searchsorted(edges, values[~missing], side="left")
+    counts = np.bincount(index, minlength=len(edges) + 1).astype(float)
+    return np.append(counts, missing.sum())
+
+
+def categorical_bin_counts(values: Sequence, levels: Sequence[str]) -> np.ndarray:
+    """Counts per reference level, then one bin for levels never seen in the reference, then missing."""
+    series = pd.Series(values, dtype=object)
+    missing = series.isna()
+    known = series[~missing].astype(str)
+    counts = known.value_counts()
+    in_levels = [float(counts.get(level, 0)) for level in levels]
+    unseen = float(counts[~counts.index.isin(list(levels))].sum())
+    return np.array([*in_levels, unseen, float(missing.sum())])
+
+
+def population_stability_index(reference: pd.Series, current: pd.Series, bins: int = 10, eps: float = 1e-4) -> float:
+    """PSI of one feature: quantile bins from the reference for numbers, levels for categories."""
+    if pd.api.types.is_numeric_dtype(reference) and not pd.api.types.is_bool_dtype(reference):
+        ref = reference.to_numpy(dtype=float, na_value=np.nan)
+        edges = quantile_edges(ref, bins)
+        return psi_from_counts(numeric_bin_counts(ref, edges), numeric_bin_counts(current.to_numpy(dtype=float, na_value=np.nan), edges), eps)
+    levels = sorted(reference.dropna().astype(str).unique())
+    return psi_from_counts(categorical_bin_counts(reference, levels), categorical_bin_counts(current, levels), eps)
+
+
+# --- slices ----------------------------------------------------------------------------------------
+
+def slice_metrics(frame: pd.DataFrame, column: str, y_true: str, proba: str, min_rows: int) -> dict[str, float]:
+    """AUC per level of ``column`` where the slice has ``min_rows`` rows and both classes."""
+    from sklearn.metrics import roc_auc_score
+
+    out = {}
+    for level, part in frame.groupby(frame[column].fillna(MISSING).astype(str), sort=True):
+        if len(part) >= min_rows and part[y_true].nunique() == 2:
+            out[str(level)] = float(roc_auc_score(part[y_true], part[proba]))
+    return out
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GateReport:
+    checks: tuple[Check, ...]
+    model_name: str
+    challenger_version: str
+    champion_version: str | None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {s: sum(c.status == s for c in self.checks) for s in ("PASS", "WARN", "FAIL")}
+
+    @property
+    def approved(self) -> bool:
+        return self.counts["FAIL"] == 0
+
+    @property
+    def decision(self) -> str:
+        return "APPROVED" if self.approved else "REJECTED"
+
+    def to_text(self) -> str:
+        champion = f"v{self.champion_version}" if self.champion_version else "none"
+        lines = ["=" * 72, "MODEL VALIDATION REPORT",
+                 f"{self.model_name}: challenger v{self.challenger_version} vs champion {champion}", "=" * 72]
+        lines += [f"  [{c.status}] {c.gate}: {c.message}" for c in self.checks]
+        counts = self.counts
+        lines += ["=" * 72, f"Results: {counts['PASS']} passed, {counts['WARN']} warnings, {counts['FAIL']} failed",
+                  f"Overall: {self.decision}", "=" * 72]
+        return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        rows = "\n".join(
+            f"| {c.status} | {c.gate} | {c.name} | {_fmt(c.value)} | {_fmt(c.threshold)} | {c.message} |" for c in self.checks
+        )
+        counts = self.counts
+        return (
+            f"# {self.decision}: {self.model_name} v{self.challenger_version}\n\n"
+            f"{counts['PASS']} passed, {counts['WARN']} warnings, {counts['FAIL']} failed "
+            f"(champion: {('v' + self.champion_version) if self.champion_version else 'none'})\n\n"
+            "| status | gate | check | value | threshold | detail |\n|---|---|---|---|---|---|\n" + rows + "\n"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "model_name": self.model_name, "challenger_version": self.challenger_version,
+            "champion_version": self.champion_version, "decision": self.decision, "counts": self.counts,
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.4g}"
+
+
+def evaluate_gates(
+    params,
+    *,
+    model_name: str,
+    challenger_version: str,
+    challenger_metrics: dict[str, float],
+    champion_version: str | None,
+    champion_metrics: dict[str, float] | None,
+    champion_note: str | None,
+    latency_ms: dict[str, float],
+    psi: dict[str, float],
+    slices: dict[str, dict[str, float]],
+) -> GateReport:
+    """Turn measured numbers into the ordered checks of every gate (``params`` is a GateParams)."""
+    checks: list[Check] = []
+    perf = params.performance
+    for metric, minimum in (("auc_roc", perf.min_auc_roc), ("pr_auc", perf.min_pr_auc), ("recall", perf.min_recall)):
+        checks.append(apply_mode(at_least("performance", metric, challenger_metrics[metric], minimum, perf.warn_band), perf.mode))
+
+    reg = params.regression
+    if champion_note:
+        checks.append(apply_mode(Check("regression", "champion", "FAIL", None, None, champion_note), reg.mode))
+    else:
+        for metric in reg.metrics:
+            champion = None if champion_metrics is None else champion_metrics[metric]
+            checks.append(apply_mode(no_regression(metric, challenger_metrics[metric], champion, reg.max_degradation), reg.mode))
+
+    lat = params.latency
+    for name, maximum in (("single_row", lat.max_p99_single_ms), ("batch_1000", lat.max_p99_batch_ms)):
+        check = at_most("latency", f"p99_{name}", latency_ms[f"{name}_p99"], maximum, unit=" ms")
+        message = f"{name}: p50 {latency_ms[f'{name}_p50']:.2f} ms, p99 {latency_ms[f'{name}_p99']:.2f} ms (max p99 {maximum} ms)"
+        checks.append(apply_mode(Check(check.gate, check.name, check.status, check.value, check.threshold, message), lat.mode))
+
+    drift = params.drift
+    for feature, value in sorted(psi.items(), key=lambda kv: -kv[1]):
+        check = at_most("drift", f"psi_{feature}", value, drift.max_psi, warn_at=drift.warn_psi)
+        message = f"{feature} PSI {value:.4f} (warn {drift.warn_psi}, max {drift.max_psi})"
+        checks.append(apply_mode(Check(check.gate, check.name, check.status, value, drift.max_psi, message), drift.mode))
+
+    sl = params.slices
+    for column, per_level in slices.items():
+        if len(per_level) < 2:
+            checks.append(Check("slices", f"auc_gap_{column}", "PASS", None, sl.max_gap,
+                                f"{column}: fewer than two slices with {sl.min_rows}+ rows and both classes; nothing to compare"))
+            continue
+        worst, best = min(per_level, key=per_level.get), max(per_level, key=per_level.get)
+        gap = per_level[best] - per_level[worst]
+        status: Status = "PASS" if gap <= sl.max_gap else "FAIL"
+        detail = ", ".join(f"{k} {v:.3f}" for k, v in sorted(per_level.items()))
+        checks.append(apply_mode(Check("slices", f"auc_gap_{column}", status, gap, sl.max_gap,
+                                       f"{column} AUC gap {gap:.4f} ({worst} vs {best}; max {sl.max_gap}): {detail}"), sl.mode))
+    return GateReport(tuple(checks), model_name, challenger_version, champion_version)

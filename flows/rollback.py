@@ -1,0 +1,15 @@
+"""rollback: point @champion back at @previous and record why."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from churn.params import RollbackParams
+from churn.settings import Settings
+from tasks.registry_tasks import roll_back_champion
+
+
+@flow(name="rollback")
+def rollback(params: RollbackParams) -> dict:
+    settings = Settings.from_env()
+    return roll_back_champion(settings, params)

@@ -1,0 +1,27 @@
+"""Registry-stage tasks (the alias logic itself lives in tasks/registry.py)."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+from churn.params import RollbackParams
+from churn.settings import Settings
+from tasks import mlflow_store, registry
+
+
+@task(cache_policy=NO_CACHE)
+def roll_back_champion(settings: Settings, params: RollbackParams) -> dict:
+    """Move @champion back to @previous; the rolled-back version keeps the reason as a tag."""
+    client = mlflow_store.connect(settings)
+    event = registry.rollback(settings, client, params.model_name, params.reason)
+    get_run_logger().warning("rolled back %s: champion v%s -> v%s (%s)", params.model_name,
+                             event["rolled_back"], event["champion"], params.reason)
+    create_markdown_artifact(
+        key="rollback",
+        markdown=f"# Rollback of {params.model_name}\n\nchampion v{event['rolled_back']} -> v{event['champion']}\n\n"
+                 f"reason: {params.reason}\n",
+    )
+    return event
