@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 PORT ?= 4200
 export CHURN_HOME ?= $(CURDIR)/.churn
 
-.PHONY: help venv demo test data list-features features train rollback mlflow-ui up down deploy run-features run-train pins clean
+.PHONY: help venv demo test data list-features expectations features train rollback mlflow-ui up down deploy run-features run-train pins clean
 
 help:
 	@echo "make demo          set up, generate the synthetic data, run the pipeline, print where to look"
@@ -19,6 +19,7 @@ help:
 	@echo "make rollback REASON=...  move @champion back to @previous and record why"
 	@echo "make mlflow-ui     the MLflow UI on the pipeline's tracking store (127.0.0.1:5000)"
 	@echo "make list-features every feature with its view, dtype, SQL hash and description"
+	@echo "make expectations  regenerate the Great Expectations suites from the feature metadata"
 
 venv: $(VENV)/.installed
 
@@ -54,6 +55,9 @@ rollback: venv  ## make rollback REASON="why"
 
 mlflow-ui: venv  ## the MLflow UI on the pipeline's tracking store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CHURN_HOME)/mlflow.db --host 127.0.0.1 --port 5000 --workers 1
+
+expectations: venv  ## regenerate expectations/*.json from the feature repo's metadata
+	$(BIN)/churn expectations generate
 
 list-features: venv
 	$(BIN)/churn features list

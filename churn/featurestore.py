@@ -57,6 +57,12 @@ class ColumnSpec(_Strict):
     name: str
     dtype: Dtype
     description: str = Field(min_length=1)
+    nullable: bool = True
+    """Whether the view may return nulls here (checked by the generated GX suites)."""
+    min: float | None = None
+    max: float | None = None
+    values: list[str] | None = None
+    """The allowed values of a categorical column."""
 
     @field_validator("name")
     @classmethod
@@ -90,6 +96,10 @@ class SourceSpec(_Strict):
     """When the row happened; features use rows strictly before as_of by this column."""
     arrival_ts: str | None = None
     """When the row became known; features also need it strictly before as_of."""
+    unique_key: list[str] | None = None
+    """Columns that identify a row (checked unique and not null)."""
+    max_staleness_days: int | None = Field(None, gt=0)
+    """The latest event may be at most this many days older than the newest event of any source."""
 
     @model_validator(mode="after")
     def _time_columns_declared(self) -> SourceSpec:
@@ -97,6 +107,11 @@ class SourceSpec(_Strict):
             col = getattr(self, role)
             if col is not None and self.columns.get(col) not in ("timestamp", "date"):
                 raise ValueError(f"{role} {col!r} must be a declared timestamp or date column")
+        unknown = [c for c in self.unique_key or [] if c not in self.columns]
+        if unknown:
+            raise ValueError(f"unique_key columns {unknown} are not declared")
+        if self.max_staleness_days is not None and self.event_ts is None:
+            raise ValueError("max_staleness_days needs an event_ts column")
         return self
 
 

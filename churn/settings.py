@@ -19,6 +19,9 @@ class Settings:
     """Where source tables are read from (``CHURN_RAW_DIR``, default ``$CHURN_HOME/raw``)."""
     feature_repo: Path
     """Directory with ``feature_store.yml``, the spine SQL and the views (``CHURN_FEATURE_REPO``)."""
+    expectations_dir: Path
+    """Great Expectations suites as JSON (``CHURN_EXPECTATIONS_DIR``): ``./expectations`` for the
+    built-in ``./feature_sql``, else ``<feature repo>/expectations``, so a repo carries its own suites."""
     features_dir: Path
     """Versioned training sets and online snapshots (``$CHURN_HOME/features``)."""
     tracking_uri: str
@@ -36,13 +39,16 @@ class Settings:
             return (base / value).resolve() if value else default
 
         home = path("CHURN_HOME", base / ".churn")
+        feature_repo = path("CHURN_FEATURE_REPO", base / "feature_sql")
+        own_suites = base / "expectations" if feature_repo == base / "feature_sql" else feature_repo / "expectations"
         threads = env.get("CHURN_DUCKDB_THREADS", str(os.cpu_count() or 1))
         if not threads.isdigit() or int(threads) < 1:
             raise SettingsError(f"CHURN_DUCKDB_THREADS must be a positive integer, got {threads!r}")
         return cls(
             home=home,
             raw_dir=path("CHURN_RAW_DIR", home / "raw"),
-            feature_repo=path("CHURN_FEATURE_REPO", base / "feature_sql"),
+            feature_repo=feature_repo,
+            expectations_dir=path("CHURN_EXPECTATIONS_DIR", own_suites),
             features_dir=path("CHURN_FEATURES_DIR", home / "features"),
             tracking_uri=env.get("CHURN_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}"),
             duckdb_threads=int(threads),

@@ -1,4 +1,5 @@
-"""features: check sources, build the point-in-time training set and the online snapshot, publish."""
+"""features: check and validate sources, build the point-in-time training set and the online
+snapshot, validate them, publish."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from tasks.features import (
     load_repo,
     publish_feature_set,
     stage_feature_set,
+    validate_feature_set,
+    validate_sources,
 )
 
 
@@ -22,11 +25,14 @@ def features(params: FeaturesParams = FeaturesParams()) -> dict:
     settings = Settings.from_env()
     repo = load_repo(settings)
     sources = check_sources(settings, repo)
+    source_checks = validate_sources(settings, repo, sources)
     version, staging = stage_feature_set(settings)
     try:
         training = build_training_set(settings, repo, params, sources["bounds"], staging)
         online = build_online_snapshot(settings, repo, params, sources["bounds"], staging)
-        return publish_feature_set(settings, repo, version, staging, sources, training, online)
+        output_checks = validate_feature_set(settings, repo, staging)
+        validation = {"sources": source_checks, "outputs": output_checks}
+        return publish_feature_set(settings, repo, version, staging, sources, training, online, validation)
     except Exception:
         discard_feature_set(staging)
         raise

@@ -27,6 +27,7 @@ from tasks.training import (
     publish_training_summary,
     register_challenger,
     split_training_data,
+    validate_training_data,
 )
 
 
@@ -37,6 +38,7 @@ def train(params: TrainParams = TrainParams()) -> dict:
     if params.rebuild_features or feature_set_missing(settings):
         features(FeaturesParams())
     data = load_training_data(settings)
+    validate_training_data(settings, data)
     split = split_training_data(data, params)
     fitted = fit_model(data, split, params)
     metrics = evaluate_model(data, split, fitted)

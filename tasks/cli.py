@@ -77,6 +77,17 @@ def cmd_features_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_expectations_generate(args: argparse.Namespace) -> int:
+    from tasks.data_validation import write_suites
+    from tasks.feature_engine import load_feature_repo
+
+    settings = _settings()
+    out = Path(args.out) if args.out else settings.expectations_dir
+    for path in write_suites(load_feature_repo(settings.feature_repo), out):
+        print(path)
+    return 0
+
+
 def cmd_features_build(args: argparse.Namespace) -> int:
     _use_prefect()
     from churn.params import FeaturesParams
@@ -215,6 +226,11 @@ def _parser() -> argparse.ArgumentParser:
     stk.add_argument("action", choices=["up", "down", "deploy", "status"])
     stk.add_argument("--port", type=int, default=4200)
     stk.set_defaults(func=cmd_stack)
+
+    exp = sub.add_parser("expectations", help="Great Expectations suites").add_subparsers(dest="action", required=True)
+    gen_exp = exp.add_parser("generate", help="(re)generate the suites from the feature repo's metadata, keeping hand-tuned expectations")
+    gen_exp.add_argument("--out", help="directory (default: CHURN_EXPECTATIONS_DIR)")
+    gen_exp.set_defaults(func=cmd_expectations_generate)
 
     demo = sub.add_parser("demo", help="generate data if needed and run the pipeline")
     demo.add_argument("--regenerate", action="store_true")

@@ -11,11 +11,14 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
+from churn.expectations import ONLINE_SNAPSHOT as ONLINE_SNAPSHOT_SUITE
+from churn.expectations import TRAINING_SET as TRAINING_SET_SUITE
+from churn.expectations import freshness_parameter
 from churn.featurestore import FeatureRepo, as_of_schedule, online_as_of
 from churn.params import FeaturesParams
 from churn.settings import Settings
+from tasks import data_validation, feature_sets
 from tasks import feature_engine as engine
-from tasks import feature_sets
 
 # Every task here reads or writes files: never cache them.
 
@@ -64,6 +67,41 @@ def _build(settings: Settings, repo: FeatureRepo, as_of_dates: list[datetime], w
 
 
 @task(cache_policy=NO_CACHE)
+def validate_sources(settings: Settings, repo: FeatureRepo, sources: dict) -> dict:
+    """Every source against its Great Expectations suite (schema, nulls, keys, ranges, freshness)."""
+    import pandas as pd
+
+    suites, generated = data_validation.load_suites(repo, settings.expectations_dir)
+    if generated:
+        get_run_logger().warning("no suite files for %s in %s: validating with suites generated from the metadata "
+                                 "(`churn expectations generate` writes them)", generated, settings.expectations_dir)
+    newest = pd.Timestamp(sources["bounds"]["covered_to"])
+    batches = []
+    for name, spec in repo.config.sources.items():
+        frame = pd.read_parquet(list(sources["sources"][name]["files"]))
+        parameters = {}
+        if spec.max_staleness_days:
+            parameters[freshness_parameter(name)] = newest - pd.Timedelta(days=spec.max_staleness_days)
+        batches.append((frame, suites[f"source.{name}"], parameters))
+    outcomes = data_validation.enforce(settings, batches)
+    return {o.suite: {"success": o.success, "evaluated": o.evaluated} for o in outcomes} | {"data_docs": outcomes[0].docs}
+
+
+@task(cache_policy=NO_CACHE)
+def validate_feature_set(settings: Settings, repo: FeatureRepo, staging: Path) -> dict:
+    """The built training set and online snapshot against their suites, before they are published."""
+    import pandas as pd
+
+    suites, _ = data_validation.load_suites(repo, settings.expectations_dir)
+    batches = [
+        (pd.read_parquet(staging / feature_sets.TRAINING_SET), suites[TRAINING_SET_SUITE], {}),
+        (pd.read_parquet(staging / feature_sets.ONLINE_SNAPSHOT), suites[ONLINE_SNAPSHOT_SUITE], {}),
+    ]
+    outcomes = data_validation.enforce(settings, batches)
+    return {o.suite: {"success": o.success, "evaluated": o.evaluated} for o in outcomes}
+
+
+@task(cache_policy=NO_CACHE)
 def build_training_set(
     settings: Settings, repo: FeatureRepo, params: FeaturesParams, bounds: dict, staging: Path
 ) -> dict:
@@ -100,7 +138,8 @@ def build_online_snapshot(
 
 @task(cache_policy=NO_CACHE)
 def publish_feature_set(
-    settings: Settings, repo: FeatureRepo, version: str, staging: Path, sources: dict, training: dict, online: dict
+    settings: Settings, repo: FeatureRepo, version: str, staging: Path, sources: dict, training: dict, online: dict,
+    validation: dict,
 ) -> dict:
     """Write the manifest and make this version the latest; only reached when every step succeeded."""
     manifest = {
@@ -116,6 +155,7 @@ def publish_feature_set(
         "online_snapshot": online,
         "sources": sources["sources"],
         "data_bounds": sources["bounds"],
+        "validation": validation,
     }
     path = feature_sets.publish(settings.features_dir, version, staging, manifest)
     create_markdown_artifact(

@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from churn import training
+from churn.expectations import TRAINING_SET as TRAINING_SET_SUITE
 from churn.params import TrainParams
 from churn.settings import Settings
 from tasks import feature_sets, mlflow_store
@@ -69,6 +70,16 @@ def load_training_data(settings: Settings) -> TrainingData:
     training.check_training_frame(frame, manifest["label"], schema, str(path / feature_sets.TRAINING_SET))
     get_run_logger().info("training set %s: %d rows, %d features", manifest["version"], len(frame), len(schema.names))
     return TrainingData(frame, manifest, path, schema)
+
+
+@task(cache_policy=NO_CACHE)
+def validate_training_data(settings: Settings, data: TrainingData) -> None:
+    """The training set against its Great Expectations suite: a failure stops the flow before training."""
+    from tasks.data_validation import enforce, load_suites
+    from tasks.feature_engine import load_feature_repo
+
+    suites, _ = load_suites(load_feature_repo(settings.feature_repo), settings.expectations_dir)
+    enforce(settings, [(data.frame, suites[TRAINING_SET_SUITE], {})])
 
 
 @task(cache_policy=NO_CACHE)

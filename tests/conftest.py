@@ -49,6 +49,12 @@ def prefect_server():
         stack.wait_healthy(f"http://127.0.0.1:{PREFECT_PORT}/api/health", 240, directory / "prefect-server.log")
         yield os.environ["PREFECT_API_URL"]
     finally:
+        # flush pending logs and events while the server still answers, or exit waits on retries
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=30)
+        EventsWorker.drain_all(timeout=30)
         stack.stop_process("prefect-server", directory)
 
 
