@@ -9,6 +9,7 @@ Validation runs in a file-backed GX context under ``$CHURN_HOME/gx`` so every ru
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,16 @@ def load_suites(repo: FeatureRepo, directory: Path) -> tuple[dict[str, dict], li
     return suites, generated_now
 
 
+def validation_stamp(suite: dict, data_file: Path) -> str:
+    """Identifies one suite validating one file: equal stamps mean the same check on the same bytes."""
+    import hashlib
+
+    from tasks.feature_engine import file_digest
+
+    suite_sha = hashlib.sha256(json.dumps(suite, sort_keys=True).encode()).hexdigest()
+    return f"{suite_sha[:16]}:{file_digest(str(data_file))}"
+
+
 def write_suites(repo: FeatureRepo, directory: Path) -> list[Path]:
     """(Re)generate every suite file, keeping hand-tuned expectations."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -109,7 +120,7 @@ def validate(settings: Settings, frame: pd.DataFrame, suite: dict, parameters: d
         batch = asset.get_batch_definition("whole")
     except KeyError:
         batch = asset.add_batch_definition_whole_dataframe("whole")
-    body = {k: v for k, v in suite.items() if k in ("name", "expectations", "meta")}
+    body = copy.deepcopy({k: v for k, v in suite.items() if k in ("name", "expectations", "meta")})  # GX edits in place
     body["expectations"] = [{k: v for k, v in e.items() if k != "id"} for e in body["expectations"]]
     gx_suite = context.suites.add_or_update(gx.ExpectationSuite(**body))
     definition = context.validation_definitions.add_or_update(gx.ValidationDefinition(name=asset_name, data=batch, suite=gx_suite))

@@ -93,12 +93,11 @@ def validate_feature_set(settings: Settings, repo: FeatureRepo, staging: Path) -
     import pandas as pd
 
     suites, _ = data_validation.load_suites(repo, settings.expectations_dir)
-    batches = [
-        (pd.read_parquet(staging / feature_sets.TRAINING_SET), suites[TRAINING_SET_SUITE], {}),
-        (pd.read_parquet(staging / feature_sets.ONLINE_SNAPSHOT), suites[ONLINE_SNAPSHOT_SUITE], {}),
-    ]
-    outcomes = data_validation.enforce(settings, batches)
-    return {o.suite: {"success": o.success, "evaluated": o.evaluated} for o in outcomes}
+    files = {TRAINING_SET_SUITE: staging / feature_sets.TRAINING_SET, ONLINE_SNAPSHOT_SUITE: staging / feature_sets.ONLINE_SNAPSHOT}
+    outcomes = data_validation.enforce(settings, [(pd.read_parquet(path), suites[name], {}) for name, path in files.items()])
+    # the stamp lets the train flow skip re-validating exactly these bytes with exactly this suite
+    return {o.suite: {"success": o.success, "evaluated": o.evaluated,
+                      "stamp": data_validation.validation_stamp(suites[o.suite], files[o.suite])} for o in outcomes}
 
 
 @task(cache_policy=NO_CACHE)

@@ -74,12 +74,20 @@ def load_training_data(settings: Settings) -> TrainingData:
 
 @task(cache_policy=NO_CACHE)
 def validate_training_data(settings: Settings, data: TrainingData) -> None:
-    """The training set against its Great Expectations suite: a failure stops the flow before training."""
-    from tasks.data_validation import enforce, load_suites
+    """The training set against its Great Expectations suite: a failure stops the flow before training.
+
+    Skipped when the features flow already validated these exact bytes with this exact suite.
+    """
+    from tasks.data_validation import enforce, load_suites, validation_stamp
     from tasks.feature_engine import load_feature_repo
 
     suites, _ = load_suites(load_feature_repo(settings.feature_repo), settings.expectations_dir)
-    enforce(settings, [(data.frame, suites[TRAINING_SET_SUITE], {})])
+    suite = suites[TRAINING_SET_SUITE]
+    recorded = data.manifest.get("validation", {}).get("outputs", {}).get(TRAINING_SET_SUITE, {})
+    if recorded.get("success") and recorded.get("stamp") == validation_stamp(suite, data.path / feature_sets.TRAINING_SET):
+        get_run_logger().info("training set already passed suite %r when it was published: not re-validated", suite["name"])
+        return
+    enforce(settings, [(data.frame, suite, {})])
 
 
 @task(cache_policy=NO_CACHE)
