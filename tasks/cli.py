@@ -156,6 +156,8 @@ model         {run['model_name']} version {run['version']} (@challenger), {run['
 {run['report']}
 raw data      {settings.raw_dir}/
 features      .venv/bin/churn features list
+Data Docs     {settings.home}/gx/gx/uncommitted/data_docs/local_site/index.html
+registry log  {settings.home}/registry_events.jsonl   (make rollback REASON=... to roll back)
 MLflow UI     make mlflow-ui   (then open http://127.0.0.1:5000; store {settings.tracking_uri})
 Prefect UI    make up   (then open http://127.0.0.1:4200; make down to stop)
 """
