@@ -8,8 +8,8 @@ a throw-away MLflow store, so nothing is registered in yours. Imports, the Prefe
 the MLflow store's creation happen before any timing ("excluding the interpreter's first imports").
 
 The naive baseline is what a notebook does with no orchestration or tracking: read the training
-set, the same time split, fit, predict the test set, the same metrics and the same permutation
-importance. The flow adds Prefect tasks, the MLflow run (params, metrics, datasets, plots, the
+set, the same time split, fit, choose the threshold, the same test metrics, feature importance and
+evaluation plots (rendered, not logged). The flow adds Prefect tasks, the MLflow run (params, metrics, datasets, plots, the
 skops model with signature) and the registry, then the training set's Great Expectations suite
 and the validation gates (champion scored on the same holdout, latency, PSI, slices, report,
 promotion). Target: training with its orchestration and tracking <= 1.5x the baseline.
@@ -27,13 +27,15 @@ from pathlib import Path
 
 
 def bare_fit_and_evaluate(features_dir: Path) -> dict[str, float]:
+    """The notebook way: the same data, split, fit, metrics and evaluation artifacts, nothing logged."""
     import pandas as pd
-    from sklearn.inspection import permutation_importance
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.model_selection import FixedThresholdClassifier
 
     from churn import training
     from churn.params import TrainParams
     from tasks import feature_sets
-    from tasks.training import _stratified_sample
+    from tasks.training import FittedModel, TrainingData, _write_evaluation
 
     started = time.perf_counter()
     path = feature_sets.latest_feature_set(features_dir)
@@ -42,17 +44,20 @@ def bare_fit_and_evaluate(features_dir: Path) -> dict[str, float]:
     schema = training.feature_schema(manifest["features"])
     params = TrainParams()
     split = training.split_rows(frame, manifest["label"], params, manifest["horizon_days"])
-    x, y = frame[schema.names], frame[manifest["label"]].to_numpy()
+    data = TrainingData(frame, manifest, path, schema)
+    x_train, y_train = data.xy(split.train)
+    x_valid, y_valid = data.xy(split.valid)
     pipe = training.build_pipeline(schema, params.estimator, params.class_weight, params.seed)
     fit_started = time.perf_counter()
-    pipe.fit(x.iloc[split.train], y[split.train])
+    pipe.fit(x_train, y_train)
     fit = time.perf_counter() - fit_started
-    threshold = training.choose_threshold(y[split.valid], pipe.predict_proba(x.iloc[split.valid])[:, 1])
-    x_test, y_test = x.iloc[split.test], y[split.test]
-    training.classification_metrics(y_test, pipe.predict_proba(x_test)[:, 1], threshold)
-    sample = _stratified_sample(y_test, 3000, params.seed)
-    permutation_importance(pipe, x_test.iloc[sample], y_test[sample], scoring="roc_auc", n_repeats=2,
-                           random_state=params.seed, n_jobs=1)
+    threshold = training.choose_threshold(y_valid, pipe.predict_proba(x_valid)[:, 1])
+    model = FixedThresholdClassifier(FrozenEstimator(pipe), threshold=threshold, response_method="predict_proba")
+    model.fit(x_valid, y_valid)
+    x_test, y_test = data.xy(split.test)
+    training.classification_metrics(y_test, model.predict_proba(x_test)[:, 1], threshold)
+    with tempfile.TemporaryDirectory() as tmp:  # the same importance and plots, written and thrown away
+        _write_evaluation(Path(tmp), data, split, FittedModel(model, threshold, {}, 0.0, fit), params.seed)
     return {"fit": fit, "total": time.perf_counter() - started}
 
 
