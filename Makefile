@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 PORT ?= 4200
 export CHURN_HOME ?= $(CURDIR)/.churn
 
-.PHONY: help venv demo test data list-features expectations features train rollback mlflow-ui up down deploy run-features run-train pins clean
+.PHONY: help venv demo test data list-features expectations features train package serve rollback mlflow-ui up down deploy run-features run-train pins clean
 
 help:
 	@echo "make demo          set up, generate the synthetic data, run the pipeline, print where to look"
@@ -16,6 +16,8 @@ help:
 	@echo "make deploy        register every deployment in prefect.yaml with the running server"
 	@echo "make run-features  run the features deployment through the worker and watch it"
 	@echo "make run-train     run the train deployment through the worker and watch it"
+	@echo "make package       import @champion and the online snapshot into the Bento model store"
+	@echo "make serve         serve it with BentoML on http://127.0.0.1:3000"
 	@echo "make rollback REASON=...  move @champion back to @previous and record why"
 	@echo "make mlflow-ui     the MLflow UI on the pipeline's tracking store (127.0.0.1:5000)"
 	@echo "make list-features every feature with its view, dtype, SQL hash and description"
@@ -48,6 +50,12 @@ features: venv
 
 train: venv
 	$(BIN)/churn train
+
+package: venv  ## @champion + online snapshot into the Bento model store
+	$(BIN)/churn package
+
+serve: venv  ## serve the packaged champion (from source) on 127.0.0.1:3000
+	BENTOML_HOME=$(CHURN_HOME)/bentoml $(BIN)/bentoml serve bentos.service:ChurnService --host 127.0.0.1 --port 3000
 
 rollback: venv  ## make rollback REASON="why"
 	@test -n "$(REASON)" || { echo 'usage: make rollback REASON="why the champion is rolled back"'; exit 2; }

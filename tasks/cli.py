@@ -114,6 +114,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_package(args: argparse.Namespace) -> int:
+    _use_prefect()
+    from flows.package import package
+    from tasks.serving import use_bentoml_home
+
+    use_bentoml_home(_settings())
+    result = package(args.model)
+    print(f"{result['tag']} (model version {result['model_version']}, run {result['run_id']})")
+    return 0
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     _use_prefect()
     from churn.params import RollbackParams
@@ -139,6 +150,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     training, online = manifest["training_set"], manifest["online_snapshot"]
     print("== train flow (train, log, register, gates, promote)")
     run = train()
+    from flows.package import package
+    from tasks.serving import use_bentoml_home
+
+    use_bentoml_home(settings)
+    print("== package flow (champion + online snapshot -> Bento model store)")
+    packaged = package()
+    some_id = json.dumps(_first_online_id(result["path"], manifest["entity"]))
     metrics = "  ".join(f"{k} {v:.3f}" for k, v in run["metrics"].items())
     print(
         f"""
@@ -160,9 +178,19 @@ Data Docs     {settings.home}/gx/gx/uncommitted/data_docs/local_site/index.html
 registry log  {settings.home}/registry_events.jsonl   (make rollback REASON=... to roll back)
 MLflow UI     make mlflow-ui   (then open http://127.0.0.1:5000; store {settings.tracking_uri})
 Prefect UI    make up   (then open http://127.0.0.1:4200; make down to stop)
+serving       {packaged['tag']} (model version {packaged['model_version']})
+  serve       make serve   (BentoML on http://127.0.0.1:3000, Swagger UI at /)
+  try         curl -s -X POST http://127.0.0.1:3000/predict_by_id -H 'content-type: application/json' \\
+                   -d '{{"customer_ids": [{some_id}]}}'
 """
     )
     return 0
+
+
+def _first_online_id(feature_set: str, entity: str):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(f"{feature_set}/online_snapshot.parquet", columns=[entity]).column(0)[0].as_py()
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
@@ -218,6 +246,10 @@ def _parser() -> argparse.ArgumentParser:
     trn.add_argument("--params", help='TrainParams as JSON, e.g. \'{"estimator": {"kind": "logistic_regression"}}\'')
     trn.add_argument("--search", action="store_true", help="small hyperparameter search (nested MLflow runs)")
     trn.set_defaults(func=cmd_train)
+
+    pkg = sub.add_parser("package", help="run the package flow: @champion into the Bento model store")
+    pkg.add_argument("--model", default="churn-classifier")
+    pkg.set_defaults(func=cmd_package)
 
     rbk = sub.add_parser("rollback", help="run the rollback flow: @champion back to @previous")
     rbk.add_argument("--reason", required=True)

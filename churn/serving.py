@@ -1,0 +1,83 @@
+"""Request checks for the prediction service, derived from the model's feature schema (pure)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+
+class RequestError(ValueError):
+    """A request the service must refuse with a 4xx; the message names the field or id."""
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ServingSchema:
+    entity: str
+    entity_dtype: str
+    features: dict[str, str]
+    """Feature name -> dtype (int64, float64, bool, str) in the order the model was fitted with."""
+    threshold: float
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ServingSchema:
+        return cls(d["entity"], d["entity_dtype"], dict(d["features"]), float(d["threshold"]))
+
+    def to_dict(self) -> dict:
+        return {"entity": self.entity, "entity_dtype": self.entity_dtype, "features": self.features,
+                "threshold": self.threshold}
+
+
+def check_features(schema: ServingSchema, features: Any, where: str = "features") -> list[Any]:
+    """The values in model order, or a RequestError naming every missing, unknown or mistyped field.
+
+    Numbers must be finite; categorical values are strings; any feature may be null (the model
+    imputes), but every feature must be present, so a client typo never passes silently.
+    """
+    if not isinstance(features, dict):
+        raise RequestError(f"{where}: expected an object of feature values")
+    problems = []
+    missing = [name for name in schema.features if name not in features]
+    unknown = [name for name in features if name not in schema.features]
+    if missing:
+        problems.append(f"missing {', '.join(f'{where}.{m}' for m in missing)}")
+    if unknown:
+        problems.append(f"unknown {', '.join(f'{where}.{u}' for u in unknown)}")
+    values = []
+    for name, dtype in schema.features.items():
+        value = features.get(name)
+        if value is None:
+            values.append(None)
+            continue
+        if dtype == "str":
+            if not isinstance(value, str):
+                problems.append(f"{where}.{name}: expected a string, got {type(value).__name__}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"{where}.{name}: expected a number, got {type(value).__name__}")
+        elif not math.isfinite(value):
+            problems.append(f"{where}.{name}: must be finite, got {value}")
+        elif dtype == "int64" and isinstance(value, float) and not value.is_integer():
+            problems.append(f"{where}.{name}: expected an integer, got {value}")
+        values.append(value)
+    if problems:
+        raise RequestError("; ".join(problems))
+    return values
+
+
+def check_entity_id(schema: ServingSchema, value: Any, where: str) -> Any:
+    """Entity ids as the snapshot stores them: ints for int64 entities (numeric strings accepted)."""
+    if schema.entity_dtype == "int64":
+        if isinstance(value, bool):
+            raise RequestError(f"{where}: expected an integer id, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        raise RequestError(f"{where}: expected an integer id, got {value!r}")
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise RequestError(f"{where}: expected a string id, got {value!r}")
+    return str(value)

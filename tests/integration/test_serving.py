@@ -1,0 +1,131 @@
+"""The BentoML service over HTTP: a champion packaged by the package flow, served by `bentoml serve`
+on a free loopback port, every endpoint, input validation, and the prediction log count."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pandas as pd
+import pytest
+
+from churn.params import GateParams, TrainParams
+from tasks import stack
+from tests.conftest import free_port
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.slow
+MAX_BATCH = 50
+
+
+@pytest.fixture(scope="module")
+def service(prefect_server, small_world, tmp_path_factory):
+    home = tmp_path_factory.mktemp("serving-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHURN_HOME", str(home))
+        mp.setenv("CHURN_RAW_DIR", str(small_world))
+        mp.setenv("BENTOML_HOME", str(home / "bentoml"))
+        from flows.package import package
+        from flows.train import train
+
+        trained = train(TrainParams(estimator={"kind": "hist_gradient_boosting", "max_iter": 60},
+                                    gates=GateParams(latency={"mode": "warn"}, performance={"min_recall": 0.1})))
+        assert trained["promoted"], trained["report"]
+        packaged = package()
+        port = free_port()
+        env = {"CHURN_HOME": str(home), "BENTOML_HOME": str(home / "bentoml"), "CHURN_MAX_BATCH": str(MAX_BATCH)}
+        directory = home / "serve"
+        stack.start_process("bentoml", [str(stack.BIN / "bentoml"), "serve", "bentos.service:ChurnService",
+                                        "--host", "127.0.0.1", "--port", str(port)], env, directory, ROOT)
+        try:
+            stack.wait_healthy(f"http://127.0.0.1:{port}/readyz", 180, directory / "bentoml.log")
+            snapshot = pd.read_parquet(next((home / "bentoml" / "models").rglob("online_snapshot.parquet")))
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+                yield {"client": client, "home": home, "snapshot": snapshot, "trained": trained, "packaged": packaged}
+        finally:
+            stack.stop_process("bentoml", directory)
+
+
+def features_of(service, index: int) -> tuple[int, dict]:
+    row = service["snapshot"].iloc[index]
+    values = {k: (None if pd.isna(v) else (v.item() if hasattr(v, "item") else v))
+              for k, v in row.drop(["customer_id", "as_of"]).items()}
+    return int(row["customer_id"]), values
+
+
+def logged(service) -> list[dict]:
+    return [json.loads(line) for path in (service["home"] / "predictions").glob("*.jsonl") for line in path.read_text().splitlines()]
+
+
+def test_health_and_metadata(service):
+    client = service["client"]
+    assert client.get("/health").json() == {"status": "healthy", "model_loaded": True,
+                                            "model_version": service["packaged"]["model_version"]}
+    meta = client.get("/metadata").json()
+    assert meta["model_version"] == service["packaged"]["model_version"] and meta["run_id"] == service["trained"]["run_id"]
+    assert meta["threshold"] == pytest.approx(service["trained"]["threshold"])
+    assert meta["features"]["plan"] == "str" and meta["features"]["tenure_days"] == "int64"
+    assert "customer_profile" in meta["sql_hashes"]
+    for probe in ("/readyz", "/livez", "/metrics"):
+        assert client.get(probe).status_code == 200
+
+
+def test_predict_single_batch_and_by_id_agree(service):
+    client = service["client"]
+    ids, rows = zip(*(features_of(service, i) for i in range(5)))
+    single = client.post("/predict", json={"customer_id": str(ids[0]), "features": rows[0]})
+    assert single.status_code == 200, single.text
+    body = single.json()
+    assert body["customer_id"] == ids[0] and body["model_version"] == service["packaged"]["model_version"]
+    assert body["prediction"] == int(body["probability"] >= service["trained"]["threshold"]) and body["latency_ms"] > 0
+    batch = client.post("/predict_batch", json={"rows": [{"customer_id": i, "features": r} for i, r in zip(ids, rows)]})
+    assert [b["customer_id"] for b in batch.json()] == list(ids)
+    assert batch.json()[0]["probability"] == pytest.approx(body["probability"])
+    by_id = client.post("/predict_by_id", json={"customer_ids": list(reversed(ids))})
+    assert [b["customer_id"] for b in by_id.json()] == list(reversed(ids))
+    assert {b["customer_id"]: b["probability"] for b in by_id.json()} == pytest.approx(
+        {b["customer_id"]: b["probability"] for b in batch.json()})
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "status", "message"),
+    [
+        ("/predict", lambda f: {"customer_id": 1, "features": {k: v for k, v in f.items() if k != "plan"}}, 422, "missing features.plan"),
+        ("/predict", lambda f: {"customer_id": 1, "features": {**f, "shoe_size": 3}}, 422, "unknown features.shoe_size"),
+        ("/predict", lambda f: {"customer_id": 1, "features": {**f, "tenure_days": "long"}}, 422, "features.tenure_days: expected a number"),
+        ("/predict", lambda f: {"customer_id": 1, "features": {**f, "plan": 2}}, 422, "features.plan: expected a string"),
+        ("/predict", lambda f: {"customer_id": 1, "features": {**f, "monthly_fee_usd": float("inf")}}, 422, "monthly_fee_usd"),
+        ("/predict", lambda f: {"customer_id": "abc", "features": f}, 422, "customer_id: expected an integer id"),
+        ("/predict_batch", lambda f: {"rows": []}, 422, "rows: empty batch"),
+        ("/predict_batch", lambda f: {"rows": [{"customer_id": 1, "features": f}] * (MAX_BATCH + 1)}, 413, "exceed the limit"),
+        ("/predict_batch", lambda f: {"rows": [{"customer_id": 1, "features": f}, {"customer_id": 2}]}, 422, "rows[1]"),
+        ("/predict_by_id", lambda f: {"customer_ids": [1, 2]}, 404, "unknown customer_ids: [1, 2]"),
+    ],
+)
+def test_bad_requests_get_a_4xx_naming_the_field(service, path, payload, status, message):
+    client = service["client"]
+    before = len(logged(service))
+    _, features = features_of(service, 0)
+    response = client.post(path, content=json.dumps(payload(features)), headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    assert message in response.text
+    assert len(logged(service)) == before  # nothing answered, nothing logged
+    assert client.get("/health").status_code == 200  # and the service keeps serving
+
+
+def test_every_answered_prediction_is_logged(service):
+    client = service["client"]
+    before = len(logged(service))
+    ids = [features_of(service, i)[0] for i in range(20)]
+    answered = 0
+    for start in range(0, 20, 4):
+        response = client.post("/predict_by_id", json={"customer_ids": ids[start:start + 4]})
+        assert response.status_code == 200
+        answered += len(response.json())
+    records = logged(service)[before:]
+    assert len(records) == answered == 20
+    assert {"request_id", "ts", "customer_id", "features", "probability", "prediction", "model_version", "latency_ms"} <= set(records[0])
+    import duckdb
+
+    count = duckdb.sql(f"select count(*) from read_json('{service['home']}/predictions/*.jsonl')").fetchall()[0][0]
+    assert count == len(logged(service))
