@@ -28,10 +28,12 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
+from bentos.guard import Guard  # noqa: E402
 from bentos.prediction_log import PredictionLog  # noqa: E402
 from churn.serving import RequestError, ServingSchema, check_entity_id, check_features  # noqa: E402
 
 MAX_BATCH = int(os.environ.get("CHURN_MAX_BATCH", "5000"))
+MAX_BODY_BYTES = int(os.environ.get("CHURN_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
 
 
 class RequestRejected(BentoMLException):
@@ -151,3 +153,6 @@ class ChurnService:
         keys = ("model_name", "model_version", "run_id", "trained_at", "feature_set_version", "online_as_of",
                 "sql_hashes", "threshold", "entity")
         return {**{k: self.info[k] for k in keys}, "features": self.schema.features}
+
+
+ChurnService.add_asgi_middleware(Guard, token=os.environ.get("CHURN_API_TOKEN") or None, max_body=MAX_BODY_BYTES)

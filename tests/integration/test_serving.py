@@ -16,6 +16,8 @@ from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow
 MAX_BATCH = 50
+MAX_BODY = 200_000
+TOKEN = "s3cret-token"
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +35,18 @@ def service(prefect_server, small_world, tmp_path_factory):
         assert trained["promoted"], trained["report"]
         packaged = package()
         port = free_port()
-        env = {"CHURN_HOME": str(home), "BENTOML_HOME": str(home / "bentoml"), "CHURN_MAX_BATCH": str(MAX_BATCH)}
+        env = {"CHURN_HOME": str(home), "BENTOML_HOME": str(home / "bentoml"), "CHURN_MAX_BATCH": str(MAX_BATCH),
+               "CHURN_API_TOKEN": TOKEN, "CHURN_MAX_BODY_BYTES": str(MAX_BODY)}
         directory = home / "serve"
         stack.start_process("bentoml", [str(stack.BIN / "bentoml"), "serve", "bentos.service:ChurnService",
                                         "--host", "127.0.0.1", "--port", str(port)], env, directory, ROOT)
         try:
             stack.wait_healthy(f"http://127.0.0.1:{port}/readyz", 180, directory / "bentoml.log")
             snapshot = pd.read_parquet(next((home / "bentoml" / "models").rglob("online_snapshot.parquet")))
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-                yield {"client": client, "home": home, "snapshot": snapshot, "trained": trained, "packaged": packaged}
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                              headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+                yield {"client": client, "home": home, "snapshot": snapshot, "trained": trained, "packaged": packaged,
+                       "url": f"http://127.0.0.1:{port}"}
         finally:
             stack.stop_process("bentoml", directory)
 
@@ -129,3 +134,32 @@ def test_every_answered_prediction_is_logged(service):
 
     count = duckdb.sql(f"select count(*) from read_json('{service['home']}/predictions/*.jsonl')").fetchall()[0][0]
     assert count == len(logged(service))
+
+
+def test_bearer_token_guards_everything_but_health_readiness_and_metrics(service):
+    with httpx.Client(base_url=service["url"], timeout=30) as anonymous:
+        for path in ("/health", "/readyz", "/livez", "/metrics"):
+            assert anonymous.get(path).status_code == 200, path
+        assert anonymous.get("/metadata").status_code == 401
+        denied = anonymous.post("/predict_by_id", json={"customer_ids": [features_of(service, 0)[0]]})
+        assert denied.status_code == 401 and "bearer token" in denied.text
+        wrong = anonymous.post("/predict_by_id", json={"customer_ids": [1]}, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+
+
+def test_oversized_bodies_are_refused_before_the_model(service):
+    client = service["client"]
+    before = len(logged(service))
+    _, features = features_of(service, 0)
+    huge = {"rows": [{"customer_id": 1, "features": features}] * 2000}
+    response = client.post("/predict_batch", json=huge)
+    assert response.status_code == 413 and "exceeds the limit" in response.text
+
+    def chunks():  # no Content-Length: the limit still holds while streaming
+        blob = json.dumps(huge).encode()
+        for start in range(0, len(blob), 65536):
+            yield blob[start:start + 65536]
+
+    streamed = client.post("/predict_batch", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413
+    assert len(logged(service)) == before and client.get("/health").status_code == 200
