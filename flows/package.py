@@ -1,14 +1,15 @@
-"""package: import the current champion and the online snapshot into the Bento model store."""
+"""package: import the current champion and the online snapshot into the Bento model store and
+build the Bento (self-contained: serving needs no MLflow)."""
 
 from __future__ import annotations
 
 from prefect import flow
 
 from churn.settings import Settings
-from tasks.serving import import_champion
+from tasks.serving import build_bento, import_champion
 
 
 @flow(name="package")
 def package(model_name: str = "churn-classifier") -> dict:
     settings = Settings.from_env()
-    return import_champion(settings, model_name)
+    return build_bento(settings, import_champion(settings, model_name))

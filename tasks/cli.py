@@ -121,7 +121,7 @@ def cmd_package(args: argparse.Namespace) -> int:
 
     use_bentoml_home(_settings())
     result = package(args.model)
-    print(f"{result['tag']} (model version {result['model_version']}, run {result['run_id']})")
+    print(f"model {result['tag']} (version {result['model_version']}, run {result['run_id']}); bento {result['bento']}")
     return 0
 
 
@@ -178,8 +178,9 @@ Data Docs     {settings.home}/gx/gx/uncommitted/data_docs/local_site/index.html
 registry log  {settings.home}/registry_events.jsonl   (make rollback REASON=... to roll back)
 MLflow UI     make mlflow-ui   (then open http://127.0.0.1:5000; store {settings.tracking_uri})
 Prefect UI    make up   (then open http://127.0.0.1:4200; make down to stop)
-serving       {packaged['tag']} (model version {packaged['model_version']})
+serving       bento {packaged['bento']} with {packaged['tag']} (model version {packaged['model_version']})
   serve       make serve   (BentoML on http://127.0.0.1:3000, Swagger UI at /)
+  container   BENTOML_HOME={settings.home}/bentoml .venv/bin/bentoml containerize {packaged['bento']}   (needs a docker daemon)
   try         curl -s -X POST http://127.0.0.1:3000/predict_by_id -H 'content-type: application/json' \\
                    -d '{{"customer_ids": [{some_id}]}}'
 """

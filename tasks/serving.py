@@ -79,3 +79,18 @@ def import_champion(settings: Settings, model_name: str = "churn-classifier") ->
         (target / "schema.json").write_text(json.dumps(schema, indent=2, default=str))
     get_run_logger().info("imported %s v%s into the Bento model store as %s", model_name, version, ref.tag)
     return {"tag": str(ref.tag), "model_version": str(version), "run_id": details.run_id, "labels": labels}
+
+
+@task(cache_policy=NO_CACHE)
+def build_bento(settings: Settings, packaged: dict) -> dict:
+    """`bentoml build` of bentofile.yaml, labelled with the packaged model's lineage."""
+    use_bentoml_home(settings)
+    import bentoml
+
+    root = Path(__file__).resolve().parents[1]
+    bento = bentoml.bentos.build_bentofile(str(root / "bentofile.yaml"), build_ctx=str(root), labels=packaged["labels"])
+    models = [str(m.tag) for service in bento.info.services for m in service.models]
+    if packaged["tag"] not in models:
+        raise RuntimeError(f"bento {bento.tag} references {models}, not the packaged model {packaged['tag']}")
+    get_run_logger().info("built bento %s with model %s", bento.tag, packaged["tag"])
+    return {**packaged, "bento": str(bento.tag), "bento_path": str(bento.path)}

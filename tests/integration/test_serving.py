@@ -163,3 +163,24 @@ def test_oversized_bodies_are_refused_before_the_model(service):
     streamed = client.post("/predict_batch", content=chunks(), headers={"content-type": "application/json"})
     assert streamed.status_code == 413
     assert len(logged(service)) == before and client.get("/health").status_code == 200
+
+
+DOCKER_INSTRUCTIONS = {"FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME",
+                       "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL"}
+
+
+def test_built_bento_carries_model_labels_lean_requirements_and_a_dockerfile(service):
+    import yaml
+
+    packaged = service["packaged"]
+    bento = yaml.safe_load(open(f"{packaged['bento_path']}/bento.yaml"))
+    assert bento["labels"]["model_version"] == packaged["model_version"] and bento["labels"]["run_id"] == service["trained"]["run_id"]
+    assert any(k.startswith("sql_customer_") for k in bento["labels"])
+    assert [m["tag"] for s in bento["services"] for m in s["models"]] == [packaged["tag"]]
+    requirements = open(f"{packaged['bento_path']}/env/python/requirements.txt").read()
+    assert "scikit-learn" in requirements and "mlflow" not in requirements and "prefect" not in requirements
+    dockerfile = open(f"{packaged['bento_path']}/env/docker/Dockerfile").read()
+    lines = [l.strip() for l in dockerfile.replace("\\\n", " ").splitlines() if l.strip() and not l.strip().startswith("#")]
+    assert lines and lines[0].split()[0].upper() in {"FROM", "ARG"}
+    assert all(l.split()[0].upper() in DOCKER_INSTRUCTIONS for l in lines), [l for l in lines if l.split()[0].upper() not in DOCKER_INSTRUCTIONS]
+    assert any(l.upper().startswith("ENTRYPOINT") for l in lines)
