@@ -109,16 +109,15 @@ def split_training_data(data: TrainingData, params: TrainParams) -> training.Spl
     return split
 
 
-def _fit_one(data: TrainingData, split: training.Split, params: TrainParams, estimator) -> tuple[object, float, float]:
-    from sklearn.metrics import roc_auc_score
-
+def _fit_one(data: TrainingData, split: training.Split, params: TrainParams, estimator) -> tuple[object, np.ndarray, float]:
+    """The fitted pipeline, its validation probabilities and the fit time."""
     x_train, y_train = data.xy(split.train)
-    x_valid, y_valid = data.xy(split.valid)
+    x_valid, _ = data.xy(split.valid)
     pipeline = training.build_pipeline(data.schema, estimator, params.class_weight, params.seed)
     started = time.perf_counter()
     pipeline.fit(x_train, y_train, **training.fit_kwargs(estimator, params.class_weight, y_train))
     seconds = time.perf_counter() - started
-    return pipeline, float(roc_auc_score(y_valid, pipeline.predict_proba(x_valid)[:, 1])), seconds
+    return pipeline, pipeline.predict_proba(x_valid)[:, 1], seconds
 
 
 @task(cache_policy=NO_CACHE)
@@ -127,19 +126,22 @@ def fit_model(data: TrainingData, split: training.Split, params: TrainParams) ->
     from sklearn.frozen import FrozenEstimator
     from sklearn.model_selection import FixedThresholdClassifier
 
+    from sklearn.metrics import roc_auc_score
+
     logger = get_run_logger()
+    x_valid, y_valid = data.xy(split.valid)
     candidates = training.search_space(params.estimator, params.search_trials, params.seed) if params.search else []
     trials = []
-    best = (None, -1.0, 0.0, params.estimator)
+    best = (None, -1.0, 0.0, params.estimator, None)
     for i, estimator in enumerate([params.estimator, *candidates]):
-        pipeline, valid_auc, seconds = _fit_one(data, split, params, estimator)
+        pipeline, valid_proba, seconds = _fit_one(data, split, params, estimator)
+        valid_auc = float(roc_auc_score(y_valid, valid_proba))
         trials.append({"trial": i, "params": estimator.model_dump(), "valid_auc_roc": valid_auc, "fit_seconds": seconds})
         logger.info("trial %d: valid AUC %.4f (%s)", i, valid_auc, estimator.model_dump())
         if valid_auc > best[1]:
-            best = (pipeline, valid_auc, seconds, estimator)
-    pipeline, valid_auc, seconds, estimator = best
-    x_valid, y_valid = data.xy(split.valid)
-    threshold = training.choose_threshold(y_valid, pipeline.predict_proba(x_valid)[:, 1])
+            best = (pipeline, valid_auc, seconds, estimator, valid_proba)
+    pipeline, valid_auc, seconds, estimator, valid_proba = best
+    threshold = training.choose_threshold(y_valid, valid_proba)  # the same probabilities the AUC used
     model = FixedThresholdClassifier(FrozenEstimator(pipeline), threshold=threshold, response_method="predict_proba")
     model.fit(x_valid, y_valid)  # the frozen pipeline is not refitted: this only records the threshold
     return FittedModel(model, threshold, estimator.model_dump(), valid_auc, seconds, trials if params.search else [])
