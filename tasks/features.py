@@ -58,12 +58,18 @@ def check_sources(settings: Settings, repo: FeatureRepo) -> dict:
     return {"sources": files, "bounds": asdict(bounds)}
 
 
-def _build(settings: Settings, repo: FeatureRepo, as_of_dates: list[datetime], with_label: bool, out: Path) -> int:
+def _build(settings: Settings, repo: FeatureRepo, as_of_dates: list[datetime], with_label: bool, out: Path) -> tuple[int, int]:
+    """Write the feature rows for the spine at ``as_of_dates``; return (rows, positive labels).
+
+    Views are checked to give at most one row per spine row and are left-joined onto it, so the
+    output has exactly the spine's rows: both counts come from the spine, not from re-reading ``out``.
+    """
     with engine.connect(settings) as con:
         engine.register_sources(con, repo, engine.resolve_sources(repo, settings.raw_dir))
-        engine.build_spine(con, repo, as_of_dates, with_label=with_label)
+        rows = engine.build_spine(con, repo, as_of_dates, with_label=with_label)
         engine.evaluate_views(con, repo).order(f'as_of, "{repo.config.entity}"').write_parquet(str(out))
-        return con.execute(f"select count(*) from read_parquet(?)", [str(out)]).fetchall()[0][0]
+        positives = con.execute(f'select sum("{repo.config.label}") from spine').fetchall()[0][0] if with_label else 0
+        return rows, int(positives or 0)
 
 
 @task(cache_policy=NO_CACHE)
@@ -110,13 +116,11 @@ def build_training_set(
     )
     dates = as_of_schedule(spine, bounds["covered_from"], bounds["covered_to"])
     out = staging / feature_sets.TRAINING_SET
-    rows = _build(settings, repo, dates, with_label=True, out=out)
-    with engine.connect(settings) as con:
-        positives = con.execute(f'select sum("{repo.config.label}") from read_parquet(?)', [str(out)]).fetchall()[0][0]
+    rows, positives = _build(settings, repo, dates, with_label=True, out=out)
     get_run_logger().info("training set: %d rows over %d as-of dates, %d positive", rows, len(dates), positives)
     return {
         "rows": rows,
-        "positives": int(positives or 0),
+        "positives": positives,
         "as_of_count": len(dates),
         "as_of_first": dates[0],
         "as_of_last": dates[-1],
@@ -130,7 +134,7 @@ def build_online_snapshot(
 ) -> dict:
     """Evaluate the same views for every entity eligible at one as-of: the serving snapshot."""
     as_of = params.online_as_of or online_as_of(repo.config.spine, bounds["covered_to"])
-    rows = _build(settings, repo, [as_of], with_label=False, out=staging / feature_sets.ONLINE_SNAPSHOT)
+    rows, _ = _build(settings, repo, [as_of], with_label=False, out=staging / feature_sets.ONLINE_SNAPSHOT)
     get_run_logger().info("online snapshot: %d entities as of %s", rows, as_of)
     return {"rows": rows, "as_of": as_of}
 
