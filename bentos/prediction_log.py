@@ -7,11 +7,12 @@ DuckDB reads the files with ``read_json('predictions/*.jsonl')``.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
 from pathlib import Path
+
+import orjson
 
 
 class PredictionLog:
@@ -27,12 +28,12 @@ class PredictionLog:
         if hour != self._hour:
             if self._handle:
                 self._handle.close()
-            self._handle = open(self.directory / f"{hour}-{os.getpid()}.jsonl", "a", buffering=1)
+            self._handle = open(self.directory / f"{hour}-{os.getpid()}.jsonl", "ab")
             self._hour = hour
         return self._handle
 
     def write(self, records: list[dict]) -> None:
-        lines = "".join(json.dumps(r, separators=(",", ":"), default=str) + "\n" for r in records)
+        lines = b"".join([orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records])
         with self._lock:
             handle = self._file()
             handle.write(lines)

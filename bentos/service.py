@@ -14,6 +14,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import json  # noqa: E402
+import logging  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
@@ -34,6 +36,9 @@ from churn.serving import RequestError, ServingSchema, check_entity_id, check_fe
 
 MAX_BATCH = int(os.environ.get("CHURN_MAX_BATCH", "5000"))
 MAX_BODY_BYTES = int(os.environ.get("CHURN_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
+RELOAD_SECONDS = float(os.environ.get("CHURN_RELOAD_SECONDS", "10"))
+MODEL_NAME = "churn-classifier"
+log = logging.getLogger("churn.service")
 
 
 class RequestRejected(BentoMLException):
@@ -58,43 +63,77 @@ async def _metadata(request: Request) -> JSONResponse:
 info_app = Starlette(routes=[Route("/health", _health), Route("/metadata", _metadata)])
 
 
-@bentoml.asgi_app(info_app, path="/")
-@bentoml.service(name="churn", workers=1, traffic={"timeout": 30})
-class ChurnService:
-    model_ref = bentoml.models.BentoModel("churn-classifier:latest")
+class LoadedModel:
+    """One packaged model directory: schema, verified scorer and online snapshot, swapped as a whole on reload."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path, tag: str):
         import pandas as pd
         import skops.io
 
         from churn.online import OnlineFeatures
+        from churn.scoring import compile_scorer
 
-        root = Path(self.model_ref.path)
+        self.tag = tag
         self.info = json.loads((root / "schema.json").read_text())
         self.schema = ServingSchema.from_dict(self.info)
         self.names = list(self.schema.features)
-        self.model = skops.io.load(root / "model.skops", trusted=self.info["trusted_types"])
-        self.online = OnlineFeatures(pd.read_parquet(root / "online_snapshot.parquet"), self.schema.entity, self.names)
+        model = skops.io.load(root / "model.skops", trusted=self.info["trusted_types"])
+        snapshot = pd.read_parquet(root / "online_snapshot.parquet")
+        self.online = OnlineFeatures(snapshot, self.schema.entity, self.names)
+        head = snapshot[self.names].head(256)
+        sample = head.astype(object).where(head.notna(), None).values.tolist()
+        pipeline = model.estimator.estimator  # FixedThresholdClassifier -> FrozenEstimator -> Pipeline
+        self.scorer = compile_scorer(pipeline, self.names, self.schema.features).verified([*sample, [None] * len(self.names)])
+
+
+@bentoml.asgi_app(info_app, path="/")
+@bentoml.service(name="churn", workers=int(os.environ.get("CHURN_SERVICE_WORKERS", "2")), traffic={"timeout": 30},
+                 logging={"access": {"enabled": os.environ.get("CHURN_ACCESS_LOG", "true") == "true"}})
+class ChurnService:
+    model_ref = bentoml.models.BentoModel(f"{MODEL_NAME}:latest")
+
+    def __init__(self) -> None:
+        self.current = LoadedModel(Path(self.model_ref.path), str(self.model_ref.tag))  # resolved in the store
         home = Path(os.environ.get("CHURN_HOME", ".churn"))
         self.log = PredictionLog(Path(os.environ.get("CHURN_PREDICTION_LOG_DIR", home / "predictions")))
-        self._frame = pd.DataFrame
+        if RELOAD_SECONDS > 0:
+            threading.Thread(target=self._follow_model_store, name="model-reload", daemon=True).start()
 
-    def _score(self, ids: list, rows: list[list], started: float) -> list[dict]:
-        """One predict_proba call for all rows; prediction applies the model's stored threshold."""
-        frame = self._frame(rows, columns=self.names)
-        for name, dtype in self.schema.features.items():
-            frame[name] = frame[name].astype("float64" if dtype != "str" else "object")
-        proba = self.model.predict_proba(frame)[:, 1]
+    def _follow_model_store(self) -> None:
+        """Every worker swaps in a newer packaged model (the package flow after a promotion) by itself.
+
+        The swap is one assignment, so a request sees the old or the new model, never a mix; a model
+        that fails to load is logged and the current one keeps serving.
+        """
+        while True:
+            time.sleep(RELOAD_SECONDS)
+            try:
+                model = bentoml.models.get(f"{MODEL_NAME}:latest")
+                if str(model.tag) != self.current.tag:
+                    previous = self.current.info["model_version"]
+                    self.current = LoadedModel(Path(model.path), str(model.tag))
+                    log.info("now serving %s v%s (was v%s)", model.tag, self.current.info["model_version"], previous)
+            except Exception:  # keep serving the loaded model; the next poll retries
+                log.exception("could not load the newest packaged model; still serving %s", self.current.tag)
+
+    def _score(self, ids: list, rows: list[list], features: list[dict], started: float, loaded: LoadedModel) -> list[dict]:
+        """One model call for all rows; prediction applies the model's stored threshold.
+
+        ``features`` are the checked feature objects as received (or looked up), logged as they are.
+        """
+        proba = loaded.scorer.proba(rows)
         latency = round((time.perf_counter() - started) * 1000, 3)
         now = datetime.now(UTC).isoformat()
-        version = self.info["model_version"]
+        version, threshold = loaded.info["model_version"], loaded.schema.threshold
+        request_id = uuid.uuid4().hex  # one per HTTP request; "row" orders a batch's records
         answers, records = [], []
-        for entity_id, row, p in zip(ids, rows, proba):
-            answer = {"customer_id": entity_id, "prediction": int(p >= self.schema.threshold),
-                      "probability": round(float(p), 6), "model_version": version, "latency_ms": latency}
-            answers.append(answer)
-            records.append({"request_id": uuid.uuid4().hex, "ts": now, **answer,
-                            "features": dict(zip(self.names, row))})
+        for k, (entity_id, values, p) in enumerate(zip(ids, features, proba.tolist())):
+            prediction, probability = int(p >= threshold), round(p, 6)
+            answers.append({"customer_id": entity_id, "prediction": prediction, "probability": probability,
+                            "model_version": version, "latency_ms": latency})
+            records.append({"request_id": request_id, "row": k, "ts": now, "customer_id": entity_id,
+                            "prediction": prediction, "probability": probability, "model_version": version,
+                            "latency_ms": latency, "features": values})
         self.log.write(records)
         return answers
 
@@ -102,17 +141,19 @@ class ChurnService:
     def predict(self, customer_id: str | int, features: dict[str, Any]) -> dict:
         """One customer: the seed article's contract (customer_id and features in)."""
         started = time.perf_counter()
+        loaded = self.current
         try:
-            entity_id = check_entity_id(self.schema, customer_id, "customer_id")
-            row = check_features(self.schema, features)
+            entity_id = check_entity_id(loaded.schema, customer_id, "customer_id")
+            row = check_features(loaded.schema, features)
         except RequestError as exc:
             raise _reject(exc) from None
-        return self._score([entity_id], [row], started)[0]
+        return self._score([entity_id], [row], [features], started, loaded)[0]
 
     @bentoml.api
     def predict_batch(self, rows: list[dict[str, Any]]) -> list[dict]:
         """Many customers in one call, answered in order: each row is {customer_id, features}."""
         started = time.perf_counter()
+        loaded = self.current
         if not rows:
             raise RequestRejected("rows: empty batch")
         if len(rows) > MAX_BATCH:
@@ -122,37 +163,42 @@ class ChurnService:
             for i, row in enumerate(rows):
                 if not isinstance(row, dict) or set(row) != {"customer_id", "features"}:
                     raise RequestError(f"rows[{i}]: expected exactly customer_id and features")
-                ids.append(check_entity_id(self.schema, row["customer_id"], f"rows[{i}].customer_id"))
-                values.append(check_features(self.schema, row["features"], f"rows[{i}].features"))
+                ids.append(check_entity_id(loaded.schema, row["customer_id"], f"rows[{i}].customer_id"))
+                values.append(check_features(loaded.schema, row["features"], f"rows[{i}].features"))
         except RequestError as exc:
             raise _reject(exc) from None
-        return self._score(ids, values, started)
+        return self._score(ids, values, [row["features"] for row in rows], started, loaded)
 
     @bentoml.api
     def predict_by_id(self, customer_ids: list[str | int]) -> list[dict]:
         """Customers by id; their features come from the online snapshot."""
         started = time.perf_counter()
+        loaded = self.current
         if not customer_ids:
             raise RequestRejected("customer_ids: empty list")
         if len(customer_ids) > MAX_BATCH:
             raise RequestRejected(f"customer_ids: {len(customer_ids)} ids exceed the limit of {MAX_BATCH}",
                                   error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         try:
-            ids = [check_entity_id(self.schema, v, f"customer_ids[{i}]") for i, v in enumerate(customer_ids)]
+            ids = [check_entity_id(loaded.schema, v, f"customer_ids[{i}]") for i, v in enumerate(customer_ids)]
         except RequestError as exc:
             raise _reject(exc) from None
-        found, unknown = self.online.lookup(ids)
+        found, unknown = loaded.online.lookup(ids)
         if unknown:
             raise RequestRejected(f"unknown customer_ids: {unknown[:20]}", error_code=HTTPStatus.NOT_FOUND)
-        return self._score(ids, [[found[i][n] for n in self.names] for i in ids], started)
+        features = [found[i] for i in ids]
+        return self._score(ids, [[f[n] for n in loaded.names] for f in features], features, started, loaded)
 
     def health(self) -> dict:
-        return {"status": "healthy", "model_loaded": self.model is not None, "model_version": self.info["model_version"]}
+        loaded = self.current
+        return {"status": "healthy", "model_loaded": loaded.scorer is not None, "model_version": loaded.info["model_version"]}
 
     def metadata(self) -> dict:
+        loaded = self.current
         keys = ("model_name", "model_version", "run_id", "trained_at", "feature_set_version", "online_as_of",
                 "sql_hashes", "threshold", "entity")
-        return {**{k: self.info[k] for k in keys}, "features": self.schema.features}
+        return {**{k: loaded.info[k] for k in keys}, "features": loaded.schema.features, "bento_model": loaded.tag,
+                "scoring": "compiled" if loaded.scorer.compiled is not None else "pipeline"}
 
 
 ChurnService.add_asgi_middleware(Guard, token=os.environ.get("CHURN_API_TOKEN") or None, max_body=MAX_BODY_BYTES)

@@ -27,6 +27,11 @@ class ServingSchema:
     def from_dict(cls, d: dict) -> ServingSchema:
         return cls(d["entity"], d["entity_dtype"], dict(d["features"]), float(d["threshold"]))
 
+    def __post_init__(self) -> None:
+        # for the fast path of check_features: names in model order, and which ones are strings
+        object.__setattr__(self, "_order", [(name, dtype == "str", dtype == "int64") for name, dtype in self.features.items()])
+        object.__setattr__(self, "_names", set(self.features))
+
     def to_dict(self) -> dict:
         return {"entity": self.entity, "entity_dtype": self.entity_dtype, "features": self.features,
                 "threshold": self.threshold}
@@ -40,6 +45,33 @@ def check_features(schema: ServingSchema, features: Any, where: str = "features"
     """
     if not isinstance(features, dict):
         raise RequestError(f"{where}: expected an object of feature values")
+    values = _well_formed(schema, features)
+    return values if values is not None else _explain(schema, features, where)
+
+
+_NUMBER = (int, float)
+
+
+def _well_formed(schema: ServingSchema, features: dict) -> list[Any] | None:
+    """The values in model order when every check passes, else None (the common case, kept cheap)."""
+    if len(features) != len(schema._names) or not schema._names.issuperset(features):
+        return None
+    values = []
+    for name, is_str, is_int in schema._order:
+        value = features[name]
+        if value is not None:
+            kind = type(value)
+            if is_str:
+                if kind is not str:
+                    return None
+            elif kind not in _NUMBER or not math.isfinite(value) or (is_int and kind is float and not value.is_integer()):
+                return None
+        values.append(value)
+    return values
+
+
+def _explain(schema: ServingSchema, features: dict, where: str) -> list[Any]:
+    """Every problem with ``features`` in one RequestError (or the values, for subclassed types that pass)."""
     problems = []
     missing = [name for name in schema.features if name not in features]
     unknown = [name for name in features if name not in schema.features]
