@@ -130,7 +130,7 @@ class ChurnService:
         for k, (entity_id, values, p) in enumerate(zip(ids, features, proba.tolist())):
             prediction, probability = int(p >= threshold), round(p, 6)
             answers.append({"customer_id": entity_id, "prediction": prediction, "probability": probability,
-                            "model_version": version, "latency_ms": latency})
+                            "model_version": version, "latency_ms": latency, "request_id": request_id})
             records.append({"request_id": request_id, "row": k, "ts": now, "customer_id": entity_id,
                             "prediction": prediction, "probability": probability, "model_version": version,
                             "latency_ms": latency, "features": values})

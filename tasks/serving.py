@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from prefect import task
@@ -88,6 +89,10 @@ def build_bento(settings: Settings, packaged: dict) -> dict:
     import bentoml
 
     root = Path(__file__).resolve().parents[1]
+    # the build imports the service, whose model reference resolves once per import: drop an earlier
+    # import (a second package run in this process) so the reference points at the model just imported
+    for module in [m for m in sys.modules if m == "bentos" or m.startswith("bentos.")]:
+        del sys.modules[module]
     bento = bentoml.bentos.build_bentofile(str(root / "bentofile.yaml"), build_ctx=str(root), labels=packaged["labels"])
     models = [str(m.tag) for service in bento.info.services for m in service.models]
     if packaged["tag"] not in models:

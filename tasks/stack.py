@@ -104,28 +104,76 @@ def start_process(name: str, cmd: list[str], env: dict[str, str], directory: Pat
     return proc.pid
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (BentoML's workers run in sessions of their own, outside its group)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def stop_process(name: str, directory: Path, timeout: float = 20) -> bool:
-    """Stop the process group we started under ``name``: SIGINT (Prefect workers ignore SIGTERM), then SIGKILL."""
+    """Stop the process group we started under ``name`` and every process below it.
+
+    SIGINT first (Prefect workers ignore SIGTERM), then SIGTERM and SIGKILL; processes that left
+    the group (BentoML workers) are stopped by the pids found under the one we started.
+    """
     pid_file = directory / f"{name}.pid"
     pid = _pid(pid_file)
     pid_file.unlink(missing_ok=True)
     if pid is None:
         return False
+    below = descendants(pid)
+    try:
+        _stop_group(pid, timeout)
+    finally:
+        for child in below:
+            _stop_pid(child)
+    return True
+
+
+def _stop_pid(pid: int) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            if _is_zombie(pid):
+                return
+            time.sleep(0.2)
+
+
+def _stop_group(pid: int, timeout: float) -> None:
     for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
         try:
             os.killpg(pid, sig)
         except ProcessLookupError:
-            return True
+            return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             try:
                 os.kill(pid, 0)
                 if _is_zombie(pid):
-                    return True
+                    return
             except ProcessLookupError:
-                return True
+                return
             time.sleep(0.3)
-    return True
+    return
 
 
 def _is_zombie(pid: int) -> bool:

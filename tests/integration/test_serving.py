@@ -4,6 +4,10 @@ on a free loopback port, every endpoint, input validation, and the prediction lo
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+import time
 
 import httpx
 import pandas as pd
@@ -36,17 +40,21 @@ def service(prefect_server, small_world, tmp_path_factory):
         packaged = package()
         port = free_port()
         env = {"CHURN_HOME": str(home), "BENTOML_HOME": str(home / "bentoml"), "CHURN_MAX_BATCH": str(MAX_BATCH),
-               "CHURN_API_TOKEN": TOKEN, "CHURN_MAX_BODY_BYTES": str(MAX_BODY)}
+               "CHURN_API_TOKEN": TOKEN, "CHURN_MAX_BODY_BYTES": str(MAX_BODY), "CHURN_RELOAD_SECONDS": "1"}
         directory = home / "serve"
-        stack.start_process("bentoml", [str(stack.BIN / "bentoml"), "serve", "bentos.service:ChurnService",
-                                        "--host", "127.0.0.1", "--port", str(port)], env, directory, ROOT)
-        try:
+
+        def start():
+            stack.start_process("bentoml", [str(stack.BIN / "bentoml"), "serve", "bentos.service:ChurnService",
+                                            "--host", "127.0.0.1", "--port", str(port)], env, directory, ROOT)
             stack.wait_healthy(f"http://127.0.0.1:{port}/readyz", 180, directory / "bentoml.log")
+
+        try:
+            start()
             snapshot = pd.read_parquet(next((home / "bentoml" / "models").rglob("online_snapshot.parquet")))
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
                               headers={"Authorization": f"Bearer {TOKEN}"}) as client:
                 yield {"client": client, "home": home, "snapshot": snapshot, "trained": trained, "packaged": packaged,
-                       "url": f"http://127.0.0.1:{port}"}
+                       "url": f"http://127.0.0.1:{port}", "start": start, "pid_file": directory / "bentoml.pid"}
         finally:
             stack.stop_process("bentoml", directory)
 
@@ -83,6 +91,7 @@ def test_predict_single_batch_and_by_id_agree(service):
     body = single.json()
     assert body["customer_id"] == ids[0] and body["model_version"] == service["packaged"]["model_version"]
     assert body["prediction"] == int(body["probability"] >= service["trained"]["threshold"]) and body["latency_ms"] > 0
+    assert body["request_id"] in {r["request_id"] for r in logged(service)}
     batch = client.post("/predict_batch", json={"rows": [{"customer_id": i, "features": r} for i, r in zip(ids, rows)]})
     assert [b["customer_id"] for b in batch.json()] == list(ids)
     assert batch.json()[0]["probability"] == pytest.approx(body["probability"])
@@ -184,3 +193,59 @@ def test_built_bento_carries_model_labels_lean_requirements_and_a_dockerfile(ser
     assert lines and lines[0].split()[0].upper() in {"FROM", "ARG"}
     assert all(l.split()[0].upper() in DOCKER_INSTRUCTIONS for l in lines), [l for l in lines if l.split()[0].upper() not in DOCKER_INSTRUCTIONS]
     assert any(l.upper().startswith("ENTRYPOINT") for l in lines)
+
+
+def test_a_newly_packaged_model_is_picked_up_by_every_worker(service):
+    from flows.package import package
+
+    repackaged = package()
+    assert repackaged["tag"] != service["packaged"]["tag"]
+    deadline = time.monotonic() + 120
+    seen = set()
+    while time.monotonic() < deadline and seen != {repackaged["tag"]}:
+        # new connections spread over the workers; each must answer with the new model
+        seen = {httpx.get(f"{service['url']}/metadata", headers={"Authorization": f"Bearer {TOKEN}"}).json()["bento_model"]
+                for _ in range(8)}
+        time.sleep(0.5)
+    assert seen == {repackaged["tag"]}
+    assert service["client"].get("/metadata").json()["scoring"] == "compiled"
+
+
+def test_under_load_a_killed_service_loses_no_answered_prediction(service):
+    """8 clients hammer the service; it is killed (SIGKILL) mid-load; every answered request is in the log."""
+    ids = [int(i) for i in service["snapshot"]["customer_id"].head(40)]
+    answered, failures, stop = [], [], threading.Event()
+
+    def client_loop(offset: int):
+        with httpx.Client(base_url=service["url"], timeout=30, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            k = offset
+            while not stop.is_set():
+                try:
+                    response = client.post("/predict_by_id", json={"customer_ids": [ids[k % len(ids)], ids[(k + 1) % len(ids)]]})
+                except httpx.HTTPError:
+                    failures.append(k)
+                    return
+                assert response.status_code == 200, response.text
+                answered.extend((r["request_id"], r["customer_id"]) for r in response.json())
+                k += 1
+
+    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 120
+    while len(answered) < 400 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server = int(service["pid_file"].read_text())
+    for pid in [server, *stack.descendants(server)]:  # the server and its workers; no shutdown hook runs
+        os.kill(pid, signal.SIGKILL)
+    for t in threads:  # each client runs until the dead service fails its request
+        t.join(60)
+    stop.set()
+    assert len(answered) >= 400 and len(failures) == 8  # the load was running when the service died
+    records = logged(service)
+    logged_pairs = {(r["request_id"], r["customer_id"]) for r in records}
+    assert set(answered) <= logged_pairs
+    service["pid_file"].unlink()
+    service["start"]()  # a restart keeps the old files and appends to new ones
+    assert service["client"].post("/predict_by_id", json={"customer_ids": ids[:3]}).status_code == 200
+    assert len(logged(service)) == len(records) + 3
