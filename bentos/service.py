@@ -32,12 +32,13 @@ from starlette.routing import Route  # noqa: E402
 
 from bentos.guard import Guard  # noqa: E402
 from bentos.prediction_log import PredictionLog  # noqa: E402
-from churn.serving import RequestError, ServingSchema, check_entity_id, check_features  # noqa: E402
+from churn.serving import RequestError, ServingSchema, check_as_of, check_entity_id, check_features  # noqa: E402
 
 MAX_BATCH = int(os.environ.get("CHURN_MAX_BATCH", "5000"))
 MAX_BODY_BYTES = int(os.environ.get("CHURN_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
 RELOAD_SECONDS = float(os.environ.get("CHURN_RELOAD_SECONDS", "10"))
 MODEL_NAME = "churn-classifier"
+ROW_KEYS = ({"customer_id", "features"}, {"customer_id", "features", "as_of"})
 log = logging.getLogger("churn.service")
 
 
@@ -116,10 +117,12 @@ class ChurnService:
             except Exception:  # keep serving the loaded model; the next poll retries
                 log.exception("could not load the newest packaged model; still serving %s", self.current.tag)
 
-    def _score(self, ids: list, rows: list[list], features: list[dict], started: float, loaded: LoadedModel) -> list[dict]:
+    def _score(self, ids: list, rows: list[list], features: list[dict], as_of: list, started: float,
+               loaded: LoadedModel) -> list[dict]:
         """One model call for all rows; prediction applies the model's stored threshold.
 
-        ``features`` are the checked feature objects as received (or looked up), logged as they are.
+        ``features`` are the checked feature objects as received (or looked up), logged as they are;
+        ``as_of`` is the time each row's features describe (None: the request time).
         """
         proba = loaded.scorer.proba(rows)
         latency = round((time.perf_counter() - started) * 1000, 3)
@@ -127,47 +130,49 @@ class ChurnService:
         version, threshold = loaded.info["model_version"], loaded.schema.threshold
         request_id = uuid.uuid4().hex  # one per HTTP request; "row" orders a batch's records
         answers, records = [], []
-        for k, (entity_id, values, p) in enumerate(zip(ids, features, proba.tolist())):
+        for k, (entity_id, values, when, p) in enumerate(zip(ids, features, as_of, proba.tolist())):
             prediction, probability = int(p >= threshold), round(p, 6)
             answers.append({"customer_id": entity_id, "prediction": prediction, "probability": probability,
                             "model_version": version, "latency_ms": latency, "request_id": request_id})
-            records.append({"request_id": request_id, "row": k, "ts": now, "customer_id": entity_id,
+            records.append({"request_id": request_id, "row": k, "ts": now, "as_of": when or now, "customer_id": entity_id,
                             "prediction": prediction, "probability": probability, "model_version": version,
                             "latency_ms": latency, "features": values})
         self.log.write(records)
         return answers
 
     @bentoml.api
-    def predict(self, customer_id: str | int, features: dict[str, Any]) -> dict:
-        """One customer: the seed article's contract (customer_id and features in)."""
+    def predict(self, customer_id: str | int, features: dict[str, Any], as_of: str | None = None) -> dict:
+        """One customer: the seed article's contract (customer_id and features in; as_of optional)."""
         started = time.perf_counter()
         loaded = self.current
         try:
             entity_id = check_entity_id(loaded.schema, customer_id, "customer_id")
             row = check_features(loaded.schema, features)
+            when = check_as_of(as_of, "as_of")
         except RequestError as exc:
             raise _reject(exc) from None
-        return self._score([entity_id], [row], [features], started, loaded)[0]
+        return self._score([entity_id], [row], [features], [when], started, loaded)[0]
 
     @bentoml.api
     def predict_batch(self, rows: list[dict[str, Any]]) -> list[dict]:
-        """Many customers in one call, answered in order: each row is {customer_id, features}."""
+        """Many customers in one call, answered in order: each row is {customer_id, features[, as_of]}."""
         started = time.perf_counter()
         loaded = self.current
         if not rows:
             raise RequestRejected("rows: empty batch")
         if len(rows) > MAX_BATCH:
             raise RequestRejected(f"rows: {len(rows)} rows exceed the limit of {MAX_BATCH}", error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-        ids, values = [], []
+        ids, values, times = [], [], []
         try:
             for i, row in enumerate(rows):
-                if not isinstance(row, dict) or set(row) != {"customer_id", "features"}:
-                    raise RequestError(f"rows[{i}]: expected exactly customer_id and features")
+                if not isinstance(row, dict) or not ROW_KEYS[0] <= row.keys() <= ROW_KEYS[1]:
+                    raise RequestError(f"rows[{i}]: expected customer_id, features and optionally as_of")
+                times.append(check_as_of(row.get("as_of"), f"rows[{i}].as_of"))
                 ids.append(check_entity_id(loaded.schema, row["customer_id"], f"rows[{i}].customer_id"))
                 values.append(check_features(loaded.schema, row["features"], f"rows[{i}].features"))
         except RequestError as exc:
             raise _reject(exc) from None
-        return self._score(ids, values, [row["features"] for row in rows], started, loaded)
+        return self._score(ids, values, [row["features"] for row in rows], times, started, loaded)
 
     @bentoml.api
     def predict_by_id(self, customer_ids: list[str | int]) -> list[dict]:
@@ -187,7 +192,8 @@ class ChurnService:
         if unknown:
             raise RequestRejected(f"unknown customer_ids: {unknown[:20]}", error_code=HTTPStatus.NOT_FOUND)
         features = [found[i] for i in ids]
-        return self._score(ids, [[f[n] for n in loaded.names] for f in features], features, started, loaded)
+        snapshot_time = [loaded.info["online_as_of"]] * len(ids)  # the time the snapshot's features describe
+        return self._score(ids, [[f[n] for n in loaded.names] for f in features], features, snapshot_time, started, loaded)
 
     def health(self) -> dict:
         loaded = self.current

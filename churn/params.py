@@ -143,6 +143,7 @@ class TrainParams(BaseModel):
     model_name: str = Field("churn-classifier", min_length=1)
     gates: GateParams = GateParams()
     promote: bool = Field(True, description="move @champion to the challenger when the gates approve it")
+    package: bool = Field(False, description="after a promotion, package the new champion for serving (the service picks it up)")
 
 
 class RollbackParams(BaseModel):
@@ -151,3 +152,51 @@ class RollbackParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=3, description="why; kept as a tag on the rolled-back version and in the event log")
     model_name: str = Field("churn-classifier", min_length=1)
+
+
+class AlertRules(BaseModel):
+    """Thresholds the monitor raises alerts on; a window with fewer than ``min_rows`` predictions is not judged."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_rows: int = Field(100, ge=1)
+    max_positive_rate: float = Field(0.5, gt=0, le=1)
+    max_p99_latency_ms: float = Field(250.0, gt=0)
+    max_drifted_share: float = Field(0.3, gt=0, le=1, description="share of features over max_psi that means dataset drift")
+    max_psi: float = Field(0.25, gt=0, description="a feature with a larger PSI against the reference has drifted")
+    max_auc_drop: float = Field(0.05, gt=0, le=1, description="AUC on matured labels below the training AUC by more than this")
+    min_labelled: int = Field(200, ge=10, description="matured labels a window needs before its AUC is judged")
+
+
+class RetrainPolicy(BaseModel):
+    """When the monitor triggers retraining: a breach (dataset drift or AUC drop) in ``breaches`` of the
+    last ``windows`` windows, at least ``min_new_labels`` matured labels, and ``cooldown_hours`` since it last fired."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    breaches: int = Field(2, ge=1)
+    windows: int = Field(3, ge=1)
+    min_new_labels: int = Field(500, ge=0)
+    cooldown_hours: float = Field(24.0, ge=0)
+    deployment: str = Field("train/train-weekly", description="the deployment run_deployment starts")
+    in_process: bool = Field(False, description="run the train flow as a subflow instead (no worker needed)")
+
+    @model_validator(mode="after")
+    def _fits(self) -> RetrainPolicy:
+        if self.breaches > self.windows:
+            raise ValueError(f"breaches ({self.breaches}) cannot exceed windows ({self.windows})")
+        return self
+
+
+class MonitorParams(BaseModel):
+    """The ``monitor`` flow: which window of the prediction log to judge, and how."""
+
+    model_config = ConfigDict(extra="forbid")
+    window_minutes: int = Field(60, ge=1, le=60 * 24 * 31)
+    end: datetime | None = Field(None, description="window end (UTC; default: now); the window is [end - window, end)")
+    start: datetime | None = Field(None, description="window start instead of end - window_minutes")
+    model_name: str = Field("churn-classifier", min_length=1)
+    report_sample_rows: int = Field(5000, ge=100, le=200_000, description="rows of each side Evidently's HTML report gets")
+    psi_bins: int = Field(10, ge=2, le=100)
+    alerts: AlertRules = AlertRules()
+    notify_block: str | None = Field(None, description="Prefect notification block (e.g. a webhook) alerts go to; always also alerts.jsonl")
+    retrain: RetrainPolicy = RetrainPolicy()

@@ -113,3 +113,23 @@ def check_entity_id(schema: ServingSchema, value: Any, where: str) -> Any:
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         raise RequestError(f"{where}: expected a string id, got {value!r}")
     return str(value)
+
+
+def check_as_of(value: Any, where: str) -> str | None:
+    """The time the features describe (ISO 8601, UTC if no offset), as a naive UTC ISO string; None if absent.
+
+    Monitoring joins a prediction to its outcome by customer and this time (default: request time).
+    """
+    if value is None:
+        return None
+    from datetime import UTC, datetime
+
+    if not isinstance(value, str):
+        raise RequestError(f"{where}: expected an ISO 8601 date-time string, got {type(value).__name__}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise RequestError(f"{where}: not an ISO 8601 date-time: {value!r}") from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed.isoformat()

@@ -8,7 +8,9 @@ customers have dips that look like a wind-down but are not. That keeps churn lea
 The generator yields the world in chunks of customers so any scale fits in memory; writing is the
 caller's job. Rows of the event-like tables carry an ``ingested_at`` arrival time after their event
 time (a small share arrive days late). With ``drift_months`` the world runs on past the history end
-with a price rise that shifts spend, tickets and churn; ``split_period`` separates the two periods.
+with a price rise that shifts spend, tickets and churn: usage drops, tickets and add-on spend rise,
+and churn climbs most in the regions a competitor entered (a driver the history never showed, so a
+model trained before it ranks worse); ``split_period`` separates the two periods.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ PLAN_P = np.array([0.5, 0.35, 0.15])
 PLAN_FEE = np.array([9.99, 19.99, 34.99])
 REGIONS = np.array(["north", "south", "east", "west", "central"])
 REGION_LOGIT = np.array([0.0, 0.15, -0.1, 0.05, 0.1])
+REGION_DRIFT_LOGIT = np.array([1.6, -0.3, 1.2, -0.3, -0.3])  # extra churn in the drift period: a competitor in two regions
 CHANNELS = np.array(["organic", "paid_search", "referral", "partner"])
 CHANNEL_P = np.array([0.4, 0.3, 0.2, 0.1])
 CHANNEL_LOGIT = np.array([0.0, 0.35, -0.4, 0.1])
@@ -154,6 +157,7 @@ def _chunk(params: WorldParams, rng: np.random.Generator, first_id: int, n: int)
         + 0.9 * np.exp(-tenure_months / 3.0)
         + season[None, :]
         + np.where(d >= drift_from, 0.6, 0.0)[None, :]
+        + np.where(d >= drift_from, 1.0, 0.0)[None, :] * REGION_DRIFT_LOGIT[region][:, None]
         + rng.normal(0, 0.3, (n, 1))
     )
     p_day = 1.0 / (1.0 + np.exp(-logit)) / 30.0
@@ -185,10 +189,10 @@ def _chunk(params: WorldParams, rng: np.random.Generator, first_id: int, n: int)
     base = params.activity * np.exp(0.45 * engagement)[:, None] * (weekly * seasonal)[None, :]
     drift = d >= drift_from
 
-    rate_login = base * (1.0 - 0.85 * decline)
+    rate_login = base * (1.0 - 0.85 * decline) * np.where(drift, 0.55, 1.0)
     rate_txn = 0.07 * params.activity * np.exp(0.3 * engagement)[:, None] * (1.0 - 0.6 * decline)
     rate_ticket = (
-        0.006 * params.activity * (1.0 + 0.4 * (plan == 0))[:, None] * (1.0 + 3.0 * decline) * np.where(drift, 1.8, 1.0)
+        0.006 * params.activity * (1.0 + 0.4 * (plan == 0))[:, None] * (1.0 + 3.0 * decline) * np.where(drift, 2.5, 1.0)
     )
 
     def draw(rate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

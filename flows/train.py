@@ -8,6 +8,7 @@ from prefect import flow
 from churn.params import FeaturesParams, TrainParams
 from churn.settings import Settings
 from flows.features import features
+from flows.package import package
 from tasks.gates import (
     decide,
     measure_drift,
@@ -53,4 +54,7 @@ def train(params: TrainParams = TrainParams()) -> dict:
     )
     publish_gate_report(settings, params, run, report)
     promotion = promote_if_approved(settings, params, report)
-    return publish_training_summary(settings, params, run, version, metrics, fitted, report, promotion)
+    summary = publish_training_summary(settings, params, run, version, metrics, fitted, report, promotion)
+    if params.package and summary["promoted"]:
+        summary["packaged"] = package(params.model_name)  # a running service picks the new model up
+    return summary

@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 
@@ -188,6 +189,77 @@ serving       bento {packaged['bento']} with {packaged['tag']} (model version {p
     return 0
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    _use_prefect()
+    from churn.params import MonitorParams
+    from flows.monitor import monitor
+
+    params = MonitorParams(**json.loads(args.params)) if args.params else MonitorParams()
+    result = monitor(params)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Drift -> alert -> retrain -> gated promotion -> new model served, against a running service."""
+    _use_prefect()
+    import httpx
+
+    from churn.params import MonitorParams, RetrainPolicy
+    from flows.monitor import monitor
+    from tasks import simulate
+    from tasks.feature_engine import load_feature_repo
+
+    settings = _settings()
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    policy = RetrainPolicy(breaches=2, windows=args.bursts, min_new_labels=args.min_new_labels, cooldown_hours=0,
+                           in_process=args.deployment is None, **({"deployment": args.deployment} if args.deployment else {}))
+    with httpx.Client(base_url=args.url, headers=headers, timeout=120) as client:
+        meta = client.get("/metadata")
+        if meta.status_code != 200:
+            raise RuntimeError(f"{args.url}/metadata answered {meta.status_code}: is the service up (make serve)? {meta.text[:200]}")
+        served = meta.json()
+        names, entity = list(served["features"]), load_feature_repo(settings.feature_repo).config.entity
+        dates = simulate.drift_dates(settings, args.bursts)
+        print(f"== service at {args.url} serves model version {served['model_version']}")
+        combined = simulate._combined(settings)
+        bursts = []
+        for as_of in dates:
+            frame = simulate.features_at(settings, combined, as_of)
+            start = datetime.now(UTC).replace(tzinfo=None)
+            rows = simulate.send_burst(client, frame, entity, names, as_of)
+            end = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=1)
+            bursts.append((start, end))
+            print(f"== traffic: {rows:,} predictions for customers as of {as_of:%Y-%m-%d} (drift period)")
+            result = monitor(MonitorParams(start=start, end=end, retrain=policy))
+            _say(result)
+        print("== labels: the drift period's outcomes arrive in the raw data")
+        simulate.deliver_labels(settings, combined)
+        for start, end in bursts:
+            result = monitor(MonitorParams(start=start, end=end, retrain=policy))
+            _say(result)
+        if result["retrain_run"] is None:
+            print("== retraining did not fire on the last window: see the reasons above")
+            return 1
+        version = simulate.wait_for_version(client, served["model_version"], args.reload_timeout)
+        print(f"== the service now answers with model version {version}" if version else
+              f"== the service still serves version {served['model_version']} (no promotion, or not yet reloaded)")
+    print(f"monitoring store  {settings.home}/monitoring/monitoring.duckdb (tables windows, feature_drift, alerts, retrain_decisions)")
+    print(f"reports           {settings.home}/monitoring/reports/   alerts: {settings.home}/monitoring/alerts.jsonl")
+    return 0 if version else 1
+
+
+def _say(result: dict) -> None:
+    drifted = sorted(((v, k) for k, v in result["psi"].items()), reverse=True)[:3]
+    labels = result["labels"]
+    print(f"   monitor {result['window'][0][11:19]}..{result['window'][1][11:19]}: {result['count']:,} predictions, "
+          f"top PSI {', '.join(f'{k} {v:.2f}' for v, k in drifted)}; labels {labels['labelled']}"
+          + (f", AUC {labels['auc']:.3f}" if labels["auc"] is not None else ""))
+    for event in result["events"]:
+        print(f"   alert {event['event']}: {event['rule']} = {event['value']:.3f} (threshold {event['threshold']:g})")
+    print(f"   retraining {'FIRED: ' + str(result['retrain_run']) if result['decision']['fire'] else 'not fired: ' + result['decision']['reason']}")
+
+
 def _first_online_id(feature_set: str, entity: str):
     import pyarrow.parquet as pq
 
@@ -266,6 +338,19 @@ def _parser() -> argparse.ArgumentParser:
     gen_exp = exp.add_parser("generate", help="(re)generate the suites from the feature repo's metadata, keeping hand-tuned expectations")
     gen_exp.add_argument("--out", help="directory (default: CHURN_EXPECTATIONS_DIR)")
     gen_exp.set_defaults(func=cmd_expectations_generate)
+
+    mon = sub.add_parser("monitor", help="run the monitor flow in-process (default: the last hour)")
+    mon.add_argument("--params", help='MonitorParams as JSON, e.g. \'{"window_minutes": 1440}\'')
+    mon.set_defaults(func=cmd_monitor)
+
+    sim = sub.add_parser("simulate", help="replay drifted traffic to a running service, deliver labels, watch the loop")
+    sim.add_argument("--url", default="http://127.0.0.1:3000")
+    sim.add_argument("--token", help="bearer token when the service has CHURN_API_TOKEN")
+    sim.add_argument("--bursts", type=int, default=3, help="as-of dates of the drift period replayed, one window each")
+    sim.add_argument("--min-new-labels", type=int, default=500)
+    sim.add_argument("--deployment", help="trigger this training deployment (needs make up + make deploy) instead of an in-process run")
+    sim.add_argument("--reload-timeout", type=float, default=120)
+    sim.set_defaults(func=cmd_simulate)
 
     demo = sub.add_parser("demo", help="generate data if needed and run the pipeline")
     demo.add_argument("--regenerate", action="store_true")

@@ -198,7 +198,7 @@ def build_spine(
     con.execute(f'create or replace temp table spine as select "{entity}", {AS_OF} from population')
     if with_label:
         where = f"{repo.root}/label.sql"
-        _materialise(con, "labels", repo.label_sql, where, params)
+        evaluate_labels(con, repo)
         cols = _columns(con, "labels")
         expected = {entity, AS_OF, cfg.label}
         if set(cols) != expected:
@@ -220,6 +220,11 @@ def build_spine(
             f'from population s join labels l using ("{entity}", {AS_OF})'
         )
     return n
+
+
+def evaluate_labels(con: duckdb.DuckDBPyConnection, repo: FeatureRepo) -> None:
+    """Temp table ``labels`` from label.sql over the temp table ``spine`` (entity, as_of)."""
+    _materialise(con, "labels", repo.label_sql, f"{repo.root}/label.sql", {"horizon_days": repo.config.spine.horizon_days})
 
 
 def evaluate_views(con: duckdb.DuckDBPyConnection, repo: FeatureRepo) -> duckdb.DuckDBPyRelation:

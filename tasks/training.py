@@ -289,6 +289,9 @@ def log_training_run(
             _write_evaluation(out, data, split, fitted, params.seed)
             (out / "feature_set_manifest.json").write_text(json.dumps(data.manifest, indent=2, default=str))
             mlflow.log_artifacts(tmp, artifact_path="evaluation")
+        with tempfile.TemporaryDirectory() as tmp:
+            _reference_sample(data, split, fitted, params.seed).to_parquet(Path(tmp) / REFERENCE_FILE, index=False)
+            mlflow.log_artifact(str(Path(tmp) / REFERENCE_FILE), artifact_path="monitoring")
         x_test, _ = data.xy(split.test)
         example = x_test.head(200)
         info = mlflow.sklearn.log_model(
@@ -309,6 +312,20 @@ def log_training_run(
                 mlflow.log_metrics({"valid_auc_roc": trial["valid_auc_roc"], "fit_seconds": trial["fit_seconds"]})
     get_run_logger().info("MLflow run %s logged (model %s)", run.info.run_id, info.model_uri)
     return {"run_id": run.info.run_id, "experiment_id": experiment, "model_uri": info.model_uri}
+
+
+REFERENCE_FILE = "reference.parquet"
+REFERENCE_ROWS = 20_000
+
+
+def _reference_sample(data: TrainingData, split: training.Split, fitted: FittedModel, seed: int) -> pd.DataFrame:
+    """What monitoring compares live traffic with: held-out rows (the newest, closest to serving)
+    with their label and the model's out-of-sample probability, at most REFERENCE_ROWS of them."""
+    test = data.frame.iloc[split.test]
+    sample = test.sample(n=min(REFERENCE_ROWS, len(test)), random_state=seed)
+    out = sample[[*data.schema.names, data.label]].reset_index(drop=True)
+    out["probability"] = fitted.model.predict_proba(sample[data.schema.names])[:, 1]
+    return out
 
 
 @task(cache_policy=NO_CACHE)

@@ -1,0 +1,91 @@
+"""Monitoring logic: alert conditions, alert state changes and the retraining decision (pure).
+
+The monitor flow measures a window of the prediction log (tasks/monitoring.py); these functions
+turn the measurements into conditions, compare them with the alerts already open (one alert when a
+condition starts, one when it clears), and decide whether to retrain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from churn.params import AlertRules, RetrainPolicy
+
+
+@dataclass(frozen=True)
+class Condition:
+    rule: str
+    """e.g. ``positive_rate``, ``p99_latency_ms``, ``drifted_share``, ``psi:<feature>``, ``auc_drop``."""
+    breached: bool
+    value: float
+    threshold: float
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    rule: str
+    event: str
+    """``fired`` when a condition starts, ``cleared`` when it stops."""
+    value: float
+    threshold: float
+
+
+def conditions(window: dict, psi: dict[str, float], training_auc: float | None, rules: AlertRules) -> list[Condition]:
+    """Every rule that can be judged on this window (too few rows or labels: not judged, state kept)."""
+    if window["count"] < rules.min_rows:
+        return []
+    out = [
+        Condition("positive_rate", window["positive_rate"] > rules.max_positive_rate, window["positive_rate"], rules.max_positive_rate),
+        Condition("p99_latency_ms", window["latency_p99_ms"] > rules.max_p99_latency_ms, window["latency_p99_ms"], rules.max_p99_latency_ms),
+        Condition("drifted_share", drifted_share(psi, rules) > rules.max_drifted_share, drifted_share(psi, rules), rules.max_drifted_share),
+    ]
+    out += [Condition(f"psi:{name}", value > rules.max_psi, value, rules.max_psi) for name, value in sorted(psi.items())]
+    if training_auc is not None and window.get("auc") is not None and window["labelled"] >= rules.min_labelled:
+        drop = training_auc - window["auc"]
+        out.append(Condition("auc_drop", drop > rules.max_auc_drop, drop, rules.max_auc_drop))
+    return out
+
+
+def drifted_share(psi: dict[str, float], rules: AlertRules) -> float:
+    return sum(v > rules.max_psi for v in psi.values()) / len(psi) if psi else 0.0
+
+
+def alert_events(current: list[Condition], open_rules: set[str]) -> list[AlertEvent]:
+    """Only changes: a breached rule not yet open fires; an open rule judged and no longer breached clears."""
+    events = []
+    for c in current:
+        if c.breached and c.rule not in open_rules:
+            events.append(AlertEvent(c.rule, "fired", c.value, c.threshold))
+        elif not c.breached and c.rule in open_rules:
+            events.append(AlertEvent(c.rule, "cleared", c.value, c.threshold))
+    return events
+
+
+def is_breach(current: list[Condition]) -> bool:
+    """A window counts toward retraining when the dataset drifted or the AUC dropped."""
+    return any(c.breached for c in current if c.rule in ("drifted_share", "auc_drop"))
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    fire: bool
+    reason: str
+
+
+def retrain_decision(recent_breaches: list[bool], new_labels: int, last_fired: datetime | None, now: datetime,
+                     policy: RetrainPolicy) -> RetrainDecision:
+    """``recent_breaches``: newest last, including this window. Every reason to hold back is stated."""
+    if not policy.enabled:
+        return RetrainDecision(False, "retraining is disabled")
+    window = recent_breaches[-policy.windows:]
+    hits = sum(window)
+    if hits < policy.breaches:
+        return RetrainDecision(False, f"breach in {hits} of the last {len(window)} windows (needs {policy.breaches} of {policy.windows})")
+    if new_labels < policy.min_new_labels:
+        return RetrainDecision(False, f"breach in {hits} of the last {len(window)} windows, but only {new_labels} matured labels "
+                                      f"since the champion's data (needs {policy.min_new_labels})")
+    if last_fired is not None and now - last_fired < timedelta(hours=policy.cooldown_hours):
+        return RetrainDecision(False, f"breach in {hits} of the last {len(window)} windows, but retraining fired at "
+                                      f"{last_fired:%Y-%m-%d %H:%M} UTC, within the {policy.cooldown_hours:g} h cooldown")
+    return RetrainDecision(True, f"breach in {hits} of the last {len(window)} windows and {new_labels} matured labels")

@@ -1,0 +1,108 @@
+"""The level-3 loop on the synthetic world, end to end: ``churn simulate``.
+
+1. Traffic: customers' features at a few as-of dates of the generator's drifted period (computed by
+   the feature SQL over history + drift data) go to the running service's /predict_batch, one burst
+   per date; the monitor judges each burst's window (drift alerts fire; no labels have matured).
+2. Labels: the drift period's events are delivered into the raw data, so outcomes mature.
+3. The monitor judges the bursts again: matured labels give AUC; drift or an AUC drop in N of the
+   last M windows fires retraining (features rebuilt, gates, promotion, packaging); the service
+   picks the new champion up from the model store and answers with its version.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from churn.settings import Settings
+from tasks import feature_engine
+from tasks.raw_data import DRIFT_DIR
+
+
+@dataclass
+class Burst:
+    as_of: datetime
+    start: datetime
+    end: datetime
+    rows: int
+
+
+def drift_dates(settings: Settings, count: int) -> list[datetime]:
+    """``count`` as-of dates in the drift period whose labels mature before the drifted data ends."""
+    world = json.loads((settings.raw_dir / "world.json").read_text())
+    if not (settings.raw_dir / DRIFT_DIR).is_dir():
+        raise RuntimeError(f"{settings.raw_dir} has no {DRIFT_DIR}/ period (already delivered, or generated without one): "
+                           "run `churn generate --drift-months 2` first")
+    params = world["params"]
+    history_end = pd.Timestamp(world["history_end"]).to_pydatetime()
+    horizon = feature_engine.load_feature_repo(settings.feature_repo).config.spine.horizon_days
+    world_end = (pd.Timestamp(params["start"]) + pd.DateOffset(months=params["months"] + params["drift_months"])).to_pydatetime()
+    last = world_end - timedelta(days=horizon + 1)
+    if last <= history_end:
+        raise RuntimeError(f"the drift period ({params['drift_months']} months) is shorter than the {horizon}-day label "
+                           "horizon: generate with more --drift-months")
+    return [history_end + (last - history_end) * (i + 1) / count for i in range(count)]
+
+
+def _combined(settings: Settings) -> Path:
+    """History and drift tables side by side as one raw directory (the world as it will be known)."""
+    out = settings.home / "simulate" / "world"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    with feature_engine.connect(settings) as con:
+        for table in sorted(settings.raw_dir.glob("*.parquet")):
+            parts = [str(table)] + ([str(d)] if (d := settings.raw_dir / DRIFT_DIR / table.name).is_file() else [])
+            con.execute(f"copy (select * from read_parquet($parts, union_by_name = true)) to '{out / table.name}' (format parquet)",
+                        {"parts": parts})
+    shutil.copyfile(settings.raw_dir / "world.json", out / "world.json")
+    return out
+
+
+def features_at(settings: Settings, raw_dir: Path, as_of: datetime) -> pd.DataFrame:
+    """Every eligible customer's features at ``as_of`` from the feature repo's own SQL."""
+    repo = feature_engine.load_feature_repo(settings.feature_repo)
+    with feature_engine.connect(settings) as con:
+        feature_engine.register_sources(con, repo, feature_engine.resolve_sources(repo, raw_dir))
+        feature_engine.build_spine(con, repo, [as_of], with_label=False)
+        return feature_engine.evaluate_views(con, repo).df()
+
+
+def send_burst(client: httpx.Client, frame: pd.DataFrame, entity: str, names: list[str], as_of: datetime, batch: int = 1000) -> int:
+    values = frame[names].astype(object).where(frame[names].notna(), None)
+    rows = [{"customer_id": int(i) if isinstance(i, (int, np.integer)) else i, "features": dict(zip(names, v)),
+             "as_of": as_of.isoformat()} for i, v in zip(frame[entity].tolist(), values.values.tolist())]
+    for k in range(0, len(rows), batch):
+        response = client.post("/predict_batch", json={"rows": rows[k:k + batch]})
+        if response.status_code != 200:
+            raise RuntimeError(f"the service refused a batch: {response.status_code} {response.text[:300]}")
+    return len(rows)
+
+
+def deliver_labels(settings: Settings, combined: Path) -> None:
+    """The drift period's events arrive: the raw tables become history + drift (swapped in whole)."""
+    staging = settings.raw_dir.with_name(settings.raw_dir.name + ".delivering")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(combined, staging)
+    shutil.move(str(settings.raw_dir / DRIFT_DIR), str(staging.with_name(settings.raw_dir.name + ".drift-delivered")))
+    backup = settings.raw_dir.with_name(settings.raw_dir.name + ".before-delivery")
+    shutil.rmtree(backup, ignore_errors=True)
+    settings.raw_dir.rename(backup)
+    staging.rename(settings.raw_dir)
+
+
+def wait_for_version(client: httpx.Client, old_version: str, timeout: float) -> str | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        version = client.get("/health").json()["model_version"]
+        if version != old_version:
+            return version
+        time.sleep(1)
+    return None
