@@ -51,13 +51,14 @@ def drifted_share(psi: dict[str, float], rules: AlertRules) -> float:
     return sum(v > rules.max_psi for v in psi.values()) / len(psi) if psi else 0.0
 
 
-def alert_events(current: list[Condition], open_rules: set[str]) -> list[AlertEvent]:
-    """Only changes: a breached rule not yet open fires; an open rule judged and no longer breached clears."""
+def alert_events(current: list[Condition], open_rules: set[str], clear_ratio: float = 1.0) -> list[AlertEvent]:
+    """Only changes: a breached rule not yet open fires; an open rule clears once its value is back
+    below ``threshold * clear_ratio`` (hysteresis, so a value hovering at the threshold does not flap)."""
     events = []
     for c in current:
         if c.breached and c.rule not in open_rules:
             events.append(AlertEvent(c.rule, "fired", c.value, c.threshold))
-        elif not c.breached and c.rule in open_rules:
+        elif c.rule in open_rules and c.value <= c.threshold * clear_ratio:
             events.append(AlertEvent(c.rule, "cleared", c.value, c.threshold))
     return events
 

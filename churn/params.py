@@ -165,6 +165,7 @@ class AlertRules(BaseModel):
     max_psi: float = Field(0.25, gt=0, description="a feature with a larger PSI against the reference has drifted")
     max_auc_drop: float = Field(0.05, gt=0, le=1, description="AUC on matured labels below the training AUC by more than this")
     min_labelled: int = Field(200, ge=10, description="matured labels a window needs before its AUC is judged")
+    clear_ratio: float = Field(0.8, gt=0, le=1, description="an open alert clears only below threshold x clear_ratio (no flapping)")
 
 
 class RetrainPolicy(BaseModel):
@@ -178,6 +179,11 @@ class RetrainPolicy(BaseModel):
     min_new_labels: int = Field(500, ge=0)
     cooldown_hours: float = Field(24.0, ge=0)
     deployment: str = Field("train/train-weekly", description="the deployment run_deployment starts")
+    train_overrides: dict = Field(
+        default_factory=lambda: {"gates": {"drift": {"mode": "warn"}}},
+        description="TrainParams for the retrain run; by default the drift gate only warns, since the population "
+                    "moving is why this run exists; every other gate still enforces",
+    )
     in_process: bool = Field(False, description="run the train flow as a subflow instead (no worker needed)")
 
     @model_validator(mode="after")
@@ -197,6 +203,7 @@ class MonitorParams(BaseModel):
     model_name: str = Field("churn-classifier", min_length=1)
     report_sample_rows: int = Field(5000, ge=100, le=200_000, description="rows of each side Evidently's HTML report gets")
     psi_bins: int = Field(10, ge=2, le=100)
+    label_lookback_days: int = Field(60, ge=1, le=730, description="predictions this far back are joined to matured labels")
     alerts: AlertRules = AlertRules()
     notify_block: str | None = Field(None, description="Prefect notification block (e.g. a webhook) alerts go to; always also alerts.jsonl")
     retrain: RetrainPolicy = RetrainPolicy()

@@ -212,7 +212,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     settings = _settings()
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
-    policy = RetrainPolicy(breaches=2, windows=args.bursts, min_new_labels=args.min_new_labels, cooldown_hours=0,
+    policy = RetrainPolicy(breaches=2, windows=3, min_new_labels=args.min_new_labels, cooldown_hours=0,
                            in_process=args.deployment is None, **({"deployment": args.deployment} if args.deployment else {}))
     with httpx.Client(base_url=args.url, headers=headers, timeout=120) as client:
         meta = client.get("/metadata")
@@ -223,21 +223,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         dates = simulate.drift_dates(settings, args.bursts)
         print(f"== service at {args.url} serves model version {served['model_version']}")
         combined = simulate._combined(settings)
-        bursts = []
         for as_of in dates:
             frame = simulate.features_at(settings, combined, as_of)
             start = datetime.now(UTC).replace(tzinfo=None)
             rows = simulate.send_burst(client, frame, entity, names, as_of)
             end = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=1)
-            bursts.append((start, end))
             print(f"== traffic: {rows:,} predictions for customers as of {as_of:%Y-%m-%d} (drift period)")
             result = monitor(MonitorParams(start=start, end=end, retrain=policy))
             _say(result)
         print("== labels: the drift period's outcomes arrive in the raw data")
         simulate.deliver_labels(settings, combined)
-        for start, end in bursts:
-            result = monitor(MonitorParams(start=start, end=end, retrain=policy))
-            _say(result)
+        start = datetime.now(UTC).replace(tzinfo=None)
+        rows = simulate.send_burst(client, frame, entity, names, dates[-1])
+        end = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=1)
+        print(f"== traffic: {rows:,} more predictions as of {dates[-1]:%Y-%m-%d}; the monitor now has matured labels")
+        result = monitor(MonitorParams(start=start, end=end, retrain=policy))
+        _say(result)
         if result["retrain_run"] is None:
             print("== retraining did not fire on the last window: see the reasons above")
             return 1
@@ -346,7 +347,7 @@ def _parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulate", help="replay drifted traffic to a running service, deliver labels, watch the loop")
     sim.add_argument("--url", default="http://127.0.0.1:3000")
     sim.add_argument("--token", help="bearer token when the service has CHURN_API_TOKEN")
-    sim.add_argument("--bursts", type=int, default=3, help="as-of dates of the drift period replayed, one window each")
+    sim.add_argument("--bursts", type=int, default=4, help="as-of dates of the drift period replayed, one window each")
     sim.add_argument("--min-new-labels", type=int, default=500)
     sim.add_argument("--deployment", help="trigger this training deployment (needs make up + make deploy) instead of an in-process run")
     sim.add_argument("--reload-timeout", type=float, default=120)

@@ -116,10 +116,10 @@ def _connect(settings: Settings):
     return con
 
 
-def load_window(con, directory: Path, start: datetime, end: datetime) -> dict:
-    """Temp table ``preds`` with the window's well-formed predictions; counts of lines and of malformed ones."""
+def load_window(con, directory: Path, start: datetime, end: datetime, table: str = "preds") -> dict:
+    """Temp table ``table`` with the well-formed predictions of [start, end); counts of lines and of malformed ones."""
     files = _log_files(directory, start, end)
-    con.execute("create or replace temp table preds (ts timestamp, as_of timestamp, customer_id varchar, probability double, "
+    con.execute(f"create or replace temp table {table} (ts timestamp, as_of timestamp, customer_id varchar, probability double, "
                 "prediction integer, model_version varchar, latency_ms double, features json)")
     if not files:
         return {"files": 0, "lines": 0, "malformed": 0}
@@ -137,7 +137,7 @@ def load_window(con, directory: Path, start: datetime, end: datetime) -> dict:
                try_cast(j->>'$.latency_ms' as double) as latency_ms, j->'$.features' as features
         from (select line::json as j from lines where json_valid(line))
     """)
-    con.execute("insert into preds select * from parsed where ts >= $start and ts < $end and probability is not null "
+    con.execute(f"insert into {table} select * from parsed where ts >= $start and ts < $end and probability is not null "
                 "and prediction is not null and customer_id is not null and features is not null",
                 {"start": start, "end": end})
     lines = con.execute("select count(*) from lines").fetchall()[0][0]
@@ -201,8 +201,8 @@ def drift(con, reference: Reference, bins: int) -> tuple[dict[str, float], dict[
     return psi, carried, prediction_psi
 
 
-def matured_labels(settings: Settings, con) -> tuple[pd.DataFrame, str]:
-    """Labels for the window's predictions whose outcome is known: label.sql over the raw data with
+def matured_labels(settings: Settings, con, table: str) -> tuple[pd.DataFrame, str]:
+    """Labels for the predictions in ``table`` whose outcome is known: label.sql over the raw data with
     the predictions' (customer, as_of) as the spine, kept only where as_of + horizon has been observed."""
     repo = feature_engine.load_feature_repo(settings.feature_repo)
     entity, horizon = repo.config.entity, repo.config.spine.horizon_days
@@ -214,14 +214,14 @@ def matured_labels(settings: Settings, con) -> tuple[pd.DataFrame, str]:
     observed_until = feature_engine.data_bounds(con, repo).covered_to
     cast = "bigint" if repo.config.entity_dtype == "int64" else "varchar"
     con.execute(f'create or replace temp table spine as select distinct try_cast(customer_id as {cast}) as "{entity}", '
-                f"as_of from preds where as_of + to_days($h) <= $until and try_cast(customer_id as {cast}) is not null",
+                f"as_of from {table} where as_of + to_days($h) <= $until and try_cast(customer_id as {cast}) is not null",
                 {"h": horizon, "until": observed_until})
     if con.execute("select count(*) from spine").fetchall()[0][0] == 0:
         return pd.DataFrame(), (f"no matured labels yet: outcomes are observed until {observed_until:%Y-%m-%d %H:%M}, "
                                 f"and a prediction's label needs {horizon} days after its as_of")
     feature_engine.evaluate_labels(con, repo)
     frame = con.execute(
-        f'select p.probability, p.prediction, l."{repo.config.label}" as label from preds p '
+        f'select p.probability, p.prediction, l."{repo.config.label}" as label from {table} p '
         f'join labels l on l."{entity}" = try_cast(p.customer_id as {cast}) and l.as_of = p.as_of').df()
     return frame, f"{len(frame)} predictions with matured labels (outcomes observed until {observed_until:%Y-%m-%d})"
 
@@ -260,7 +260,10 @@ def measure_window(settings: Settings, params: MonitorParams, reference: Referen
         lacking = {n: metrics["count"] - c for n, c in carried.items() if c < metrics["count"]}
         if lacking:
             logger.warning("rows without some of the champion's features (older model versions): %s", lacking)
-        labelled, note = matured_labels(settings, con)
+        # outcomes mature a horizon after the prediction: judge quality on the look-back, not just this window
+        load_window(con, prediction_log_dir(settings), end - timedelta(days=params.label_lookback_days), end, "lookback")
+        labelled, note = matured_labels(settings, con, "lookback")
+        note += f" among predictions of the last {params.label_lookback_days} days"
         logger.info(note)
         sample = _sample(con, reference, params.report_sample_rows)
         return {"read": read, "metrics": metrics, "psi": psi, "carried": carried, "prediction_psi": prediction_psi,
@@ -309,13 +312,12 @@ def judge(settings: Settings, params: MonitorParams, reference: Reference, measu
         window = {**measured["metrics"], **measured["labels"]}
         current = monitoring.conditions(window, measured["psi"], reference.training_auc, params.alerts)
         opened = open_alerts(con)
-        events = monitoring.alert_events(current, opened)
+        events = monitoring.alert_events(current, opened, params.alerts.clear_ratio)
         breach = monitoring.is_breach(current)
         recent = [r[0] for r in con.execute(
             "select breach from windows where window_end < $end order by window_end desc limit $n",
             {"end": end, "n": params.retrain.windows - 1}).fetchall()][::-1]
-        new_labels = con.execute("select coalesce(sum(labelled), 0) from windows where model_version = $v and window_end < $end",
-                                 {"v": reference.model_version, "end": end}).fetchall()[0][0] + window["labelled"]
+        new_labels = window["labelled"]  # matured labels in the look-back the retrained model can learn from
         last = con.execute("select max(created_at) from retrain_decisions where fired").fetchall()[0][0]
         decision = monitoring.retrain_decision([*recent, breach], new_labels, last, datetime.now(UTC).replace(tzinfo=None),
                                                params.retrain)
@@ -372,7 +374,7 @@ def notify(settings: Settings, params: MonitorParams, events: list[dict], start:
 def trigger_retraining(settings: Settings, params: MonitorParams, end: datetime) -> str:
     """Start the train flow (features rebuilt, the result packaged when promoted): a deployment run, or a
     subflow; the run is noted on this window's decision."""
-    overrides = {"rebuild_features": True, "package": True, "model_name": params.model_name}
+    overrides = {**params.retrain.train_overrides, "rebuild_features": True, "package": True, "model_name": params.model_name}
     if params.retrain.in_process:
         from churn.params import TrainParams
         from flows.train import train

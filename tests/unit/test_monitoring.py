@@ -72,3 +72,10 @@ def test_breach_is_drift_or_auc_drop_only():
 def test_policy_rejects_impossible_settings():
     with pytest.raises(ValueError, match="breaches"):
         RetrainPolicy(breaches=4, windows=3)
+
+
+def test_an_open_alert_clears_only_well_below_its_threshold():
+    hovering = monitoring.conditions({**WINDOW, "positive_rate": 0.48}, {}, None, RULES)
+    assert monitoring.alert_events(hovering, {"positive_rate"}, clear_ratio=0.8) == []
+    back = monitoring.conditions({**WINDOW, "positive_rate": 0.39}, {}, None, RULES)
+    assert [e.event for e in monitoring.alert_events(back, {"positive_rate"}, clear_ratio=0.8)] == ["cleared"]
