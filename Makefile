@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 PORT ?= 4200
 export CHURN_HOME ?= $(CURDIR)/.churn
 
-.PHONY: help venv demo test data list-features expectations features train package serve rollback mlflow-ui up down deploy run-features run-train pins clean
+.PHONY: help venv demo test data list-features expectations features train package serve monitor simulate rollback mlflow-ui up down deploy run-features run-train pins clean
 
 help:
 	@echo "make demo          set up, generate the synthetic data, run the pipeline, print where to look"
@@ -18,6 +18,8 @@ help:
 	@echo "make run-train     run the train deployment through the worker and watch it"
 	@echo "make package       import @champion and the online snapshot into the Bento model store"
 	@echo "make serve         serve it with BentoML on http://127.0.0.1:3000"
+	@echo "make monitor       judge the last hour of the prediction log (drift, labels, alerts, retraining)"
+	@echo "make simulate      with make serve running: drifted traffic -> alert -> retrain -> new model served"
 	@echo "make rollback REASON=...  move @champion back to @previous and record why"
 	@echo "make mlflow-ui     the MLflow UI on the pipeline's tracking store (127.0.0.1:5000)"
 	@echo "make list-features every feature with its view, dtype, SQL hash and description"
@@ -53,6 +55,12 @@ train: venv
 
 package: venv  ## @champion + online snapshot into the Bento model store
 	$(BIN)/churn package
+
+monitor: venv  ## the monitor flow in-process over the last hour
+	$(BIN)/churn monitor
+
+simulate: venv  ## the level-3 loop against the service make serve runs (needs a world with a drift period)
+	$(BIN)/churn simulate --url http://127.0.0.1:3000 $(if $(CHURN_API_TOKEN),--token $(CHURN_API_TOKEN),)
 
 serve: venv  ## serve the packaged champion (from source) on 127.0.0.1:3000
 	BENTOML_HOME=$(CHURN_HOME)/bentoml $(BIN)/bentoml serve bentos.service:ChurnService --host 127.0.0.1 --port 3000

@@ -359,7 +359,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_GENERATE_DEFAULTS = _parser().parse_args(["generate"])
+_GENERATE_DEFAULTS = _parser().parse_args(["generate", "--drift-months", "2"])  # the drift period feeds `churn simulate`
 
 
 def main(argv: list[str] | None = None) -> int:

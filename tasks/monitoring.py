@@ -251,7 +251,8 @@ def measure_window(settings: Settings, params: MonitorParams, reference: Referen
         if metrics["count"] == 0:
             logger.warning("no predictions logged in [%s, %s): nothing to judge in this window", start, end)
             return {"read": read, "metrics": metrics, "psi": {}, "carried": {}, "prediction_psi": None,
-                    "labels": label_metrics(pd.DataFrame()), "labels_note": "no predictions", "sample": None}
+                    "labels": label_metrics(pd.DataFrame()), "labels_note": "no predictions", "sample": None,
+                    "labelled_sample": None}
         others = {v: n for v, n in metrics["versions"].items() if v != reference.model_version}
         if others:
             logger.info("predictions by other model versions in this window: %s (judged on the features they share "
@@ -266,8 +267,9 @@ def measure_window(settings: Settings, params: MonitorParams, reference: Referen
         note += f" among predictions of the last {params.label_lookback_days} days"
         logger.info(note)
         sample = _sample(con, reference, params.report_sample_rows)
+        labelled_sample = labelled.sample(n=min(len(labelled), params.report_sample_rows), random_state=7) if len(labelled) else None
         return {"read": read, "metrics": metrics, "psi": psi, "carried": carried, "prediction_psi": prediction_psi,
-                "labels": label_metrics(labelled), "labels_note": note, "sample": sample}
+                "labels": label_metrics(labelled), "labels_note": note, "sample": sample, "labelled_sample": labelled_sample}
     finally:
         con.close()
 
@@ -283,9 +285,36 @@ def _sample(con, reference: Reference, rows: int) -> pd.DataFrame:
 
 @task(cache_policy=NO_CACHE)
 def render_report(settings: Settings, params: MonitorParams, reference: Reference, measured: dict, end: datetime) -> Path | None:
-    """Evidently data drift (features and prediction) on bounded samples; saved as HTML."""
+    """Evidently data drift (features and prediction) on bounded samples, and classification quality on
+    matured labels beside the reference's held-out quality; saved as HTML (``quality-*.html`` next to it)."""
     if measured["sample"] is None or measured["sample"].empty:
         return None
+    out = monitoring_dir(settings) / "reports" / f"drift-{end:%Y%m%dT%H%M}.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    reference_rows = reference.frame.sample(n=min(params.report_sample_rows, len(reference.frame)), random_state=7)
+    evidently_drift(reference, reference_rows, measured["sample"], params.alerts.max_psi).save_html(str(out))
+    labelled = measured["labelled_sample"]
+    if labelled is not None and labelled["label"].nunique() == 2:
+        evidently_quality(reference, reference_rows, labelled).save_html(str(out.with_name(out.name.replace("drift-", "quality-"))))
+    return out
+
+
+def evidently_quality(reference: Reference, reference_rows: pd.DataFrame, labelled: pd.DataFrame):
+    """Evidently's binary classification quality: matured labels now vs the reference's held-out rows."""
+    from evidently import BinaryClassification, DataDefinition, Dataset, Report
+    from evidently.presets import ClassificationPreset
+
+    label = [c for c in reference_rows.columns if c not in reference.features and c != "probability"][0]
+    ref = pd.DataFrame({"label": reference_rows[label].astype(int), "probability": reference_rows["probability"]})
+    cur = labelled[["label", "probability"]].astype({"label": int})
+    definition = DataDefinition(numerical_columns=["probability"],
+                                classification=[BinaryClassification(target="label", prediction_probas="probability")])
+    return Report([ClassificationPreset()]).run(current_data=Dataset.from_pandas(cur, data_definition=definition),
+                                                reference_data=Dataset.from_pandas(ref, data_definition=definition))
+
+
+def evidently_drift(reference: Reference, reference_rows: pd.DataFrame, current: pd.DataFrame, max_psi: float):
+    """Evidently's data drift report (PSI per column, prediction included) of ``current`` against ``reference_rows``."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
@@ -293,15 +322,9 @@ def render_report(settings: Settings, params: MonitorParams, reference: Referenc
     numeric = [n for n, k in reference.features.items() if k == "num"] + ["probability"]
     categorical = [n for n, k in reference.features.items() if k == "str"]
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
-    ref = reference.frame[[*names, "probability"]].sample(n=min(params.report_sample_rows, len(reference.frame)), random_state=7)
-    current = measured["sample"]
-    snapshot = Report([DataDriftPreset(method="psi", threshold=params.alerts.max_psi)]).run(
-        current_data=Dataset.from_pandas(current, data_definition=definition),
-        reference_data=Dataset.from_pandas(ref, data_definition=definition))
-    out = monitoring_dir(settings) / "reports" / f"drift-{end:%Y%m%dT%H%M}.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    snapshot.save_html(str(out))
-    return out
+    return Report([DataDriftPreset(method="psi", threshold=max_psi)]).run(
+        current_data=Dataset.from_pandas(current[[*names, "probability"]], data_definition=definition),
+        reference_data=Dataset.from_pandas(reference_rows[[*names, "probability"]], data_definition=definition))
 
 
 @task(cache_policy=NO_CACHE)

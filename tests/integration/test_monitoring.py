@@ -115,6 +115,8 @@ def test_labels_join_only_once_matured(champion):
     write_log(champion["home"], f"{start:%Y%m%dT%H}-3.jsonl", matured + fresh)
     result = run(start, label_lookback_days=1)
     assert result["labels"]["labelled"] == 50 and 0 <= result["labels"]["accuracy"] <= 1
+    quality = result["report"].replace("drift-", "quality-")
+    assert "<html" in open(quality).read(2000).lower()
     only_fresh = start + timedelta(hours=2)
     write_log(champion["home"], f"{only_fresh:%Y%m%dT%H}-3.jsonl", records(champion, only_fresh, 30, as_of=False, seed=7))
     later = run(only_fresh, label_lookback_days=1)

@@ -1,0 +1,56 @@
+"""The level-3 loop end to end on small data: `churn simulate` against a real `bentoml serve`.
+
+Drifted traffic -> drift alerts -> labels delivered -> retraining fired -> the retrained challenger
+passes the gates -> promoted and packaged -> the running service answers with the new version.
+"""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+
+from tasks import stack
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.slow
+TOKEN = "loop-token"
+
+
+def test_drift_alert_retrain_promotion_and_the_new_model_served(prefect_server, tmp_path, monkeypatch, capsys):
+    from churn.synthetic import WorldParams
+    from tasks import cli
+    from tasks.raw_data import write_world
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("CHURN_HOME", str(home))
+    monkeypatch.setenv("CHURN_RAW_DIR", str(home / "raw"))
+    monkeypatch.setenv("BENTOML_HOME", str(home / "bentoml"))
+    write_world(WorldParams(customers=8000, months=14, drift_months=2, seed=5), home / "raw")
+    assert cli.main(["demo"]) == 0  # features, train (v1 approved), package
+
+    port = stack.free_port()
+    directory = home / "serve"
+    env = {"CHURN_HOME": str(home), "BENTOML_HOME": str(home / "bentoml"), "CHURN_API_TOKEN": TOKEN,
+           "CHURN_RELOAD_SECONDS": "1"}
+    stack.start_process("bentoml", [str(stack.BIN / "bentoml"), "serve", "bentos.service:ChurnService",
+                                    "--host", "127.0.0.1", "--port", str(port)], env, directory, ROOT)
+    try:
+        stack.wait_healthy(f"http://127.0.0.1:{port}/readyz", 180, directory / "bentoml.log")
+        capsys.readouterr()
+        code = cli.main(["simulate", "--url", f"http://127.0.0.1:{port}", "--token", TOKEN, "--min-new-labels", "100"])
+        out = capsys.readouterr().out
+    finally:
+        stack.stop_process("bentoml", directory)
+    assert code == 0, out
+    assert "alert fired: drifted_share" in out and "retraining FIRED" in out
+    assert "the service now answers with model version 2" in out
+    with duckdb.connect(str(home / "monitoring" / "monitoring.duckdb"), read_only=True) as con:
+        windows = con.execute("select count(*), max(labelled), bool_or(dataset_drift) from windows").fetchall()[0]
+        decisions = con.execute("select fired, reason, flow_run from retrain_decisions order by created_at").fetchall()
+    assert windows[0] == 5 and windows[1] > 0 and windows[2]
+    assert [d[0] for d in decisions] == [False, False, False, False, True]
+    assert "promoted" in decisions[-1][2] and "needs 2 of 3" in decisions[0][1]
+    last = json.loads((home / "registry_events.jsonl").read_text().splitlines()[-1])
+    assert (last["action"], last["champion"], last["previous"]) == ("promote", "2", "1")
