@@ -14,7 +14,7 @@ from tests.helpers import ROOT
 pytestmark = pytest.mark.slow
 
 
-def test_deployments_complete_through_a_process_worker(prefect_server, small_world, tmp_path):
+def test_deployments_complete_through_a_process_worker(prefect_server, small_world, tmp_path, monkeypatch):
     env = {
         **os.environ,
         "CHURN_HOME": str(tmp_path / "home"),
@@ -47,9 +47,33 @@ def test_deployments_complete_through_a_process_worker(prefect_server, small_wor
     assert (tmp_path / "home" / "features" / "runs" / latest["version"] / "training_set.parquet").is_file()
     assert (tmp_path / "home" / "mlflow.db").is_file()  # the worker's train run logged to the project store
 
-    for name, cron in (("features/features-daily", "0 5 * * *"), ("train/train-weekly", "0 6 * * 1")):
+    for name, cron in (("features/features-daily", "0 5 * * *"), ("train/train-weekly", "0 6 * * 1"),
+                       ("package/package-weekly", "30 6 * * 1"), ("monitor/monitor-hourly", "0 * * * *")):
         inspect = subprocess.run([prefect, "deployment", "inspect", name], env=env, cwd=ROOT, capture_output=True, text=True)
         assert cron in inspect.stdout, name
+
+    # the monitor's retraining trigger starts a run of the training deployment with its overrides
+    import asyncio
+    from datetime import datetime
+
+    from prefect.client.orchestration import get_client
+
+    from churn.params import MonitorParams
+    from churn.settings import Settings
+    from tasks.monitoring import trigger_retraining
+
+    for key in ("CHURN_HOME", "CHURN_RAW_DIR"):
+        monkeypatch.setenv(key, env[key])
+    outcome = trigger_retraining.fn(Settings.from_env(), MonitorParams(), datetime(2030, 1, 1))
+    assert outcome.startswith("flow run ") and outcome.endswith("of train/train-weekly")
+
+    async def read(run_id):
+        async with get_client() as client:
+            return await client.read_flow_run(run_id)
+
+    run = asyncio.run(read(outcome.split()[2]))
+    assert run.parameters["params"]["rebuild_features"] and run.parameters["params"]["package"]
+    assert run.parameters["params"]["gates"] == {"drift": {"mode": "warn"}}
 
 
 def test_training_through_an_mlflow_server(prefect_server, small_world, tmp_path, monkeypatch):
