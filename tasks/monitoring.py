@@ -393,22 +393,26 @@ def notify(settings: Settings, params: MonitorParams, events: list[dict], start:
     return via
 
 
-@task(cache_policy=NO_CACHE)
-def trigger_retraining(settings: Settings, params: MonitorParams, end: datetime) -> str:
-    """Start the train flow (features rebuilt, the result packaged when promoted): a deployment run, or a
-    subflow; the run is noted on this window's decision."""
+def start_retraining(params: MonitorParams) -> str:
+    """Start the train flow (features rebuilt, the result packaged when promoted): a run of the training
+    deployment, or a subflow with ``in_process``. Returns what was started."""
     overrides = {**params.retrain.train_overrides, "rebuild_features": True, "package": True, "model_name": params.model_name}
     if params.retrain.in_process:
         from churn.params import TrainParams
         from flows.train import train
 
         result = train(TrainParams(**overrides))
-        outcome = f"in-process train: v{result['version']} {'promoted' if result['promoted'] else 'not promoted'} ({result['decision']})"
-    else:
-        from prefect.deployments import run_deployment
+        return f"in-process train: v{result['version']} {'promoted' if result['promoted'] else 'not promoted'} ({result['decision']})"
+    from prefect.deployments import run_deployment
 
-        run = run_deployment(params.retrain.deployment, parameters={"params": overrides}, timeout=0)
-        outcome = f"flow run {run.id} of {params.retrain.deployment}"
+    run = run_deployment(params.retrain.deployment, parameters={"params": overrides}, timeout=0)
+    return f"flow run {run.id} of {params.retrain.deployment}"
+
+
+@task(cache_policy=NO_CACHE)
+def trigger_retraining(settings: Settings, params: MonitorParams, end: datetime) -> str:
+    """Start retraining and note the run on this window's (already stored) decision."""
+    outcome = start_retraining(params)
     con = open_store(settings)
     try:
         con.execute("update retrain_decisions set flow_run = $run where window_end = $end and fired", {"run": outcome, "end": end})

@@ -14,7 +14,7 @@ from tests.helpers import ROOT
 pytestmark = pytest.mark.slow
 
 
-def test_deployments_complete_through_a_process_worker(prefect_server, small_world, tmp_path, monkeypatch):
+def test_deployments_complete_through_a_process_worker(prefect_server, small_world, tmp_path):
     env = {
         **os.environ,
         "CHURN_HOME": str(tmp_path / "home"),
@@ -54,17 +54,13 @@ def test_deployments_complete_through_a_process_worker(prefect_server, small_wor
 
     # the monitor's retraining trigger starts a run of the training deployment with its overrides
     import asyncio
-    from datetime import datetime
 
     from prefect.client.orchestration import get_client
 
     from churn.params import MonitorParams
-    from churn.settings import Settings
-    from tasks.monitoring import trigger_retraining
+    from tasks.monitoring import start_retraining
 
-    for key in ("CHURN_HOME", "CHURN_RAW_DIR"):
-        monkeypatch.setenv(key, env[key])
-    outcome = trigger_retraining.fn(Settings.from_env(), MonitorParams(), datetime(2030, 1, 1))
+    outcome = start_retraining(MonitorParams())
     assert outcome.startswith("flow run ") and outcome.endswith("of train/train-weekly")
 
     async def read(run_id):

@@ -7,6 +7,8 @@ passes the gates -> promoted and packaged -> the running service answers with th
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import duckdb
 import pytest
@@ -18,17 +20,18 @@ pytestmark = pytest.mark.slow
 TOKEN = "loop-token"
 
 
-def test_drift_alert_retrain_promotion_and_the_new_model_served(prefect_server, tmp_path, monkeypatch, capsys):
-    from churn.synthetic import WorldParams
-    from tasks import cli
-    from tasks.raw_data import write_world
+def churn(*args: str, env: dict) -> subprocess.CompletedProcess:
+    """The CLI in its own process, as a user runs it (BentoML binds its store to one home per process)."""
+    return subprocess.run([str(stack.BIN / "churn"), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=1500)
 
+
+def test_drift_alert_retrain_promotion_and_the_new_model_served(prefect_server, tmp_path):
     home = tmp_path / "home"
-    monkeypatch.setenv("CHURN_HOME", str(home))
-    monkeypatch.setenv("CHURN_RAW_DIR", str(home / "raw"))
-    monkeypatch.setenv("BENTOML_HOME", str(home / "bentoml"))
-    write_world(WorldParams(customers=8000, months=14, drift_months=2, seed=5), home / "raw")
-    assert cli.main(["demo"]) == 0  # features, train (v1 approved), package
+    env = {**os.environ, "CHURN_HOME": str(home), "CHURN_RAW_DIR": str(home / "raw"), "BENTOML_HOME": str(home / "bentoml")}
+    generated = churn("generate", "--customers", "8000", "--months", "14", "--drift-months", "2", "--seed", "5", env=env)
+    assert generated.returncode == 0, generated.stderr
+    demo = churn("demo", env=env)  # features, train (v1 approved), package
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
 
     port = stack.free_port()
     directory = home / "serve"
@@ -38,12 +41,11 @@ def test_drift_alert_retrain_promotion_and_the_new_model_served(prefect_server, 
                                     "--host", "127.0.0.1", "--port", str(port)], env, directory, ROOT)
     try:
         stack.wait_healthy(f"http://127.0.0.1:{port}/readyz", 180, directory / "bentoml.log")
-        capsys.readouterr()
-        code = cli.main(["simulate", "--url", f"http://127.0.0.1:{port}", "--token", TOKEN, "--min-new-labels", "100"])
-        out = capsys.readouterr().out
+        simulated = churn("simulate", "--url", f"http://127.0.0.1:{port}", "--token", TOKEN, "--min-new-labels", "100", env=env)
+        out = simulated.stdout
     finally:
         stack.stop_process("bentoml", directory)
-    assert code == 0, out
+    assert simulated.returncode == 0, out[-5000:] + simulated.stderr[-3000:]
     assert "alert fired: drifted_share" in out and "retraining FIRED" in out
     assert "the service now answers with model version 2" in out
     with duckdb.connect(str(home / "monitoring" / "monitoring.duckdb"), read_only=True) as con:

@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pandas as pd
@@ -186,6 +187,10 @@ def test_built_bento_carries_model_labels_lean_requirements_and_a_dockerfile(ser
     assert bento["labels"]["model_version"] == packaged["model_version"] and bento["labels"]["run_id"] == service["trained"]["run_id"]
     assert any(k.startswith("sql_customer_") for k in bento["labels"])
     assert [m["tag"] for s in bento["services"] for m in s["models"]] == [packaged["tag"]]
+    import re
+
+    imported = set(re.findall(r"from (churn\.\w+) import", (ROOT / "bentos" / "service.py").read_text()))
+    assert imported and all((Path(packaged["bento_path"]) / "src" / (m.replace(".", "/") + ".py")).is_file() for m in imported)
     requirements = open(f"{packaged['bento_path']}/env/python/requirements.txt").read()
     assert "scikit-learn" in requirements and "mlflow" not in requirements and "prefect" not in requirements
     dockerfile = open(f"{packaged['bento_path']}/env/docker/Dockerfile").read()
