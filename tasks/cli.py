@@ -184,6 +184,8 @@ serving       bento {packaged['bento']} with {packaged['tag']} (model version {p
   container   BENTOML_HOME={settings.home}/bentoml .venv/bin/bentoml containerize {packaged['bento']}   (needs a docker daemon)
   try         curl -s -X POST http://127.0.0.1:3000/predict_by_id -H 'content-type: application/json' \\
                    -d '{{"customer_ids": [{some_id}]}}'
+monitoring    make monitor   (the last hour of {settings.home}/predictions; results in {settings.home}/monitoring/)
+  the loop    with make serve running: make simulate   (drifted traffic -> alerts -> retraining -> new model served)
 """
     )
     return 0
