@@ -156,48 +156,62 @@ def window_metrics(con) -> dict:
             "latency_mean_ms": lat_mean, "latency_p99_ms": lat_p99 or 0.0, "versions": versions}
 
 
-def _numeric_counts_sql(expr: str, edges: np.ndarray) -> list[str]:
-    """Aggregates giving numeric_bin_counts()'s bins: (-inf, e1], (e1, e2], ..., (ek, inf), then missing."""
+def _numeric_counts_sql(expr: str, edges: np.ndarray, rows: str = "true") -> list[str]:
+    """Aggregates giving numeric_bin_counts()'s bins over the ``rows`` condition:
+    (-inf, e1], (e1, e2], ..., (ek, inf), then missing."""
     edges = [float(e) for e in edges]
-    parts = [f"count(*) filter (where {expr} <= {edges[0]!r})"] if len(edges) else []
-    parts += [f"count(*) filter (where {expr} > {lo!r} and {expr} <= {hi!r})" for lo, hi in zip(edges[:-1], edges[1:])]
-    parts.append(f"count(*) filter (where {expr} > {edges[-1]!r})" if len(edges) else f"count({expr})")
-    parts.append(f"count(*) filter (where {expr} is null)")
+    parts = [f"count(*) filter (where {rows} and {expr} <= {edges[0]!r})"] if len(edges) else []
+    parts += [f"count(*) filter (where {rows} and {expr} > {lo!r} and {expr} <= {hi!r})" for lo, hi in zip(edges[:-1], edges[1:])]
+    parts.append(f"count(*) filter (where {rows} and {expr} > {edges[-1]!r})" if len(edges) else f"count({expr}) filter (where {rows})")
+    parts.append(f"count(*) filter (where {rows} and {expr} is null)")
     return parts
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def drift(con, reference: Reference, bins: int) -> tuple[dict[str, float], dict[str, int], float | None]:
     """PSI per feature over every row of the window (features a row does not carry are left out for
-    that feature: an older model version's log), the rows carrying each feature, and prediction PSI."""
-    psi, carried = {}, {}
-    for name, kind in reference.features.items():
-        path = f"'$.\"{name}\"'"
-        con.execute(f"create or replace temp table feature_values as select features->>{path} as v from preds "
-                    f"where json_exists(features, {path})")
-        carried[name] = con.execute("select count(*) from feature_values").fetchall()[0][0]
+    that feature: an older model version's log), the rows carrying each feature, and prediction PSI.
+
+    Each JSON line is parsed once for all features; the numeric bins of every feature and of the
+    prediction come from one aggregate pass, the categorical levels from one group-by each."""
+    names = list(reference.features)
+    con.execute("create or replace temp table feature_values as select json_extract_string(features, $paths) as v, "
+                "json_keys(features) as k, probability from preds", {"paths": [f'$."{n}"' for n in names]})
+    has = {n: f"list_contains(k, {_literal(n)})" for n in names}
+    value = {n: f"v[{i + 1}]" for i, n in enumerate(names)}
+    aggregates, spans, edges_of = [f"count(*) filter (where {has[n]})" for n in names], {}, {}
+    for name in [n for n in names if reference.features[n] == "num"] + ["probability"]:
+        ref = reference.frame[name].to_numpy(dtype=float, na_value=np.nan)
+        edges_of[name] = gates.quantile_edges(ref, bins)
+        expr, rows = ("probability", "true") if name == "probability" else (f"try_cast({value[name]} as double)", has[name])
+        parts = _numeric_counts_sql(expr, edges_of[name], rows)
+        spans[name] = (len(aggregates), len(aggregates) + len(parts))
+        aggregates += parts
+    totals = con.execute(f"select {', '.join(aggregates)} from feature_values").fetchall()[0]
+    carried = dict(zip(names, totals[:len(names)]))
+    psi = {}
+    for name in names:
         if carried[name] == 0:
             continue
         ref = reference.frame[name]
-        if kind == "num":
-            ref_values = ref.to_numpy(dtype=float, na_value=np.nan)
-            edges = gates.quantile_edges(ref_values, bins)
-            current = np.array(con.execute(f"select {', '.join(_numeric_counts_sql('try_cast(v as double)', edges))} "
-                                           "from feature_values").fetchall()[0], dtype=float)
-            psi[name] = gates.psi_from_counts(gates.numeric_bin_counts(ref_values, edges), current)
+        if name in spans:
+            current = np.array(totals[spans[name][0]:spans[name][1]], dtype=float)
+            psi[name] = gates.psi_from_counts(gates.numeric_bin_counts(ref.to_numpy(dtype=float, na_value=np.nan), edges_of[name]), current)
         else:
             levels = sorted(ref.dropna().astype(str).unique())
-            counts = dict(con.execute("select v, count(*) from feature_values group by 1").fetchall())
+            counts = dict(con.execute(f"select {value[name]}, count(*) from feature_values where {has[name]} group by 1").fetchall())
             current = np.array([*(counts.get(level, 0) for level in levels),
                                 sum(n for k, n in counts.items() if k is not None and k not in levels), counts.get(None, 0)],
                                dtype=float)
             psi[name] = gates.psi_from_counts(gates.categorical_bin_counts(ref, levels), current)
     prediction_psi = None
-    if con.execute("select count(*) from preds").fetchall()[0][0]:
-        ref_p = reference.frame["probability"].to_numpy(dtype=float)
-        edges = gates.quantile_edges(ref_p, bins)
-        current = np.array(con.execute(f"select {', '.join(_numeric_counts_sql('probability', edges))} from preds").fetchall()[0],
-                           dtype=float)
-        prediction_psi = gates.psi_from_counts(gates.numeric_bin_counts(ref_p, edges), current)
+    if sum(totals[spans["probability"][0]:spans["probability"][1]]):
+        current = np.array(totals[spans["probability"][0]:spans["probability"][1]], dtype=float)
+        prediction_psi = gates.psi_from_counts(
+            gates.numeric_bin_counts(reference.frame["probability"].to_numpy(dtype=float), edges_of["probability"]), current)
     return psi, carried, prediction_psi
 
 
