@@ -14,7 +14,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from churn.params import GateParams, MonitorParams, RetrainPolicy, TrainParams
+from churn.params import MonitorParams, RetrainPolicy
+from tests.helpers import train_champion
 
 pytestmark = pytest.mark.slow
 HOUR = datetime(2026, 1, 10, 12)
@@ -26,11 +27,7 @@ def champion(prefect_server, small_world, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CHURN_HOME", str(home))
         mp.setenv("CHURN_RAW_DIR", str(small_world))
-        from flows.train import train
-
-        trained = train(TrainParams(estimator={"kind": "hist_gradient_boosting", "max_iter": 60},
-                                    gates=GateParams(latency={"mode": "warn"}, performance={"min_recall": 0.1})))
-        assert trained["promoted"], trained["report"]
+        trained = train_champion()
         features = pd.read_parquet(next((home / "features").rglob("training_set.parquet")))
         yield {"home": home, "trained": trained, "features": features}
 

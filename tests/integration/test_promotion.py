@@ -9,13 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn.params import GateParams, TrainParams
+from tests.helpers import SMALL_WORLD_PARAMS
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
-# latency depends on how busy the box is: tests keep that gate in warn mode (its logic is unit-tested);
-# the small test world gives a noisier threshold, so recall is held to a lower bar than the default
-PARAMS = TrainParams(estimator={"kind": "hist_gradient_boosting", "max_iter": 60},
-                     gates=GateParams(latency={"mode": "warn"}, performance={"min_recall": 0.1}))
 
 
 @pytest.fixture
@@ -40,7 +36,7 @@ def degrade_training_labels(settings):
 
     source = feature_sets.latest_feature_set(settings.features_dir)
     frame = pd.read_parquet(source / feature_sets.TRAINING_SET)
-    test_start = sorted(frame["as_of"].unique())[-PARAMS.test_dates]
+    test_start = sorted(frame["as_of"].unique())[-SMALL_WORLD_PARAMS.test_dates]
     early = frame["as_of"] < test_start
     frame.loc[early, "label"] = np.random.default_rng(0).permutation(frame.loc[early, "label"].to_numpy())
     version, staging = feature_sets.new_staging(settings.features_dir)
@@ -55,17 +51,17 @@ def test_gates_promote_reject_and_roll_back(home):
     from churn.params import RollbackParams
     from tasks import mlflow_store
 
-    first = train(PARAMS)
+    first = train(SMALL_WORLD_PARAMS)
     assert first["decision"] == "APPROVED" and first["promoted"]
     assert "no champion yet" in first["report"] and "Overall: APPROVED" in first["report"]
     assert aliases(home) == {"champion": "1", "previous": None, "challenger": "1"}
 
-    second = train(PARAMS)  # same data, same seed: equal metrics, no regression
+    second = train(SMALL_WORLD_PARAMS)  # same data, same seed: equal metrics, no regression
     assert second["decision"] == "APPROVED"
     assert aliases(home) == {"champion": "2", "previous": "1", "challenger": "2"}
 
     degrade_training_labels(home)
-    third = train(PARAMS)
+    third = train(SMALL_WORLD_PARAMS)
     assert third["decision"] == "REJECTED" and not third["promoted"]
     assert "[FAIL] regression: auc_roc" in third["report"] and "[FAIL] performance: auc_roc" in third["report"]
     assert aliases(home) == {"champion": "2", "previous": "1", "challenger": "3"}

@@ -14,10 +14,9 @@ import httpx
 import pandas as pd
 import pytest
 
-from churn.params import GateParams, TrainParams
 from tasks import stack
 from tests.conftest import free_port
-from tests.helpers import ROOT
+from tests.helpers import ROOT, train_champion
 
 pytestmark = pytest.mark.slow
 MAX_BATCH = 50
@@ -33,11 +32,8 @@ def service(prefect_server, small_world, tmp_path_factory):
         mp.setenv("CHURN_RAW_DIR", str(small_world))
         mp.setenv("BENTOML_HOME", str(home / "bentoml"))
         from flows.package import package
-        from flows.train import train
 
-        trained = train(TrainParams(estimator={"kind": "hist_gradient_boosting", "max_iter": 60},
-                                    gates=GateParams(latency={"mode": "warn"}, performance={"min_recall": 0.1})))
-        assert trained["promoted"], trained["report"]
+        trained = train_champion()
         packaged = package()
         port = free_port()
         env = {"CHURN_HOME": str(home), "BENTOML_HOME": str(home / "bentoml"), "CHURN_MAX_BATCH": str(MAX_BATCH),
