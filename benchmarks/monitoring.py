@@ -30,9 +30,11 @@ def _write_log(directory: Path, frame, names: list[str], start: datetime) -> Non
     import numpy as np
     import orjson
 
+    from churn.scoring import plain_rows
+
     rng = np.random.default_rng(0)
     probability = rng.beta(1.2, 12, len(frame))
-    values = frame[names].astype(object).where(frame[names].notna(), None).values.tolist()
+    values = plain_rows(frame[names])
     ids, as_of = frame["customer_id"].tolist(), frame["as_of"].astype(str).tolist()
     per_hour = len(frame) // 4 + 1
     for part in range(4):

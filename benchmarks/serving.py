@@ -33,11 +33,13 @@ BATCH_CONCURRENCY = 4
 def _payloads(model_dir: Path, count: int) -> tuple[list[dict], list[dict]]:
     import pandas as pd
 
+    from churn.scoring import plain_rows
+
     info = json.loads((model_dir / "schema.json").read_text())
     names = list(info["features"])
     snapshot = pd.read_parquet(model_dir / "online_snapshot.parquet")
     rows = snapshot.sample(n=count, replace=len(snapshot) < count, random_state=0)
-    values = rows[names].astype(object).where(rows[names].notna(), None).values.tolist()
+    values = plain_rows(rows[names])
     ids = rows[info["entity"]].tolist()
     single = [{"customer_id": i, "features": dict(zip(names, v))} for i, v in zip(ids, values)]
     batches = [{"rows": single[k:k + BATCH_ROWS]} for k in range(0, count - BATCH_ROWS + 1, BATCH_ROWS)]

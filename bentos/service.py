@@ -72,7 +72,7 @@ class LoadedModel:
         import skops.io
 
         from churn.online import OnlineFeatures
-        from churn.scoring import compile_scorer
+        from churn.scoring import compile_scorer, plain_rows
 
         self.tag = tag
         self.info = json.loads((root / "schema.json").read_text())
@@ -81,8 +81,7 @@ class LoadedModel:
         model = skops.io.load(root / "model.skops", trusted=self.info["trusted_types"])
         snapshot = pd.read_parquet(root / "online_snapshot.parquet")
         self.online = OnlineFeatures(snapshot, self.schema.entity, self.names)
-        head = snapshot[self.names].head(256)
-        sample = head.astype(object).where(head.notna(), None).values.tolist()
+        sample = plain_rows(snapshot[self.names].head(256))
         pipeline = model.estimator.estimator  # FixedThresholdClassifier -> FrozenEstimator -> Pipeline
         self.scorer = compile_scorer(pipeline, self.names, self.schema.features).verified([*sample, [None] * len(self.names)])
 

@@ -86,6 +86,11 @@ class _Forest:
         return 1.0 / (1.0 + np.exp(-raw))
 
 
+def plain_rows(frame: Any) -> list[list]:
+    """A DataFrame's rows as the service receives them: Python values, None where missing."""
+    return frame.astype(object).where(frame.notna(), None).values.tolist()
+
+
 class Scorer:
     """Probabilities of the positive class for rows of feature values in model order (None = missing)."""
 

@@ -53,11 +53,11 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
 def measure_latency(data: TrainingData, split: training.Split, fitted: FittedModel, gate: GateParams) -> dict[str, float]:
     """p50/p99 milliseconds of the service's scoring path (churn.scoring, verified against the
     pipeline) for one row and for 1,000 rows."""
-    from churn.scoring import compile_scorer
+    from churn.scoring import compile_scorer, plain_rows
 
     x_test, _ = data.xy(split.test)
     sample = x_test.sample(n=min(1000, len(x_test)), random_state=0, replace=len(x_test) < 1000)
-    rows = sample.astype(object).where(sample.notna(), None).values.tolist()
+    rows = plain_rows(sample)
     dtypes = {name: "str" if name in data.schema.categorical else "float64" for name in data.schema.names}
     scorer = compile_scorer(fitted.model.estimator.estimator, data.schema.names, dtypes).verified(rows[:256])
     out = {}

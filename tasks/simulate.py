@@ -22,6 +22,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from churn.scoring import plain_rows
 from churn.settings import Settings
 from tasks import feature_engine
 from tasks.raw_data import DRIFT_DIR
@@ -76,9 +77,8 @@ def features_at(settings: Settings, raw_dir: Path, as_of: datetime) -> pd.DataFr
 
 
 def send_burst(client: httpx.Client, frame: pd.DataFrame, entity: str, names: list[str], as_of: datetime, batch: int = 1000) -> int:
-    values = frame[names].astype(object).where(frame[names].notna(), None)
     rows = [{"customer_id": int(i) if isinstance(i, (int, np.integer)) else i, "features": dict(zip(names, v)),
-             "as_of": as_of.isoformat()} for i, v in zip(frame[entity].tolist(), values.values.tolist())]
+             "as_of": as_of.isoformat()} for i, v in zip(frame[entity].tolist(), plain_rows(frame[names]))]
     for k in range(0, len(rows), batch):
         response = client.post("/predict_batch", json={"rows": rows[k:k + batch]})
         if response.status_code != 200:
