@@ -36,15 +36,19 @@ def conditions(window: dict, psi: dict[str, float], training_auc: float | None, 
     if window["count"] < rules.min_rows:
         return []
     out = [
-        Condition("positive_rate", window["positive_rate"] > rules.max_positive_rate, window["positive_rate"], rules.max_positive_rate),
-        Condition("p99_latency_ms", window["latency_p99_ms"] > rules.max_p99_latency_ms, window["latency_p99_ms"], rules.max_p99_latency_ms),
-        Condition("drifted_share", drifted_share(psi, rules) > rules.max_drifted_share, drifted_share(psi, rules), rules.max_drifted_share),
+        _above("positive_rate", window["positive_rate"], rules.max_positive_rate),
+        _above("p99_latency_ms", window["latency_p99_ms"], rules.max_p99_latency_ms),
+        _above("drifted_share", drifted_share(psi, rules), rules.max_drifted_share),
     ]
-    out += [Condition(f"psi:{name}", value > rules.max_psi, value, rules.max_psi) for name, value in sorted(psi.items())]
+    out += [_above(f"psi:{name}", value, rules.max_psi) for name, value in sorted(psi.items())]
     if training_auc is not None and window.get("auc") is not None and window["labelled"] >= rules.min_labelled:
-        drop = training_auc - window["auc"]
-        out.append(Condition("auc_drop", drop > rules.max_auc_drop, drop, rules.max_auc_drop))
+        out.append(_above("auc_drop", training_auc - window["auc"], rules.max_auc_drop))
     return out
+
+
+def _above(rule: str, value: float, threshold: float) -> Condition:
+    """Every rule is an upper bound: breached when the value exceeds its threshold."""
+    return Condition(rule, value > threshold, value, threshold)
 
 
 def drifted_share(psi: dict[str, float], rules: AlertRules) -> float:
@@ -81,12 +85,13 @@ def retrain_decision(recent_breaches: list[bool], new_labels: int, last_fired: d
         return RetrainDecision(False, "retraining is disabled")
     window = recent_breaches[-policy.windows:]
     hits = sum(window)
+    seen = f"breach in {hits} of the last {len(window)} windows"
     if hits < policy.breaches:
-        return RetrainDecision(False, f"breach in {hits} of the last {len(window)} windows (needs {policy.breaches} of {policy.windows})")
+        return RetrainDecision(False, f"{seen} (needs {policy.breaches} of {policy.windows})")
     if new_labels < policy.min_new_labels:
-        return RetrainDecision(False, f"breach in {hits} of the last {len(window)} windows, but only {new_labels} matured labels "
-                                      f"since the champion's data (needs {policy.min_new_labels})")
+        return RetrainDecision(False, f"{seen}, but only {new_labels} matured labels since the champion's data "
+                                      f"(needs {policy.min_new_labels})")
     if last_fired is not None and now - last_fired < timedelta(hours=policy.cooldown_hours):
-        return RetrainDecision(False, f"breach in {hits} of the last {len(window)} windows, but retraining fired at "
-                                      f"{last_fired:%Y-%m-%d %H:%M} UTC, within the {policy.cooldown_hours:g} h cooldown")
-    return RetrainDecision(True, f"breach in {hits} of the last {len(window)} windows and {new_labels} matured labels")
+        return RetrainDecision(False, f"{seen}, but retraining fired at {last_fired:%Y-%m-%d %H:%M} UTC, "
+                                      f"within the {policy.cooldown_hours:g} h cooldown")
+    return RetrainDecision(True, f"{seen} and {new_labels} matured labels")
