@@ -224,7 +224,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         names, entity = list(served["features"]), load_feature_repo(settings.feature_repo).config.entity
         dates = simulate.drift_dates(settings, args.bursts)
         print(f"== service at {args.url} serves model version {served['model_version']}")
-        combined = simulate._combined(settings)
+        combined = simulate.combined_world(settings)
         for as_of in dates:
             frame = simulate.features_at(settings, combined, as_of)
             start = datetime.now(UTC).replace(tzinfo=None)

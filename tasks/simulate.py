@@ -24,6 +24,7 @@ import pandas as pd
 
 from churn.scoring import plain_rows
 from churn.settings import Settings
+from churn.synthetic import WorldParams
 from tasks import feature_engine
 from tasks.raw_data import DRIFT_DIR
 
@@ -42,18 +43,17 @@ def drift_dates(settings: Settings, count: int) -> list[datetime]:
     if not (settings.raw_dir / DRIFT_DIR).is_dir():
         raise RuntimeError(f"{settings.raw_dir} has no {DRIFT_DIR}/ period (already delivered, or generated without one): "
                            "run `churn generate --drift-months 2` first")
-    params = world["params"]
-    history_end = pd.Timestamp(world["history_end"]).to_pydatetime()
+    params = WorldParams(**world["params"])
+    history_end = pd.Timestamp(params.history_end).to_pydatetime()
     horizon = feature_engine.load_feature_repo(settings.feature_repo).config.spine.horizon_days
-    world_end = (pd.Timestamp(params["start"]) + pd.DateOffset(months=params["months"] + params["drift_months"])).to_pydatetime()
-    last = world_end - timedelta(days=horizon + 1)
+    last = pd.Timestamp(params.world_end).to_pydatetime() - timedelta(days=horizon + 1)
     if last <= history_end:
-        raise RuntimeError(f"the drift period ({params['drift_months']} months) is shorter than the {horizon}-day label "
+        raise RuntimeError(f"the drift period ({params.drift_months} months) is shorter than the {horizon}-day label "
                            "horizon: generate with more --drift-months")
     return [history_end + (last - history_end) * (i + 1) / count for i in range(count)]
 
 
-def _combined(settings: Settings) -> Path:
+def combined_world(settings: Settings) -> Path:
     """History and drift tables side by side as one raw directory (the world as it will be known)."""
     out = settings.home / "simulate" / "world"
     shutil.rmtree(out, ignore_errors=True)
