@@ -75,7 +75,7 @@ def main() -> int:
     rng = np.random.default_rng(1)
     reference_frame = training.sample(n=args.reference, replace=True, random_state=1).reset_index(drop=True)
     reference_frame["probability"] = rng.beta(1.2, 12, len(reference_frame))
-    reference = mon.Reference("1", "bench", 0.83, 0.2, kinds, reference_frame[[*names, manifest["label"], "probability"]])
+    reference = mon.Reference("1", 0.83, kinds, reference_frame[[*names, manifest["label"], "probability"]])
     traffic = training.sample(n=args.rows, replace=True, random_state=2).reset_index(drop=True)
     for name in [n for n in names if kinds[n] == "num"][::3]:
         traffic[name] = traffic[name] * 1.3 + 1  # a shift in a third of the numeric features

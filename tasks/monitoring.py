@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,9 +61,7 @@ def prediction_log_dir(settings: Settings) -> Path:
 @dataclass
 class Reference:
     model_version: str
-    run_id: str
     training_auc: float | None
-    threshold: float
     features: dict[str, str]
     """name -> "num" or "str", in model order."""
     frame: pd.DataFrame
@@ -92,11 +91,10 @@ def load_reference(settings: Settings, model_name: str) -> Reference:
             raise MonitoringError(f"champion v{version} (run {details.run_id}) has no monitoring/{REFERENCE_FILE}: "
                                   f"it predates reference samples; retrain to monitor it ({exc})") from exc
         tmp = cache.with_suffix(".tmp")
-        pd.read_parquet(local).to_parquet(tmp, index=False)
+        shutil.copyfile(local, tmp)
         tmp.rename(cache)
-    threshold = float(info.metadata.get("decision_threshold", 0.5))
-    return Reference(str(version), details.run_id, run.data.metrics.get("auc_roc"), threshold,
-                     {n: "str" if n in categorical else "num" for n in names}, pd.read_parquet(cache))
+    return Reference(str(version), run.data.metrics.get("auc_roc"), {n: "str" if n in categorical else "num" for n in names},
+                     pd.read_parquet(cache))
 
 
 def _log_files(directory: Path, start: datetime, end: datetime) -> list[str]:
@@ -117,12 +115,12 @@ def _connect(settings: Settings):
 
 
 def load_window(con, directory: Path, start: datetime, end: datetime, table: str = "preds") -> dict:
-    """Temp table ``table`` with the well-formed predictions of [start, end); counts of lines and of malformed ones."""
+    """Temp table ``table`` with the well-formed predictions of [start, end); counts of files read and of malformed lines."""
     files = _log_files(directory, start, end)
     con.execute(f"create or replace temp table {table} (ts timestamp, as_of timestamp, customer_id varchar, probability double, "
                 "prediction integer, model_version varchar, latency_ms double, features json)")
     if not files:
-        return {"files": 0, "lines": 0, "malformed": 0}
+        return {"files": 0, "malformed": 0}
     con.execute(
         "create or replace temp table lines as select line from read_csv($files, columns = {'line': 'VARCHAR'}, "
         "header = false, delim = chr(1), quote = '', escape = '', auto_detect = false) where line <> ''",
@@ -140,11 +138,10 @@ def load_window(con, directory: Path, start: datetime, end: datetime, table: str
     con.execute(f"insert into {table} select * from parsed where ts >= $start and ts < $end and probability is not null "
                 "and prediction is not null and customer_id is not null and features is not null",
                 {"start": start, "end": end})
-    lines = con.execute("select count(*) from lines").fetchall()[0][0]
     bad = con.execute("select (select count(*) from lines where not json_valid(line)) + (select count(*) from parsed "
                       "where ts is null or probability is null or prediction is null or customer_id is null "
                       "or features is null)").fetchall()[0][0]
-    return {"files": len(files), "lines": lines, "malformed": bad}
+    return {"files": len(files), "malformed": bad}
 
 
 def window_metrics(con) -> dict:

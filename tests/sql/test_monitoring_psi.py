@@ -19,7 +19,7 @@ def test_duckdb_psi_matches_the_pandas_psi_row_for_row(tmp_path):
     reference = pd.DataFrame({"x": rng.normal(size=2000), "n": rng.integers(0, 9, 2000).astype(float),
                               "plan": rng.choice(["basic", "pro", None], 2000), "probability": rng.random(2000)})
     reference.loc[rng.random(2000) < 0.05, "x"] = np.nan
-    ref = mon.Reference("1", "run", 0.8, 0.5, {"x": "num", "n": "num", "plan": "str"}, reference)
+    ref = mon.Reference("1", 0.8, {"x": "num", "n": "num", "plan": "str"}, reference)
     current = pd.DataFrame({"x": rng.normal(0.4, 1.2, 600), "n": rng.integers(0, 12, 600).astype(float),
                             "plan": rng.choice(["basic", "pro", "enterprise", None], 600), "probability": rng.random(600) ** 2})
     current.loc[rng.random(600) < 0.1, "x"] = np.nan
