@@ -7,11 +7,13 @@ UV_VERSION := 0.13.8
 PORT ?= 4200
 export CHURN_HOME ?= $(CURDIR)/.churn
 
-.PHONY: help venv demo test data list-features expectations features train package serve monitor simulate rollback mlflow-ui up down deploy run-features run-train pins clean
+.PHONY: help venv demo test test-fast lint format data list-features expectations features train package serve monitor simulate rollback mlflow-ui up down deploy run-features run-train pins clean
 
 help:
 	@echo "make demo          set up, generate the synthetic data, run the pipeline, print where to look"
 	@echo "make test          set up and run the whole test suite"
+	@echo "make test-fast     the layers that start no server (unit, sql, data, model), about a minute"
+	@echo "make lint          ruff (lint + format check) and mypy (strict on the churn/ library)"
 	@echo "make up / down     start / stop a local Prefect server (127.0.0.1:$(PORT)) and process worker"
 	@echo "make deploy        register every deployment in prefect.yaml with the running server"
 	@echo "make run-features  run the features deployment through the worker and watch it"
@@ -27,22 +29,35 @@ help:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 or pass PYTHON=..."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet uv==$(UV_VERSION)
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements.txt
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements.txt -r requirements-dev.txt
 	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e .
 	touch $@
 
-pins: venv  ## recompile the exact pins from requirements.in
+pins: venv  ## recompile the exact pins from requirements.in (and the tools' from requirements-dev.in)
 	$(BIN)/uv pip compile requirements.in --python-version 3.11 --no-header --no-annotate -o requirements.txt
+	$(BIN)/uv pip compile requirements-dev.in --python-version 3.11 --no-header --no-annotate -o requirements-dev.txt
 
 demo: venv
 	$(BIN)/churn demo
 
 test: venv
 	$(BIN)/pytest
+
+test-fast: venv  ## no server starts: unit, sql, data and model tests
+	$(BIN)/pytest -m "not slow"
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: venv  ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 data: venv
 	$(BIN)/churn generate

@@ -30,7 +30,7 @@ def _peak_mib() -> float:
 
 def child_duckdb(spec: dict) -> dict:
     from churn.settings import Settings
-    from tasks import feature_engine as engine
+    from adapters import feature_engine as engine
 
     settings = Settings.from_env(
         {"CHURN_HOME": spec["home"], "CHURN_RAW_DIR": spec["raw"], "CHURN_DUCKDB_THREADS": str(spec["threads"]),
@@ -110,12 +110,12 @@ def _compare(duck: Path, naive: Path) -> str:
     return f"identical ({len(a):,} rows x {len(a.columns)} columns)"
 
 
-def _ensure_world(args: argparse.Namespace, home: Path) -> Path:
+def _ensure_world(args: argparse.Namespace, bench_dir: Path) -> Path:
     from churn.synthetic import WorldParams
-    from tasks.raw_data import write_world
+    from adapters.raw_data import write_world
 
     params = WorldParams(customers=args.customers, months=args.months, activity=args.activity, seed=args.seed)
-    raw = Path(args.data) if args.data else home / "bench" / f"c{args.customers}-m{args.months}-a{args.activity}-s{args.seed}"
+    raw = Path(args.data) if args.data else bench_dir / f"c{args.customers}-m{args.months}-a{args.activity}-s{args.seed}"
     marker = raw / "world.json"
     if not (marker.is_file() and json.loads(marker.read_text())["params"] == asdict(params)):
         print(f"generating {args.customers:,} customers x {args.months} months (activity {args.activity}) -> {raw}", flush=True)
@@ -149,10 +149,10 @@ def main() -> int:
 
     from churn.featurestore import as_of_schedule
     from churn.settings import Settings
-    from tasks import feature_engine as engine
+    from adapters import feature_engine as engine
 
     settings = Settings.from_env()
-    raw = _ensure_world(args, settings.home)
+    raw = _ensure_world(args, settings.bench_dir)
     repo = engine.load_feature_repo(settings.feature_repo)
     with engine.connect(settings) as con:
         engine.register_sources(con, repo, engine.resolve_sources(repo, raw))
@@ -160,7 +160,8 @@ def main() -> int:
         events = sum(con.execute(f"select count(*) from {t}").fetchall()[0][0] for t in ("transactions", "events", "tickets"))
     dates = as_of_schedule(repo.config.spine, bounds.covered_from, bounds.covered_to)
 
-    work = Path(tempfile.mkdtemp(prefix="bench-", dir=settings.home))
+    settings.bench_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="run-", dir=settings.bench_dir))
     base = {"raw": str(raw), "dates": [d.isoformat() for d in dates], "home": str(work), "repo": str(settings.feature_repo)}
     results = {
         "duckdb": _run_child("duckdb", {**base, "out": str(work / "duckdb.parquet"), "threads": args.threads,

@@ -26,28 +26,28 @@ def _rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
 
 
-def _write_log(directory: Path, frame, names: list[str], start: datetime) -> None:
+def _write_log(directory: Path, frame, entity: str, names: list[str], start: datetime) -> None:
     import numpy as np
     import orjson
 
+    from churn.predictions import HOUR_FORMAT, file_name, record
     from churn.scoring import plain_rows
 
     rng = np.random.default_rng(0)
     probability = rng.beta(1.2, 12, len(frame))
     values = plain_rows(frame[names])
-    ids, as_of = frame["customer_id"].tolist(), frame["as_of"].astype(str).tolist()
+    ids, as_of = frame[entity].tolist(), frame["as_of"].astype(str).tolist()
     per_hour = len(frame) // 4 + 1
     for part in range(4):
         hour = start + timedelta(hours=part)
-        with open(directory / f"{hour:%Y%m%dT%H}-1.jsonl", "wb") as handle:
+        with open(directory / file_name(hour.strftime(HOUR_FORMAT), 1), "wb") as handle:
             lines = []
             for k in range(part * per_hour, min(len(frame), (part + 1) * per_hour)):
                 ts = hour + timedelta(microseconds=k % per_hour * 3000)
-                lines.append(orjson.dumps({
-                    "request_id": f"{k:032x}", "row": 0, "ts": ts.isoformat() + "+00:00", "as_of": as_of[k],
-                    "customer_id": ids[k], "prediction": int(probability[k] > 0.2), "probability": float(probability[k]),
-                    "model_version": "1", "latency_ms": 1.5, "features": dict(zip(names, values[k]))},
-                    option=orjson.OPT_APPEND_NEWLINE))
+                lines.append(orjson.dumps(record(
+                    entity, ids[k], request_id=f"{k:032x}", row=0, ts=ts.isoformat() + "+00:00", as_of=as_of[k],
+                    prediction=int(probability[k] > 0.2), probability=float(probability[k]), model_version="1",
+                    latency_ms=1.5, features=dict(zip(names, values[k]))), option=orjson.OPT_APPEND_NEWLINE))
             handle.write(b"".join(lines))
             handle.write(b'{"truncated": \n')  # one broken line per file, as a crash mid-write leaves
 
@@ -62,20 +62,23 @@ def main() -> int:
     import numpy as np
     import pandas as pd
 
+    from adapters import evidently_reports, feature_engine, labels, log_drift, prediction_log
+    from adapters.feature_sets import TRAINING_SET, latest
+    from adapters.monitor_window import label_metrics
+    from churn.contracts import Reference
     from churn.settings import Settings
-    from tasks import monitoring as mon
-    from tasks.feature_sets import TRAINING_SET, latest_feature_set, read_manifest
 
     settings = Settings.from_env()
-    path = latest_feature_set(settings.features_dir)
-    manifest = read_manifest(path)
-    names = [f["name"] for f in manifest["features"]]
-    kinds = {f["name"]: "str" if f["dtype"] == "str" else "num" for f in manifest["features"]}
-    training = pd.read_parquet(path / TRAINING_SET)
+    feature_set = latest(settings.features_dir)
+    manifest = feature_set.manifest
+    names = [f.name for f in manifest.features]
+    kinds = {f.name: "str" if f.dtype == "str" else "num" for f in manifest.features}
+    training = pd.read_parquet(feature_set.path / TRAINING_SET)
     rng = np.random.default_rng(1)
     reference_frame = training.sample(n=args.reference, replace=True, random_state=1).reset_index(drop=True)
     reference_frame["probability"] = rng.beta(1.2, 12, len(reference_frame))
-    reference = mon.Reference("1", 0.83, kinds, reference_frame[[*names, manifest["label"], "probability"]])
+    reference = Reference("1", 0.83, manifest.entity, manifest.entity_dtype, kinds,
+                          reference_frame[[*names, manifest.label, "probability"]])
     traffic = training.sample(n=args.rows, replace=True, random_state=2).reset_index(drop=True)
     for name in [n for n in names if kinds[n] == "num"][::3]:
         traffic[name] = traffic[name] * 1.3 + 1  # a shift in a third of the numeric features
@@ -85,39 +88,41 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         log_dir = Path(tmp)
         t = time.perf_counter()
-        _write_log(log_dir, traffic, names, start)
+        _write_log(log_dir, traffic, manifest.entity, names, start)
         print(f"(writing the log: {time.perf_counter() - t:.1f} s, {sum(f.stat().st_size for f in log_dir.iterdir()) / 2**20:,.0f} MiB)")
         del traffic
         stages = {}
         total = time.perf_counter()
-        con = mon._connect(settings)
+        con = feature_engine.connect(settings)
+        con.execute("set TimeZone = 'UTC'")
         t = time.perf_counter()
-        read = mon.load_window(con, log_dir, start, start + timedelta(hours=4))
+        read = prediction_log.load_window(con, log_dir, manifest.entity, start, start + timedelta(hours=4))
         stages["read + parse log"] = time.perf_counter() - t
         t = time.perf_counter()
-        metrics = mon.window_metrics(con)
+        metrics = prediction_log.window_metrics(con)
         stages["window metrics"] = time.perf_counter() - t
         t = time.perf_counter()
-        psi, _, prediction_psi = mon.drift(con, reference, 10)
+        drift = log_drift.measure(con, reference, 10)
+        psi, prediction_psi = drift.psi, drift.prediction_psi
         stages[f"PSI, {len(names)} features + prediction"] = time.perf_counter() - t
         t = time.perf_counter()
-        labelled, note = mon.matured_labels(settings, con, "preds")
-        label = mon.label_metrics(labelled)
+        labelled, note = labels.matured(settings, con, "preds")
+        label = label_metrics(labelled, note)
         stages["matured labels + metrics"] = time.perf_counter() - t
         t = time.perf_counter()
-        sample = mon._sample(con, reference, 5000)
-        report = mon.evidently_drift(reference, reference.frame.sample(n=5000, random_state=7), sample, 0.25)
+        sample = prediction_log.sample(con, reference, 5000)
+        report = evidently_reports.drift_report(reference, reference.frame.sample(n=5000, random_state=7), sample, 0.25)
         report.save_html(str(log_dir / "report.html"))
         stages["Evidently report, 5,000-row samples"] = time.perf_counter() - t
         con.close()
         total = time.perf_counter() - total
     for stage, seconds in stages.items():
         print(f"  {stage:<38}{seconds:>8.1f} s")
-    print(f"monitor (as the flow computes it): {total:.1f} s for {metrics['count']:,} rows "
-          f"({read['malformed']} malformed lines skipped), peak RSS {_rss_gib():.2f} GiB (target < 60 s)")
+    print(f"monitor (as the flow computes it): {total:.1f} s for {metrics.count:,} rows "
+          f"({read.malformed} malformed lines skipped), peak RSS {_rss_gib():.2f} GiB (target < 60 s)")
     drifted = sorted(((v, k) for k, v in psi.items() if v > 0.25), reverse=True)
     print(f"  drifted features (PSI > 0.25): {len(drifted)} of {len(psi)}; prediction PSI {prediction_psi:.3f}; "
-          f"{label['labelled']:,} matured labels, AUC {label['auc'] if label['auc'] is None else round(label['auc'], 3)}")
+          f"{label.labelled:,} matured labels, auc_roc {label.get('auc_roc') if label.get('auc_roc') is None else round(label.get('auc_roc'), 3)}")
 
     if not args.skip_evidently_full:
         traffic = training.sample(n=args.rows, replace=True, random_state=2).reset_index(drop=True)
@@ -125,7 +130,7 @@ def main() -> int:
             traffic[name] = traffic[name] * 1.3 + 1
         traffic["probability"] = np.random.default_rng(0).beta(1.2, 12, len(traffic))
         t = time.perf_counter()
-        mon.evidently_drift(reference, reference.frame, traffic, 0.25).save_html(str(Path(tempfile.gettempdir()) / "evidently-full.html"))
+        evidently_reports.drift_report(reference, reference.frame, traffic, 0.25).save_html(str(Path(tempfile.gettempdir()) / "evidently-full.html"))
         print(f"Evidently alone on the full frames: {time.perf_counter() - t:.1f} s, peak RSS {_rss_gib():.2f} GiB")
     return 0
 

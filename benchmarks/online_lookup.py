@@ -30,12 +30,11 @@ def main() -> int:
 
     from churn.online import OnlineFeatures
     from churn.settings import Settings
-    from tasks.feature_sets import ONLINE_SNAPSHOT, latest_feature_set, read_manifest
+    from adapters.feature_sets import ONLINE_SNAPSHOT, latest
 
-    path = latest_feature_set(Settings.from_env().features_dir)
-    manifest = read_manifest(path)
-    frame = pd.read_parquet(path / ONLINE_SNAPSHOT)
-    entity, names = manifest["entity"], [f["name"] for f in manifest["features"]]
+    feature_set = latest(Settings.from_env().features_dir)
+    frame = pd.read_parquet(feature_set.path / ONLINE_SNAPSHOT)
+    entity, names = feature_set.manifest.entity, [f.name for f in feature_set.manifest.features]
     started = time.perf_counter()
     online = OnlineFeatures(frame, entity, names)
     build = time.perf_counter() - started
@@ -52,7 +51,7 @@ def main() -> int:
         return out
 
     naive = lambda chosen: frame[frame[entity].isin(chosen)].to_dict("records")  # noqa: E731
-    print(f"snapshot {path.name}: {len(frame):,} entities x {len(names)} features; index built in {build * 1e3:.0f} ms")
+    print(f"snapshot {feature_set.path.name}: {len(frame):,} entities x {len(names)} features; index built in {build * 1e3:.0f} ms")
     print(f"OnlineFeatures  1 id   {_percentiles(timed(online.lookup, 1, args.lookups))}")
     print(f"pandas filter   1 id   {_percentiles(timed(naive, 1, max(200, args.lookups // 50)))}")
     print(f"OnlineFeatures 100 ids {_percentiles(timed(online.lookup, 100, args.lookups // 10))}")

@@ -2,7 +2,7 @@
 
 One pandas DataFrame per request, ``predict`` then ``predict_proba`` (two pipeline calls), no
 validation beyond pydantic, no logging. It serves the same packaged model as the Bento (the skops
-file in the Bento model directory named by ``CHURN_BASELINE_MODEL_DIR``). Only the feature value type
+file in the Bento model directory named by ``BASELINE_MODEL_DIR``). Only the feature value type
 is widened from ``float`` to admit the categorical features this model has. Run by
 ``benchmarks/serving.py`` with uvicorn (one worker, access log off, as the Bento's is in that run).
 """
@@ -39,7 +39,7 @@ model_store = {}
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    root = Path(os.environ["CHURN_BASELINE_MODEL_DIR"])
+    root = Path(os.environ["BASELINE_MODEL_DIR"])
     info = json.loads((root / "schema.json").read_text())
     model_store["model"] = skops.io.load(root / "model.skops", trusted=info["trusted_types"])
     model_store["version"] = info["model_version"]

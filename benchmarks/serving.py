@@ -41,13 +41,14 @@ def _payloads(model_dir: Path, count: int) -> tuple[list[dict], list[dict]]:
     rows = snapshot.sample(n=count, replace=len(snapshot) < count, random_state=0)
     values = plain_rows(rows[names])
     ids = rows[info["entity"]].tolist()
-    single = [{"customer_id": i, "features": dict(zip(names, v))} for i, v in zip(ids, values)]
+    # the seed's FastAPI contract names the id customer_id: the built-in world's entity, as the Bento expects too
+    single = [{info["entity"]: i, "features": dict(zip(names, v))} for i, v in zip(ids, values)]
     batches = [{"rows": single[k:k + BATCH_ROWS]} for k in range(0, count - BATCH_ROWS + 1, BATCH_ROWS)]
     return single, batches
 
 
 def _serve(name: str, cmd: list[str], env: dict, workdir: Path, port: int):
-    from tasks import stack
+    from ops import stack
 
     stack.start_process(name, cmd, env, workdir, Path(__file__).resolve().parents[1])
     try:
@@ -69,7 +70,7 @@ def _measure(port: int, single: list, batches: list, requests: int, batch_reques
     return out
 
 
-def _log_write_cost(record: dict, calls: int = 5000) -> float:
+def _log_write_cost(one: dict, calls: int = 5000) -> float:
     """Median seconds to append and flush one prediction record, as the service does per answer."""
     from bentos.prediction_log import PredictionLog
 
@@ -78,7 +79,7 @@ def _log_write_cost(record: dict, calls: int = 5000) -> float:
         samples = []
         for _ in range(calls):
             started = time.perf_counter()
-            log.write([record])
+            log.write([one])
             samples.append(time.perf_counter() - started)
         log.close()
     return statistics.median(samples)
@@ -90,16 +91,17 @@ def main() -> int:
     parser.add_argument("--batch-requests", type=int, default=40, help="1,000-row /predict_batch requests")
     args = parser.parse_args()
 
-    from churn.settings import Settings
-    from tasks import stack
-    from tasks.serving import BENTO_MODEL, bentoml_home, use_bentoml_home
+    from adapters.bento_store import use_bentoml_home
+    from churn.predictions import record
+    from churn.settings import MODEL_NAME, Settings
+    from ops import stack
 
     settings = Settings.from_env()
     use_bentoml_home(settings)
     import bentoml
 
     try:
-        model = bentoml.models.get(f"{BENTO_MODEL}:latest")
+        model = bentoml.models.get(f"{MODEL_NAME}:latest")
     except bentoml.exceptions.NotFound:
         print("no packaged model in the Bento model store: run `make demo` (or `make package`) first", file=sys.stderr)
         return 1
@@ -114,14 +116,14 @@ def main() -> int:
         port = stack.free_port()
         stop = _serve("baseline", [str(stack.BIN / "python"), "-m", "uvicorn", "benchmarks.seed_fastapi:app",
                                    "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"],
-                      {"CHURN_BASELINE_MODEL_DIR": str(model_dir)}, work / "baseline", port)
+                      {"BASELINE_MODEL_DIR": str(model_dir)}, work / "baseline", port)
         try:
             results["seed FastAPI"] = _measure(port, single, batches, args.requests, args.batch_requests, False)
         finally:
             stop()
         port = stack.free_port()
         log_dir = work / "predictions"
-        env = {"BENTOML_HOME": str(bentoml_home(settings)), "CHURN_PREDICTION_LOG_DIR": str(log_dir),
+        env = {"BENTOML_HOME": str(settings.bentoml_home), "CHURN_PREDICTIONS_DIR": str(log_dir),
                "CHURN_API_TOKEN": "", "CHURN_MAX_BATCH": str(BATCH_ROWS)}
         stop = _serve("bentoml", [str(stack.BIN / "bentoml"), "serve", "bentos.service:ChurnService",
                                   "--host", "127.0.0.1", "--port", str(port)], env, work / "bento", port)
@@ -140,9 +142,11 @@ def main() -> int:
     bento, base = results["BentoML"], results["seed FastAPI"]
     answered = sum(r.requests - r.errors for k, r in bento.items() if k != "batch") + 200
     answered += sum(r.requests - r.errors for k, r in bento.items() if k == "batch") * BATCH_ROWS + 2 * BATCH_ROWS
-    record = {"request_id": "0" * 32, "ts": "2026-01-01T00:00:00+00:00", **single[0], "prediction": 0,
-              "probability": 0.5, "model_version": "1", "latency_ms": 1.0}
-    cost_ms = _log_write_cost(record) * 1000
+    entity = json.loads((model_dir / "schema.json").read_text())["entity"]
+    one = record(entity, single[0][entity], request_id="0" * 32, row=0, ts="2026-01-01T00:00:00+00:00",
+                 as_of="2026-01-01T00:00:00", prediction=0, probability=0.5, model_version="1", latency_ms=1.0,
+                 features=single[0]["features"])
+    cost_ms = _log_write_cost(one) * 1000
     print(f"\n/predict c=8: BentoML {bento['c=8'].throughput / base['c=8'].throughput:.2f}x the baseline's throughput "
           f"(target >= 3x), p99 {bento['c=8'].percentile(0.99):.2f} ms (target < 25 ms)")
     print(f"/predict_batch: {bento['batch'].throughput * BATCH_ROWS:,.0f} rows/s (target >= 50,000)")

@@ -32,19 +32,20 @@ def bare_fit_and_evaluate(features_dir: Path) -> dict[str, float]:
     from sklearn.frozen import FrozenEstimator
     from sklearn.model_selection import FixedThresholdClassifier
 
+    from adapters import feature_sets
+    from adapters.evaluation import write_evaluation
     from churn import training
+    from churn.contracts import FittedModel, TrainingData
+    from churn.metrics import classification_metrics, decide
     from churn.params import TrainParams
-    from tasks import feature_sets
-    from tasks.training import FittedModel, TrainingData, _write_evaluation
 
     started = time.perf_counter()
-    path = feature_sets.latest_feature_set(features_dir)
-    manifest = feature_sets.read_manifest(path)
-    frame = pd.read_parquet(path / feature_sets.TRAINING_SET)
-    schema = training.feature_schema(manifest["features"])
+    feature_set = feature_sets.latest(features_dir)
+    frame = pd.read_parquet(feature_set.path / feature_sets.TRAINING_SET)
+    schema = training.feature_schema(feature_set.manifest.features)
     params = TrainParams()
-    split = training.split_rows(frame, manifest["label"], params, manifest["horizon_days"])
-    data = TrainingData(frame, manifest, path, schema)
+    split = training.split_rows(frame, feature_set.manifest.label, params, feature_set.manifest.horizon_days)
+    data = TrainingData(frame, feature_set, schema)
     x_train, y_train = data.xy(split.train)
     x_valid, y_valid = data.xy(split.valid)
     pipe = training.build_pipeline(schema, params.estimator, params.class_weight, params.seed)
@@ -55,9 +56,10 @@ def bare_fit_and_evaluate(features_dir: Path) -> dict[str, float]:
     model = FixedThresholdClassifier(FrozenEstimator(pipe), threshold=threshold, response_method="predict_proba")
     model.fit(x_valid, y_valid)
     x_test, y_test = data.xy(split.test)
-    training.classification_metrics(y_test, model.predict_proba(x_test)[:, 1], threshold)
+    proba = model.predict_proba(x_test)[:, 1]
+    classification_metrics(y_test, proba, decide(proba, threshold))
     with tempfile.TemporaryDirectory() as tmp:  # the same importance and plots, written and thrown away
-        _write_evaluation(Path(tmp), data, split, FittedModel(model, threshold, {}, 0.0, fit), params.seed)
+        write_evaluation(Path(tmp), data, split, FittedModel(model, threshold, {}, 0.0, fit), params.seed)
     return {"fit": fit, "total": time.perf_counter() - started}
 
 
@@ -66,16 +68,17 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
+    from adapters.feature_sets import latest
     from churn.settings import Settings
-    from tasks.feature_sets import latest_feature_set
-    from tasks.stack import prefect_env, running_port
+    from ops.stack import prefect_env, running_port
 
     settings = Settings.from_env()
-    latest_feature_set(settings.features_dir)  # fail early with a clear message when there is none
+    latest(settings.features_dir)  # fail early with a clear message when there is none
     port = None if os.environ.get("PREFECT_API_URL") else running_port(settings)
     for key, value in prefect_env(settings, port).items():
         os.environ.setdefault(key, value)
-    store = tempfile.mkdtemp(prefix="bench-mlflow-", dir=settings.home)
+    settings.bench_dir.mkdir(parents=True, exist_ok=True)
+    store = tempfile.mkdtemp(prefix="mlflow-", dir=settings.bench_dir)
     os.environ["CHURN_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
 
     # first imports, the Prefect API and the MLflow store's creation: outside every timing
@@ -85,8 +88,8 @@ def main() -> int:
     import skops.io  # noqa: F401
     from prefect import flow
 
+    from adapters.mlflow_store import connect
     from flows.train import train
-    from tasks.mlflow_store import connect
 
     connect(Settings.from_env())
     flow(lambda: None, name="warm-up")()
@@ -115,7 +118,7 @@ def main() -> int:
     return 0
 
 
-GATE_TASKS = ("score_champion", "measure_latency", "measure_drift", "measure_slices", "decide",
+GATE_TASKS = ("score_champion", "measure_latency", "measure_drift", "measure_slices", "judge",
               "publish_gate_report", "promote_if_approved")
 
 

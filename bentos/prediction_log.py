@@ -1,4 +1,5 @@
-"""Durable prediction log: JSON lines under ``$CHURN_HOME/predictions``, one file per process and hour.
+"""Durable prediction log: ``churn.predictions`` records as JSON lines under ``CHURN_PREDICTIONS_DIR``
+(default ``$CHURN_HOME/predictions``), one file per process and hour.
 
 Each answered prediction is written and flushed before the response leaves, so the number of
 logged predictions equals the number answered and a restart loses nothing already answered.
@@ -11,8 +12,11 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import IO, Any
 
 import orjson
+
+from churn.predictions import HOUR_FORMAT, file_name
 
 
 class PredictionLog:
@@ -20,19 +24,19 @@ class PredictionLog:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._hour = None
-        self._handle = None
+        self._hour: str | None = None
+        self._handle: IO[bytes] | None = None
 
-    def _file(self):
-        hour = time.strftime("%Y%m%dT%H", time.gmtime())
+    def _file(self) -> IO[bytes]:
+        hour = time.strftime(HOUR_FORMAT, time.gmtime())
         if hour != self._hour:
             if self._handle:
                 self._handle.close()
-            self._handle = open(self.directory / f"{hour}-{os.getpid()}.jsonl", "ab")
+            self._handle = open(self.directory / file_name(hour, os.getpid()), "ab")
             self._hour = hour
         return self._handle
 
-    def write(self, records: list[dict]) -> None:
+    def write(self, records: list[dict[str, Any]]) -> None:
         lines = b"".join([orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records])
         with self._lock:
             handle = self._file()

@@ -23,6 +23,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from churn.predictions import FIELDS as PREDICTION_LOG_FIELDS
+
 Dtype = Literal["int64", "float64", "str", "bool", "timestamp", "date"]
 IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 AS_OF = "as_of"
@@ -137,6 +139,8 @@ class StoreConfig(_Strict):
 
     @model_validator(mode="after")
     def _names(self) -> StoreConfig:
+        if self.entity in PREDICTION_LOG_FIELDS:
+            raise ValueError(f"entity {self.entity!r} is the name of a prediction-log field; rename the entity column")
         for name, src in self.sources.items():
             if not IDENT.match(name):
                 raise ValueError(f"source name {name!r} must be a SQL identifier ([a-z_][a-z0-9_]*)")

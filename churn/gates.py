@@ -1,4 +1,4 @@
-"""Validation gates: thresholds with a warn band, regression vs the champion, latency, PSI drift,
+"""Validation gates: minimums with a warn band, regression vs the champion, latency, PSI drift,
 slice gaps, and the PASS/WARN/FAIL report that decides APPROVED or REJECTED.
 
 Every gate fails by default; a gate in ``warn`` mode reports what would have failed as WARN.
@@ -7,16 +7,19 @@ Every gate fails by default; a gate in ``warn`` mode reports what would have fai
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from churn.contracts import ChampionScore, Latency
+from churn.drift import MISSING, population_stability_index
+from churn.params import GateParams
+
 Status = Literal["PASS", "WARN", "FAIL"]
-MISSING = "__missing__"
-UNSEEN = "__unseen__"
 
 
 @dataclass(frozen=True)
@@ -25,14 +28,15 @@ class Check:
     name: str
     status: Status
     value: float | None
-    threshold: float | None
+    limit: float | None
+    """The gate's minimum or maximum for this check (the champion's value for regression checks)."""
     message: str
 
 
 def apply_mode(check: Check, mode: str) -> Check:
     """In ``warn`` mode a failing check is reported as WARN, and says so."""
     if mode == "warn" and check.status == "FAIL":
-        return Check(check.gate, check.name, "WARN", check.value, check.threshold, check.message + " (warn mode: would fail)")
+        return Check(check.gate, check.name, "WARN", check.value, check.limit, check.message + " (warn mode: would fail)")
     return check
 
 
@@ -57,59 +61,6 @@ def no_regression(metric: str, challenger: float, champion: float | None, max_dr
     status: Status = "PASS" if drop <= 0 else "WARN" if drop <= max_drop else "FAIL"
     return Check("regression", metric, status, challenger, champion,
                  f"{metric}: challenger {challenger:.4f}, champion {champion:.4f}, degradation {drop:+.4f} (max {max_drop})")
-
-
-# --- Population Stability Index ------------------------------------------------------------------
-
-def _smoothed(counts: np.ndarray, eps: float) -> np.ndarray:
-    """Shares with empty bins floored at ``eps`` (then renormalised) so the log term stays finite."""
-    shares = counts / counts.sum()
-    shares = np.maximum(shares, eps)
-    return shares / shares.sum()
-
-
-def psi_from_counts(reference: np.ndarray, current: np.ndarray, eps: float = 1e-4) -> float:
-    p = _smoothed(np.asarray(reference, dtype=float), eps)
-    q = _smoothed(np.asarray(current, dtype=float), eps)
-    return float(np.sum((q - p) * np.log(q / p)))
-
-
-def quantile_edges(reference: np.ndarray, bins: int) -> np.ndarray:
-    """Interior bin edges at the reference's quantiles (ties collapse, so a bin is never empty by design)."""
-    values = reference[~np.isnan(reference)]
-    if len(values) == 0:
-        return np.array([])
-    return np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
-
-
-def numeric_bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Counts per bin ``(-inf, e1], (e1, e2], ..., (ek, inf)`` plus a final bin for missing values."""
-    values = np.asarray(values, dtype=float)
-    missing = np.isnan(values)
-    index = np.searchsorted(edges, values[~missing], side="left")
-    counts = np.bincount(index, minlength=len(edges) + 1).astype(float)
-    return np.append(counts, missing.sum())
-
-
-def categorical_bin_counts(values: Sequence, levels: Sequence[str]) -> np.ndarray:
-    """Counts per reference level, then one bin for levels never seen in the reference, then missing."""
-    series = pd.Series(values, dtype=object)
-    missing = series.isna()
-    known = series[~missing].astype(str)
-    counts = known.value_counts()
-    in_levels = [float(counts.get(level, 0)) for level in levels]
-    unseen = float(counts[~counts.index.isin(list(levels))].sum())
-    return np.array([*in_levels, unseen, float(missing.sum())])
-
-
-def population_stability_index(reference: pd.Series, current: pd.Series, bins: int = 10, eps: float = 1e-4) -> float:
-    """PSI of one feature: quantile bins from the reference for numbers, levels for categories."""
-    if pd.api.types.is_numeric_dtype(reference) and not pd.api.types.is_bool_dtype(reference):
-        ref = reference.to_numpy(dtype=float, na_value=np.nan)
-        edges = quantile_edges(ref, bins)
-        return psi_from_counts(numeric_bin_counts(ref, edges), numeric_bin_counts(current.to_numpy(dtype=float, na_value=np.nan), edges), eps)
-    levels = sorted(reference.dropna().astype(str).unique())
-    return psi_from_counts(categorical_bin_counts(reference, levels), categorical_bin_counts(current, levels), eps)
 
 
 # --- slices ----------------------------------------------------------------------------------------
@@ -158,17 +109,17 @@ class GateReport:
 
     def to_markdown(self) -> str:
         rows = "\n".join(
-            f"| {c.status} | {c.gate} | {c.name} | {_fmt(c.value)} | {_fmt(c.threshold)} | {c.message} |" for c in self.checks
+            f"| {c.status} | {c.gate} | {c.name} | {_fmt(c.value)} | {_fmt(c.limit)} | {c.message} |" for c in self.checks
         )
         counts = self.counts
         return (
             f"# {self.decision}: {self.model_name} v{self.challenger_version}\n\n"
             f"{counts['PASS']} passed, {counts['WARN']} warnings, {counts['FAIL']} failed "
             f"(champion: {('v' + self.champion_version) if self.champion_version else 'none'})\n\n"
-            "| status | gate | check | value | threshold | detail |\n|---|---|---|---|---|---|\n" + rows + "\n"
+            "| status | gate | check | value | limit | detail |\n|---|---|---|---|---|---|\n" + rows + "\n"
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "model_name": self.model_name, "challenger_version": self.challenger_version,
             "champion_version": self.champion_version, "decision": self.decision, "counts": self.counts,
@@ -183,37 +134,36 @@ def _fmt(value: float | None) -> str:
 
 
 def evaluate_gates(
-    params,
+    params: GateParams,
     *,
     model_name: str,
     challenger_version: str,
     challenger_metrics: dict[str, float],
-    champion_version: str | None,
-    champion_metrics: dict[str, float] | None,
-    champion_note: str | None,
-    latency_ms: dict[str, float],
+    champion: ChampionScore,
+    latency: Latency,
     psi: dict[str, float],
     slices: dict[str, dict[str, float]],
 ) -> GateReport:
-    """Turn measured numbers into the ordered checks of every gate (``params`` is a GateParams)."""
+    """Turn measured numbers into the ordered checks of every gate."""
     checks: list[Check] = []
     perf = params.performance
     for metric, minimum in (("auc_roc", perf.min_auc_roc), ("pr_auc", perf.min_pr_auc), ("recall", perf.min_recall)):
         checks.append(apply_mode(at_least("performance", metric, challenger_metrics[metric], minimum, perf.warn_band), perf.mode))
 
     reg = params.regression
-    if champion_note:
-        checks.append(apply_mode(Check("regression", "champion", "FAIL", None, None, champion_note), reg.mode))
+    if champion.note:
+        checks.append(apply_mode(Check("regression", "champion", "FAIL", None, None, champion.note), reg.mode))
     else:
         for metric in reg.metrics:
-            champion = None if champion_metrics is None else champion_metrics[metric]
-            checks.append(apply_mode(no_regression(metric, challenger_metrics[metric], champion, reg.max_degradation), reg.mode))
+            before = None if champion.metrics is None else champion.metrics[metric]
+            checks.append(apply_mode(no_regression(metric, challenger_metrics[metric], before, reg.max_degradation), reg.mode))
 
     lat = params.latency
-    for name, maximum in (("single_row", lat.max_p99_single_ms), ("batch_1000", lat.max_p99_batch_ms)):
-        check = at_most("latency", f"p99_{name}", latency_ms[f"{name}_p99"], maximum, unit=" ms")
-        message = f"{name}: p50 {latency_ms[f'{name}_p50']:.2f} ms, p99 {latency_ms[f'{name}_p99']:.2f} ms (max p99 {maximum} ms)"
-        checks.append(apply_mode(Check(check.gate, check.name, check.status, check.value, check.threshold, message), lat.mode))
+    for name, p50, p99, maximum in (("single_row", latency.single_row_p50, latency.single_row_p99, lat.max_p99_single_ms),
+                                    ("batch_1000", latency.batch_p50, latency.batch_p99, lat.max_p99_batch_ms)):
+        check = at_most("latency", f"p99_{name}", p99, maximum, unit=" ms")
+        message = f"{name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms (max p99 {maximum} ms)"
+        checks.append(apply_mode(Check(check.gate, check.name, check.status, check.value, check.limit, message), lat.mode))
 
     drift = params.drift
     for feature, value in sorted(psi.items(), key=lambda kv: -kv[1]):
@@ -233,4 +183,38 @@ def evaluate_gates(
         detail = ", ".join(f"{k} {v:.3f}" for k, v in sorted(per_level.items()))
         checks.append(apply_mode(Check("slices", f"auc_gap_{column}", status, gap, sl.max_gap,
                                        f"{column} AUC gap {gap:.4f} ({worst} vs {best}; max {sl.max_gap}): {detail}"), sl.mode))
-    return GateReport(tuple(checks), model_name, challenger_version, champion_version)
+    return GateReport(tuple(checks), model_name, challenger_version, champion.version)
+
+
+# --- measurements ----------------------------------------------------------------------------------
+
+def time_scoring(score: Callable[[list[list[Any]]], Any], rows: list[list[Any]], calls: int) -> Latency:
+    """p50/p99 milliseconds of ``score`` for one row per call and for all ``rows`` per call."""
+    out: dict[str, float] = {}
+    for name, repeats, pick in (
+        ("single_row", calls, lambda i: rows[i % len(rows): i % len(rows) + 1]),
+        ("batch", max(20, calls // 10), lambda i: rows),
+    ):
+        score(pick(0))  # warm-up
+        samples = []
+        for i in range(repeats):
+            batch = pick(i)
+            started = time.perf_counter()
+            score(batch)
+            samples.append((time.perf_counter() - started) * 1000)
+        out[f"{name}_p50"], out[f"{name}_p99"] = float(np.percentile(samples, 50)), float(np.percentile(samples, 99))
+    return Latency(**out)
+
+
+def feature_drift(reference: pd.DataFrame, current: pd.DataFrame, names: list[str], bins: int) -> dict[str, float]:
+    """PSI per feature of ``current`` against ``reference``."""
+    return {name: population_stability_index(reference[name], current[name], bins=bins) for name in names}
+
+
+def slices(test: pd.DataFrame, columns: list[str], label: str, proba: np.ndarray, min_rows: int) -> dict[str, dict[str, float]]:
+    """Test AUC per level of each slice column."""
+    unknown = [c for c in columns if c not in test.columns]
+    if unknown:
+        raise ValueError(f"slice columns {unknown} are not in the training set (gates.slices.columns)")
+    scored = test.assign(_proba=proba)
+    return {c: slice_metrics(scored, c, label, "_proba", min_rows) for c in columns}

@@ -7,14 +7,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from churn.settings import MODEL_NAME
+
 
 class FeaturesParams(BaseModel):
     """Overrides for the ``features`` flow; anything left unset comes from ``feature_store.yml``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    start: datetime | None = Field(None, description="first training as-of (default: warm-up after the first event)")
-    end: datetime | None = Field(None, description="last training as-of (default: label horizon before the last event)")
+    first_as_of: datetime | None = Field(None, description="first training as-of (default: warm-up after the first event)")
+    last_as_of: datetime | None = Field(None, description="last training as-of (default: label horizon before the last event)")
     every_days: int | None = Field(None, gt=0, description="days between training as-of dates")
     online_as_of: datetime | None = Field(
         None, description="as-of of the online snapshot (default: midnight after the latest event)"
@@ -22,8 +24,8 @@ class FeaturesParams(BaseModel):
 
     @model_validator(mode="after")
     def _ordered(self) -> FeaturesParams:
-        if self.start and self.end and self.start > self.end:
-            raise ValueError(f"start {self.start} is after end {self.end}")
+        if self.first_as_of and self.last_as_of and self.first_as_of > self.last_as_of:
+            raise ValueError(f"first_as_of {self.first_as_of} is after last_as_of {self.last_as_of}")
         return self
 
 
@@ -65,7 +67,7 @@ GateMode = Literal["enforce", "warn"]
 
 
 class PerformanceGate(BaseModel):
-    """Minimum test metrics at the stored threshold; WARN within ``warn_band`` below a minimum."""
+    """Minimum test metrics at the model's decision threshold; WARN within ``warn_band`` below a minimum."""
 
     model_config = ConfigDict(extra="forbid")
     mode: GateMode = "enforce"
@@ -130,17 +132,17 @@ class TrainParams(BaseModel):
 
     estimator: EstimatorParams = HistGradientBoostingParams()
     class_weight: Literal["balanced", "none"] = Field(
-        "none", description="\"balanced\" reweights the rare churn class; the default keeps probabilities calibrated and handles imbalance by choosing the threshold on validation data"
+        "none", description="\"balanced\" reweights the rare churn class; the default keeps probabilities calibrated and handles imbalance by choosing the decision threshold on validation data"
     )
     test_dates: int = Field(2, ge=1, description="latest as-of dates held out for the test set")
-    valid_dates: int = Field(1, ge=1, description="as-of dates before the test set used to pick the threshold")
+    valid_dates: int = Field(1, ge=1, description="as-of dates before the test set used to pick the decision threshold")
     random_test_size: float = Field(0.2, gt=0, lt=0.5, description="test share when the data is a single snapshot")
     seed: int = 42
     search: bool = Field(False, description="random hyperparameter search in nested runs, best by validation AUC")
     search_trials: int = Field(6, ge=1, le=50)
     rebuild_features: bool = Field(False, description="run the features flow first even if a feature set exists")
     experiment: str = Field("churn", min_length=1)
-    model_name: str = Field("churn-classifier", min_length=1)
+    model_name: str = Field(MODEL_NAME, min_length=1)
     gates: GateParams = GateParams()
     promote: bool = Field(True, description="move @champion to the challenger when the gates approve it")
     package: bool = Field(False, description="after a promotion, package the new champion for serving (the service picks it up)")
@@ -151,7 +153,7 @@ class RollbackParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=3, description="why; kept as a tag on the rolled-back version and in the event log")
-    model_name: str = Field("churn-classifier", min_length=1)
+    model_name: str = Field(MODEL_NAME, min_length=1)
 
 
 class AlertRules(BaseModel):
@@ -163,13 +165,13 @@ class AlertRules(BaseModel):
     max_p99_latency_ms: float = Field(250.0, gt=0)
     max_drifted_share: float = Field(0.3, gt=0, le=1, description="share of features over max_psi that means dataset drift")
     max_psi: float = Field(0.25, gt=0, description="a feature with a larger PSI against the reference has drifted")
-    max_auc_drop: float = Field(0.05, gt=0, le=1, description="AUC on matured labels below the training AUC by more than this")
+    max_auc_roc_drop: float = Field(0.05, gt=0, le=1, description="auc_roc on matured labels below the training auc_roc by more than this")
     min_labelled: int = Field(200, ge=10, description="matured labels a window needs before its AUC is judged")
-    clear_ratio: float = Field(0.8, gt=0, le=1, description="an open alert clears only below threshold x clear_ratio (no flapping)")
+    clear_ratio: float = Field(0.8, gt=0, le=1, description="an open alert clears only below its limit x clear_ratio (no flapping)")
 
 
 class RetrainPolicy(BaseModel):
-    """When the monitor triggers retraining: a breach (dataset drift or AUC drop) in ``breaches`` of the
+    """When the monitor triggers retraining: a breach (dataset drift or an auc_roc drop) in ``breaches`` of the
     last ``windows`` windows, at least ``min_new_labels`` matured labels, and ``cooldown_hours`` since it last fired."""
 
     model_config = ConfigDict(extra="forbid")
@@ -198,9 +200,9 @@ class MonitorParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     window_minutes: int = Field(60, ge=1, le=60 * 24 * 31)
-    end: datetime | None = Field(None, description="window end (UTC; default: now); the window is [end - window, end)")
-    start: datetime | None = Field(None, description="window start instead of end - window_minutes")
-    model_name: str = Field("churn-classifier", min_length=1)
+    window_end: datetime | None = Field(None, description="window end (UTC; default: now); the window is [end - window_minutes, end)")
+    window_start: datetime | None = Field(None, description="window start instead of window_end - window_minutes")
+    model_name: str = Field(MODEL_NAME, min_length=1)
     report_sample_rows: int = Field(5000, ge=100, le=200_000, description="rows of each side Evidently's HTML report gets")
     psi_bins: int = Field(10, ge=2, le=100)
     label_lookback_days: int = Field(60, ge=1, le=730, description="predictions this far back are joined to matured labels")

@@ -46,7 +46,7 @@ class _Forest:
 
     roots: np.ndarray
     feature: np.ndarray
-    threshold: np.ndarray
+    split_value: np.ndarray
     missing_left: np.ndarray
     left: np.ndarray
     right: np.ndarray
@@ -80,7 +80,7 @@ class _Forest:
             if leaf.all():
                 break
             value = x[rows, self.feature[node]]
-            left = np.where(np.isnan(value), self.missing_left[node], value <= self.threshold[node])
+            left = np.where(np.isnan(value), self.missing_left[node], value <= self.split_value[node])
             node = np.where(leaf, node, np.where(left, self.left[node], self.right[node]))
         raw = self.baseline + self.value[node].sum(axis=1)
         return 1.0 / (1.0 + np.exp(-raw))

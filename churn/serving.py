@@ -21,20 +21,20 @@ class ServingSchema:
     entity_dtype: str
     features: dict[str, str]
     """Feature name -> dtype (int64, float64, bool, str) in the order the model was fitted with."""
-    threshold: float
+    decision_threshold: float
 
     @classmethod
-    def from_dict(cls, d: dict) -> ServingSchema:
-        return cls(d["entity"], d["entity_dtype"], dict(d["features"]), float(d["threshold"]))
+    def from_dict(cls, d: dict[str, Any]) -> ServingSchema:
+        return cls(d["entity"], d["entity_dtype"], dict(d["features"]), float(d["decision_threshold"]))
 
     def __post_init__(self) -> None:
         # for the fast path of check_features: names in model order, and which ones are strings
         object.__setattr__(self, "_order", [(name, dtype == "str", dtype == "int64") for name, dtype in self.features.items()])
         object.__setattr__(self, "_names", set(self.features))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"entity": self.entity, "entity_dtype": self.entity_dtype, "features": self.features,
-                "threshold": self.threshold}
+                "decision_threshold": self.decision_threshold}
 
 
 def check_features(schema: ServingSchema, features: Any, where: str = "features") -> list[Any]:
@@ -133,3 +133,41 @@ def check_as_of(value: Any, where: str) -> str | None:
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(UTC).replace(tzinfo=None)
     return parsed.isoformat()
+
+
+def check_keys(body: Any, required: tuple[str, ...], optional: tuple[str, ...], where: str) -> dict[str, Any]:
+    """``body`` as an object with every required key and no key outside required + optional."""
+    if not isinstance(body, dict):
+        raise RequestError(f"{where}: expected a JSON object with {', '.join(required)}")
+    missing = [k for k in required if k not in body]
+    unknown = [k for k in body if k not in required and k not in optional]
+    problems = [f"missing {_joined(where, missing)}"] if missing else []
+    if unknown:
+        problems.append(f"unknown {_joined(where, unknown)} (expected {', '.join((*required, *optional))})")
+    if problems:
+        raise RequestError("; ".join(problems))
+    return body
+
+
+def _joined(where: str, keys: list[str]) -> str:
+    return ", ".join(f"{where}.{k}" if where else k for k in keys)
+
+
+def check_row(schema: ServingSchema, row: Any, where: str) -> tuple[Any, list[Any], str | None]:
+    """One scoring row ``{<entity>, features[, as_of]}``: the id, the values in model order, the as-of."""
+    row = check_keys(row, (schema.entity, "features"), ("as_of",), where)
+    prefix = f"{where}." if where else ""
+    entity_id = check_entity_id(schema, row[schema.entity], prefix + schema.entity)
+    values = check_features(schema, row["features"], prefix + "features")
+    return entity_id, values, check_as_of(row.get("as_of"), prefix + "as_of")
+
+
+def check_count(items: Any, where: str, limit: int) -> list[Any]:
+    """A non-empty list of at most ``limit`` items (over it: 413)."""
+    if not isinstance(items, list):
+        raise RequestError(f"{where}: expected a list")
+    if not items:
+        raise RequestError(f"{where}: empty list")
+    if len(items) > limit:
+        raise RequestError(f"{where}: {len(items)} items exceed the limit of {limit}", status=413)
+    return items

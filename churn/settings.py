@@ -1,14 +1,55 @@
-"""Where things are: one settings object read from the environment (prefix ``CHURN_``)."""
+"""Where things are: every location the pipeline reads or writes, from ``CHURN_*`` variables.
+
+``Settings`` is the pipeline's (flows, tasks, adapters, the CLI); ``ServiceSettings`` is the
+prediction service's, built from the same variable names, so the service writes its prediction log
+exactly where the monitor reads it. No other module builds a path under ``CHURN_HOME``.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+MODEL_NAME = "churn-classifier"
+MLFLOW_DB = "mlflow.db"
+"""The registered model's name in the MLflow registry and the Bento model store."""
 
 
 class SettingsError(ValueError):
     """An environment variable holds a value the pipeline cannot use."""
+
+
+class _Env:
+    """Reads ``CHURN_*`` values: paths resolved against the working directory, numbers checked."""
+
+    def __init__(self, environ: Mapping[str, str] | None, cwd: Path | None):
+        self.env = os.environ if environ is None else environ
+        self.base = Path.cwd() if cwd is None else cwd
+
+    def path(self, name: str, default: Path) -> Path:
+        value = self.env.get(name)
+        return (self.base / value).resolve() if value else default
+
+    def number(self, name: str, default: float, minimum: float = 0, integer: bool = True) -> float:
+        raw = self.env.get(name)
+        if raw is None or raw == "":
+            return default
+        kind = "an integer" if integer else "a number"
+        try:
+            value = int(raw) if integer else float(raw)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise SettingsError(f"{name} must be {kind} >= {minimum:g}, got {raw!r}")
+        return value
+
+    def home(self) -> Path:
+        return self.path("CHURN_HOME", self.base / ".churn")
+
+    def predictions_dir(self, home: Path) -> Path:
+        return self.path("CHURN_PREDICTIONS_DIR", home / "predictions")
 
 
 @dataclass(frozen=True)
@@ -21,36 +62,142 @@ class Settings:
     """Directory with ``feature_store.yml``, the spine SQL and the views (``CHURN_FEATURE_REPO``)."""
     expectations_dir: Path
     """Great Expectations suites as JSON (``CHURN_EXPECTATIONS_DIR``): ``./expectations`` for the
-    built-in ``./feature_sql``, else ``<feature repo>/expectations``, so a repo carries its own suites."""
+    built-in ``./feature_sql``, else ``<feature repo>/expectations``, so a repo carries its own."""
     features_dir: Path
-    """Versioned training sets and online snapshots (``$CHURN_HOME/features``)."""
+    """Versioned training sets and online snapshots (``CHURN_FEATURES_DIR``)."""
+    predictions_dir: Path
+    """The service's prediction log, read by the monitor (``CHURN_PREDICTIONS_DIR``)."""
     tracking_uri: str
     """MLflow tracking URI (``CHURN_TRACKING_URI``, default a SQLite file under ``CHURN_HOME``)."""
     duckdb_threads: int
     duckdb_memory_limit: str
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, cwd: Path | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        base = Path.cwd() if cwd is None else cwd
-
-        def path(name: str, default: Path) -> Path:
-            value = env.get(name)
-            return (base / value).resolve() if value else default
-
-        home = path("CHURN_HOME", base / ".churn")
-        feature_repo = path("CHURN_FEATURE_REPO", base / "feature_sql")
-        own_suites = base / "expectations" if feature_repo == base / "feature_sql" else feature_repo / "expectations"
-        threads = env.get("CHURN_DUCKDB_THREADS", str(os.cpu_count() or 1))
-        if not threads.isdigit() or int(threads) < 1:
-            raise SettingsError(f"CHURN_DUCKDB_THREADS must be a positive integer, got {threads!r}")
+    def from_env(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+        env = _Env(environ, cwd)
+        home = env.home()
+        feature_repo = env.path("CHURN_FEATURE_REPO", env.base / "feature_sql")
+        builtin = feature_repo == env.base / "feature_sql"
+        own_suites = env.base / "expectations" if builtin else feature_repo / "expectations"
         return cls(
             home=home,
-            raw_dir=path("CHURN_RAW_DIR", home / "raw"),
+            raw_dir=env.path("CHURN_RAW_DIR", home / "raw"),
             feature_repo=feature_repo,
-            expectations_dir=path("CHURN_EXPECTATIONS_DIR", own_suites),
-            features_dir=path("CHURN_FEATURES_DIR", home / "features"),
-            tracking_uri=env.get("CHURN_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}"),
-            duckdb_threads=int(threads),
-            duckdb_memory_limit=env.get("CHURN_DUCKDB_MEMORY_LIMIT", "4GB"),
+            expectations_dir=env.path("CHURN_EXPECTATIONS_DIR", own_suites),
+            features_dir=env.path("CHURN_FEATURES_DIR", home / "features"),
+            predictions_dir=env.predictions_dir(home),
+            tracking_uri=env.env.get("CHURN_TRACKING_URI") or f"sqlite:///{home / MLFLOW_DB}",
+            duckdb_threads=int(env.number("CHURN_DUCKDB_THREADS", os.cpu_count() or 1, minimum=1)),
+            duckdb_memory_limit=env.env.get("CHURN_DUCKDB_MEMORY_LIMIT", "4GB"),
+        )
+
+    # Everything below lives under CHURN_HOME and has no variable of its own.
+
+    @property
+    def mlflow_db(self) -> Path:
+        """The embedded MLflow store (the default tracking URI, and what `make up`'s MLflow server serves)."""
+        return self.home / MLFLOW_DB
+
+    @property
+    def duckdb_tmp(self) -> Path:
+        """Where DuckDB spills when a query outgrows its memory limit."""
+        return self.home / "duckdb_tmp"
+
+    @property
+    def gx_dir(self) -> Path:
+        """The file-backed Great Expectations context (suites, results, Data Docs)."""
+        return self.home / "gx"
+
+    @property
+    def data_docs_index(self) -> Path:
+        return self.gx_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+    @property
+    def mlartifacts_dir(self) -> Path:
+        """Artifact root of experiments in the embedded SQLite tracking store."""
+        return self.home / "mlartifacts"
+
+    @property
+    def registry_lock(self) -> Path:
+        """Alias moves in the registry hold this file lock."""
+        return self.home / "registry.lock"
+
+    @property
+    def registry_log(self) -> Path:
+        """Every alias move (promotion, rollback), one JSON line each."""
+        return self.home / "registry_events.jsonl"
+
+    @property
+    def bentoml_home(self) -> Path:
+        """BENTOML_HOME: the Bento model store and built Bentos."""
+        return self.home / "bentoml"
+
+    @property
+    def monitoring_dir(self) -> Path:
+        return self.home / "monitoring"
+
+    @property
+    def monitoring_db(self) -> Path:
+        """DuckDB store of monitor windows, feature drift, alerts and retrain decisions."""
+        return self.monitoring_dir / "monitoring.duckdb"
+
+    @property
+    def alerts_log(self) -> Path:
+        """Every alert change, one JSON line each, whatever the notification block did."""
+        return self.monitoring_dir / "alerts.jsonl"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Evidently HTML reports, one per window."""
+        return self.monitoring_dir / "reports"
+
+    @property
+    def reference_cache_dir(self) -> Path:
+        """Champions' reference samples, downloaded once per model version."""
+        return self.monitoring_dir / "reference"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home / "prefect"
+
+    @property
+    def stack_dir(self) -> Path:
+        """Pid files, ports and logs of the local stack (make up / down)."""
+        return self.home / "stack"
+
+    @property
+    def bench_dir(self) -> Path:
+        """Worlds and scratch stores of the benchmarks."""
+        return self.home / "bench"
+
+    @property
+    def simulate_dir(self) -> Path:
+        """Scratch space of ``churn simulate`` (the combined history + drift world)."""
+        return self.home / "simulate"
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """What the prediction service reads from its environment (no feature repo, no MLflow)."""
+
+    predictions_dir: Path
+    """``CHURN_PREDICTIONS_DIR``, default ``$CHURN_HOME/predictions``: the monitor reads it there."""
+    max_batch: int
+    max_body_bytes: int
+    reload_seconds: float
+    workers: int
+    access_log: bool
+    api_token: str | None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> ServiceSettings:
+        env = _Env(environ, cwd)
+        return cls(
+            predictions_dir=env.predictions_dir(env.home()),
+            max_batch=int(env.number("CHURN_MAX_BATCH", 5000, minimum=1)),
+            max_body_bytes=int(env.number("CHURN_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1)),
+            reload_seconds=env.number("CHURN_RELOAD_SECONDS", 10.0, integer=False),
+            workers=int(env.number("CHURN_SERVICE_WORKERS", 2, minimum=1)),
+            access_log=env.env.get("CHURN_ACCESS_LOG", "true").lower() != "false",
+            api_token=env.env.get("CHURN_API_TOKEN") or None,
         )

@@ -5,35 +5,34 @@ Pure functions over DataFrames and arrays; MLflow, Prefect and files stay in tas
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from churn.contracts import FeatureColumn, FeatureSchema, FittedModel, TrainingData, Trial
+from churn.featurestore import ColumnSpec
+from churn.metrics import classification_metrics, decide
 from churn.params import EstimatorParams, TrainParams
 
-KEY_AS_OF = "as_of"
+log = logging.getLogger(__name__)
+
+AS_OF = "as_of"
 
 
 class TrainingDataError(ValueError):
     """The training set cannot train a model; the message says what is wrong and where."""
 
 
-@dataclass(frozen=True)
-class FeatureSchema:
-    numeric: list[str]
-    categorical: list[str]
-
-    @property
-    def names(self) -> list[str]:
-        return self.numeric + self.categorical
-
-
-def feature_schema(features: list[dict]) -> FeatureSchema:
+def feature_schema(features: Sequence[FeatureColumn] | Sequence[ColumnSpec]) -> FeatureSchema:
     """Split the manifest's feature list (name, dtype) into numeric and categorical columns."""
-    numeric = [f["name"] for f in features if f["dtype"] in ("int64", "float64", "bool")]
-    categorical = [f["name"] for f in features if f["dtype"] == "str"]
+    numeric = [f.name for f in features if f.dtype in ("int64", "float64", "bool")]
+    categorical = [f.name for f in features if f.dtype == "str"]
     return FeatureSchema(numeric, categorical)
 
 
@@ -65,15 +64,15 @@ class Split:
     valid: np.ndarray
     test: np.ndarray
     strategy: str
-    details: dict = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def split_rows(frame: pd.DataFrame, label: str, params: TrainParams, horizon_days: int) -> Split:
     """Time split when the set has as-of history; stratified random split for a single snapshot."""
-    dates = np.sort(frame[KEY_AS_OF].unique())
+    dates = np.sort(frame[AS_OF].unique())
     if len(dates) == 1:
         return _stratified(frame[label].to_numpy(), params)
-    return _time_split(frame[KEY_AS_OF], dates, params, horizon_days)
+    return _time_split(frame[AS_OF], dates, params, horizon_days)
 
 
 def _time_split(as_of: pd.Series, dates: np.ndarray, params: TrainParams, horizon_days: int) -> Split:
@@ -174,25 +173,6 @@ def choose_threshold(y_true: np.ndarray, proba: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1[:-1]))])
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
-    from sklearn.metrics import (
-        accuracy_score, average_precision_score, brier_score_loss, f1_score, log_loss,
-        precision_score, recall_score, roc_auc_score,
-    )
-
-    y_pred = (proba >= threshold).astype(int)
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "precision": float(precision_score(y_true, y_pred, zero_division=0)),
-        "recall": float(recall_score(y_true, y_pred, zero_division=0)),
-        "f1": float(f1_score(y_true, y_pred, zero_division=0)),
-        "auc_roc": float(roc_auc_score(y_true, proba)),
-        "pr_auc": float(average_precision_score(y_true, proba)),
-        "log_loss": float(log_loss(y_true, np.clip(proba, 1e-15, 1 - 1e-15), labels=[0, 1])),
-        "brier": float(brier_score_loss(y_true, proba)),
-    }
-
-
 def search_space(base: EstimatorParams, trials: int, seed: int) -> list[EstimatorParams]:
     """A small random search around the estimator's defaults (same kind, varied hyperparameters)."""
     rng = np.random.default_rng(seed)
@@ -207,3 +187,81 @@ def search_space(base: EstimatorParams, trials: int, seed: int) -> list[Estimato
         update = {name: values[int(rng.integers(len(values)))] for name, values in grids.items()}
         candidates.append(base.model_copy(update=update))
     return candidates
+
+
+def check_split(data: TrainingData, split: Split) -> None:
+    """Every part of the split must hold both classes, or its metrics mean nothing."""
+    y = data.frame[data.label].to_numpy()
+    for part in ("train", "valid", "test"):
+        rows = getattr(split, part)
+        if len(np.unique(y[rows])) < 2:
+            raise TrainingDataError(
+                f"{data.feature_set.path}: the {part} part ({len(rows)} rows, {split.details}) has a single class; "
+                "more history or other test_dates / valid_dates are needed"
+            )
+
+
+def _fit_one(data: TrainingData, split: Split, params: TrainParams, estimator: EstimatorParams) -> tuple[Any, np.ndarray, float]:
+    """The fitted pipeline, its validation probabilities and the fit time."""
+    x_train, y_train = data.xy(split.train)
+    x_valid, _ = data.xy(split.valid)
+    pipeline = build_pipeline(data.schema, estimator, params.class_weight, params.seed)
+    started = time.perf_counter()
+    pipeline.fit(x_train, y_train, **fit_kwargs(estimator, params.class_weight, y_train))
+    seconds = time.perf_counter() - started
+    return pipeline, pipeline.predict_proba(x_valid)[:, 1], seconds
+
+
+def fit(data: TrainingData, split: Split, params: TrainParams) -> FittedModel:
+    """Fit the estimator (or the best of a small search, by validation AUC) and fix its decision threshold."""
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    x_valid, y_valid = data.xy(split.valid)
+    candidates = search_space(params.estimator, params.search_trials, params.seed) if params.search else []
+    trials: list[Trial] = []
+    best: tuple[Any, float, float, EstimatorParams, np.ndarray] | None = None
+    for i, estimator in enumerate([params.estimator, *candidates]):
+        pipeline, valid_proba, seconds = _fit_one(data, split, params, estimator)
+        valid_auc = float(roc_auc_score(y_valid, valid_proba))
+        trials.append(Trial(i, estimator.model_dump(), valid_auc, seconds))
+        log.info("trial %d: valid AUC %.4f (%s)", i, valid_auc, estimator.model_dump())
+        if best is None or valid_auc > best[1]:
+            best = (pipeline, valid_auc, seconds, estimator, valid_proba)
+    assert best is not None
+    pipeline, valid_auc, seconds, estimator, valid_proba = best
+    threshold = choose_threshold(y_valid, valid_proba)  # the same probabilities the AUC used
+    model = FixedThresholdClassifier(FrozenEstimator(pipeline), threshold=threshold, response_method="predict_proba")
+    model.fit(x_valid, y_valid)  # the frozen pipeline is not refitted: this only records the threshold
+    return FittedModel(model, threshold, estimator.model_dump(), valid_auc, seconds,
+                       tuple(trials) if params.search else ())
+
+
+def evaluate(data: TrainingData, split: Split, fitted: FittedModel) -> dict[str, float]:
+    """Test-set metrics at the stored decision threshold."""
+    x_test, y_test = data.xy(split.test)
+    proba = fitted.model.predict_proba(x_test)[:, 1]
+    return classification_metrics(y_test, proba, decide(proba, fitted.decision_threshold))
+
+
+def stratified_sample(y: np.ndarray, size: int, seed: int) -> np.ndarray:
+    if len(y) <= size:
+        return np.arange(len(y))
+    from sklearn.model_selection import train_test_split
+
+    picked, _ = train_test_split(np.arange(len(y)), train_size=size, stratify=y, random_state=seed)
+    return np.asarray(picked)
+
+
+REFERENCE_ROWS = 20_000
+
+
+def reference_sample(data: TrainingData, split: Split, fitted: FittedModel, seed: int) -> pd.DataFrame:
+    """What monitoring compares live traffic with: held-out rows (the newest, closest to serving)
+    with their label and the model's out-of-sample probability, at most REFERENCE_ROWS of them."""
+    test = data.frame.iloc[split.test]
+    sample = test.sample(n=min(REFERENCE_ROWS, len(test)), random_state=seed)
+    out = sample[[*data.schema.names, data.label]].reset_index(drop=True)
+    out["probability"] = fitted.model.predict_proba(sample[data.schema.names])[:, 1]
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from churn.contracts import FeatureSet
 from churn.params import FeaturesParams
 from churn.settings import Settings
 from tasks.features import (
@@ -21,18 +22,18 @@ from tasks.features import (
 
 
 @flow(name="features", log_prints=False)
-def features(params: FeaturesParams = FeaturesParams()) -> dict:
+def features(params: FeaturesParams = FeaturesParams()) -> FeatureSet:
     settings = Settings.from_env()
     repo = load_repo(settings)
     sources = check_sources(settings, repo)
     source_checks = validate_sources(settings, repo, sources)
     version, staging = stage_feature_set(settings)
     try:
-        training = build_training_set(settings, repo, params, sources["bounds"], staging)
-        online = build_online_snapshot(settings, repo, params, sources["bounds"], staging)
+        training = build_training_set(settings, repo, params, sources, staging)
+        online = build_online_snapshot(settings, repo, params, sources, staging)
         output_checks = validate_feature_set(settings, repo, staging)
-        validation = {"sources": source_checks, "outputs": output_checks}
-        return publish_feature_set(settings, repo, version, staging, sources, training, online, validation)
+        return publish_feature_set(settings, repo, version, staging, sources, training, online,
+                                   [source_checks, output_checks])
     except Exception:
         discard_feature_set(staging)
         raise

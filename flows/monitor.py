@@ -8,17 +8,20 @@ from datetime import UTC, datetime, timedelta
 
 from prefect import flow
 
+from churn.monitoring import MonitorResult, retrain_params
 from churn.params import MonitorParams
 from churn.settings import Settings
+from flows.train import train
 from tasks.monitoring import (
     judge,
     load_reference,
     measure_window,
+    note_retraining,
     notify,
     publish_monitoring,
     record,
     render_report,
-    trigger_retraining,
+    start_retraining,
 )
 
 
@@ -28,19 +31,26 @@ def _utc(moment: datetime) -> datetime:
 
 
 @flow(name="monitor")
-def monitor(params: MonitorParams = MonitorParams()) -> dict:
+def monitor(params: MonitorParams = MonitorParams()) -> MonitorResult:
     settings = Settings.from_env()
-    end = _utc(params.end) if params.end else datetime.now(UTC).replace(tzinfo=None)
-    start = _utc(params.start) if params.start else end - timedelta(minutes=params.window_minutes)
+    end = _utc(params.window_end) if params.window_end else datetime.now(UTC).replace(tzinfo=None)
+    start = _utc(params.window_start) if params.window_start else end - timedelta(minutes=params.window_minutes)
     reference = load_reference(settings, params.model_name)
-    measured = measure_window(settings, params, reference, start, end)
-    report = render_report(settings, params, reference, measured, end)
-    verdict = judge(settings, params, reference, measured, end)
-    via = notify(settings, params, verdict["events"], start, end)
-    record(settings, reference, measured, verdict, report, via, start, end)  # stored before any retraining starts
-    publish_monitoring(settings, reference, measured, verdict, report, start, end)
-    retrain_run = trigger_retraining(settings, params, end) if verdict["decision"]["fire"] else None
-    return {"window": [str(start), str(end)], "count": measured["metrics"]["count"], "psi": measured["psi"],
-            "labels": measured["labels"], "events": verdict["events"], "decision": verdict["decision"],
-            "retrain_run": retrain_run, "report": str(report) if report else None,
-            "malformed": measured["read"]["malformed"]}
+    window = measure_window(settings, params, reference, start, end)
+    report = render_report(settings, params, reference, window, start, end)
+    verdict = judge(settings, params, reference, window, end)
+    via = notify(settings, params, verdict.events, start, end)
+    record(settings, reference, window, verdict, report, via, start, end)  # stored before any retraining starts
+    publish_monitoring(settings, reference, window, verdict, report, start, end)
+    retrain_run = None
+    if verdict.decision.fire:
+        if params.retrain.in_process:  # a subflow: no worker needed
+            result = train(retrain_params(params.retrain, params.model_name))
+            retrain_run = (f"in-process train: v{result.version} "
+                           f"{'promoted' if result.promoted else 'not promoted'} ({result.decision})")
+        else:
+            retrain_run = start_retraining(params)
+        note_retraining(settings, end, retrain_run)
+    return MonitorResult(window_start=start, window_end=end, count=window.metrics.count, malformed=window.read.malformed,
+                         psi=window.drift.psi, labels=window.labels, events=verdict.events,
+                         retrain=verdict.decision, retrain_run=retrain_run, report=str(report) if report else None)

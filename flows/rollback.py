@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from prefect import flow
 
+from churn.contracts import RegistryEvent
 from churn.params import RollbackParams
 from churn.settings import Settings
-from tasks.registry_tasks import roll_back_champion
+from tasks.registry import roll_back_champion
 
 
 @flow(name="rollback")
-def rollback(params: RollbackParams) -> dict:
+def rollback(params: RollbackParams) -> RegistryEvent:
     settings = Settings.from_env()
     return roll_back_champion(settings, params)

@@ -3,14 +3,17 @@ run the validation gates and promote it to champion only when they approve it.""
 
 from __future__ import annotations
 
+import dataclasses
+
 from prefect import flow
 
+from churn.contracts import TrainResult
 from churn.params import FeaturesParams, TrainParams
 from churn.settings import Settings
 from flows.features import features
 from flows.package import package
 from tasks.gates import (
-    decide,
+    judge,
     measure_drift,
     measure_latency,
     measure_slices,
@@ -33,7 +36,7 @@ from tasks.training import (
 
 
 @flow(name="train")
-def train(params: TrainParams = TrainParams()) -> dict:
+def train(params: TrainParams = TrainParams()) -> TrainResult:
     settings = Settings.from_env()
     check_tracking(settings)
     if params.rebuild_features or feature_set_missing(settings):
@@ -45,16 +48,16 @@ def train(params: TrainParams = TrainParams()) -> dict:
     metrics = evaluate_model(data, split, fitted)
     run = log_training_run(settings, params, data, split, fitted, metrics)
     version = register_challenger(settings, params, run, metrics, data)
-    champion = score_champion(settings, params, data, split)
-    report = decide(
-        params, version, metrics, champion,
+    report = judge(
+        params, version, metrics,
+        score_champion(settings, params, data, split),
         measure_latency(data, split, fitted, params.gates),
-        measure_drift(settings, data, split, params.gates),
+        measure_drift(data, split, params.gates),
         measure_slices(data, split, fitted, params.gates),
     )
     publish_gate_report(settings, params, run, report)
     promotion = promote_if_approved(settings, params, report)
-    summary = publish_training_summary(settings, params, run, version, metrics, fitted, report, promotion)
-    if params.package and summary["promoted"]:
-        summary["packaged"] = package(params.model_name)  # a running service picks the new model up
-    return summary
+    result = publish_training_summary(settings, params, run, version, metrics, fitted, report, promotion)
+    if params.package and promotion.promoted:
+        result = dataclasses.replace(result, packaged=package(params.model_name))  # a running service picks it up
+    return result

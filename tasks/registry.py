@@ -1,87 +1,28 @@
-"""Alias moves in the MLflow registry: promote an approved challenger, roll back to the previous champion.
-
-Aliases only (stages are deprecated): ``champion`` serves, ``previous`` is the one before it,
-``challenger`` is the latest trained. Each move runs under a file lock and re-checks what it
-expects, so two promotions racing can never leave zero or two champions, and every move is
-appended to ``$CHURN_HOME/registry_events.jsonl`` with who, what and why.
-"""
+"""Registry-stage tasks (the alias moves themselves live in adapters/registry.py)."""
 
 from __future__ import annotations
 
-import fcntl
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
 
+from adapters import mlflow_store, registry
+from churn.contracts import RegistryEvent
+from churn.params import RollbackParams
 from churn.settings import Settings
 
-CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
 
-
-class PromotionConflict(RuntimeError):
-    """The champion changed between gating and promotion; the gates compared against a stale model."""
-
-
-class RollbackError(RuntimeError):
-    """There is nothing to roll back to."""
-
-
-def alias_version(client, name: str, alias: str) -> str | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
-
-
-@contextmanager
-def registry_lock(settings: Settings) -> Iterator[None]:
-    settings.home.mkdir(parents=True, exist_ok=True)
-    with open(settings.home / "registry.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def record_event(settings: Settings, event: dict) -> dict:
-    event = {"at": datetime.now(UTC).isoformat(), **event}
-    with open(settings.home / "registry_events.jsonl", "a") as log:
-        log.write(json.dumps(event) + "\n")
+@task(cache_policy=NO_CACHE)
+def roll_back_champion(settings: Settings, params: RollbackParams) -> RegistryEvent:
+    """Move @champion back to @previous; the rolled-back version keeps the reason as a tag."""
+    client = mlflow_store.connect(settings)
+    event = registry.rollback(settings, client, params.model_name, params.reason)
+    get_run_logger().warning("rolled back %s: champion v%s -> v%s (%s)", params.model_name,
+                             event.rolled_back, event.champion, params.reason)
+    create_markdown_artifact(
+        key="rollback",
+        markdown=f"# Rollback of {params.model_name}\n\nchampion v{event.rolled_back} -> v{event.champion}\n\n"
+                 f"reason: {params.reason}\n",
+    )
     return event
-
-
-def promote(settings: Settings, client, name: str, version: str, expected_champion: str | None, reason: str) -> dict:
-    """Make ``version`` the champion and the old champion ``previous``, if the champion is still the
-    one the gates compared against. ``previous`` moves first, so ``champion`` always points somewhere."""
-    with registry_lock(settings):
-        current = alias_version(client, name, CHAMPION)
-        if current != expected_champion:
-            raise PromotionConflict(
-                f"{name}: champion is v{current} but the gates compared v{version} against "
-                f"{'v' + expected_champion if expected_champion else 'no champion'}; re-run the gates"
-            )
-        if current is not None:
-            client.set_registered_model_alias(name, PREVIOUS, current)
-        client.set_registered_model_alias(name, CHAMPION, version)
-        client.set_model_version_tag(name, version, "promoted_at", datetime.now(UTC).isoformat())
-        return record_event(settings, {"action": "promote", "model": name, "champion": version,
-                                       "previous": current, "reason": reason})
-
-
-def rollback(settings: Settings, client, name: str, reason: str) -> dict:
-    """Point ``champion`` back at ``previous``; the rolled-back version is tagged with the reason."""
-    with registry_lock(settings):
-        current = alias_version(client, name, CHAMPION)
-        previous = alias_version(client, name, PREVIOUS)
-        if current is None or previous is None:
-            raise RollbackError(f"{name}: nothing to roll back to (champion {current}, previous {previous})")
-        client.set_registered_model_alias(name, CHAMPION, previous)
-        client.delete_registered_model_alias(name, PREVIOUS)
-        client.set_model_version_tag(name, current, "rolled_back", reason)
-        client.set_model_version_tag(name, current, "rolled_back_at", datetime.now(UTC).isoformat())
-        return record_event(settings, {"action": "rollback", "model": name, "champion": previous,
-                                       "rolled_back": current, "reason": reason})

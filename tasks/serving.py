@@ -1,101 +1,28 @@
-"""Serving-stage tasks: put the current champion and the online snapshot into the Bento model store.
-
-The Bento model holds everything the service needs, so serving needs no MLflow server:
-``model.skops`` (loaded with the listed trusted types only), ``online_snapshot.parquet`` and
-``schema.json`` (entity, feature names and dtypes in model order, decision threshold, lineage).
-"""
+"""Serving-stage tasks: the champion and the online snapshot into the Bento model store, then the Bento."""
 
 from __future__ import annotations
-
-import json
-import os
-import shutil
-import sys
-from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
+from adapters import bento_store
+from churn.contracts import PackagedModel
 from churn.settings import Settings
-from tasks import feature_sets, mlflow_store, registry
-from tasks.feature_engine import load_feature_repo
-
-BENTO_MODEL = "churn-classifier"
-
-
-def bentoml_home(settings: Settings) -> Path:
-    return settings.home / "bentoml"
-
-
-def use_bentoml_home(settings: Settings) -> None:
-    """BentoML reads BENTOML_HOME when imported: keep its stores inside the project."""
-    os.environ.setdefault("BENTOML_HOME", str(bentoml_home(settings)))
 
 
 @task(cache_policy=NO_CACHE)
-def import_champion(settings: Settings, model_name: str = "churn-classifier") -> dict:
+def import_champion(settings: Settings, model_name: str) -> PackagedModel:
     """Import @champion with the latest online snapshot into the Bento model store, labelled with its lineage."""
-    use_bentoml_home(settings)
-    import bentoml
-    import mlflow
-    import skops.io
-
-    client = mlflow_store.connect(settings)
-    version = registry.alias_version(client, model_name, registry.CHAMPION)
-    if version is None:
-        raise RuntimeError(f"{model_name} has no @champion to package: run the train flow until a model is approved")
-    details = client.get_model_version(model_name, version)
-    uri = f"models:/{model_name}/{version}"
-    info = mlflow.models.get_model_info(uri)
-    model = mlflow.sklearn.load_model(uri)
-    names = info.metadata["feature_names"]
-    feature_set = feature_sets.latest_feature_set(settings.features_dir)
-    manifest = feature_sets.read_manifest(feature_set)
-    dtypes = {f["name"]: f["dtype"] for f in manifest["features"]}
-    missing = [n for n in names if n not in dtypes]
-    if missing:
-        raise RuntimeError(f"the latest feature set {manifest['version']} lacks features the champion needs: {missing}")
-    run = client.get_run(details.run_id)
-    schema = {
-        "entity": manifest["entity"],
-        "entity_dtype": load_feature_repo(settings.feature_repo).config.entity_dtype,
-        "features": {n: dtypes[n] for n in names},
-        "threshold": float(model.threshold),
-        "model_name": model_name,
-        "model_version": str(version),
-        "run_id": details.run_id,
-        "trained_at": run.info.start_time,
-        "feature_set_version": manifest["version"],
-        "online_as_of": str(manifest["online_snapshot"]["as_of"]),
-        "sql_hashes": manifest["sql_hashes"],
-        "trusted_types": mlflow_store.SKOPS_TRUSTED_TYPES,
-    }
-    labels = {"model_version": str(version), "run_id": details.run_id, "feature_set": manifest["version"],
-              **{f"sql_{view}": h for view, h in manifest["sql_hashes"].items()}}
-    with bentoml.models.create(BENTO_MODEL, labels=labels, metadata={"mlflow_uri": uri}) as ref:
-        target = Path(ref.path)
-        skops.io.dump(model, target / "model.skops")
-        shutil.copyfile(feature_set / feature_sets.ONLINE_SNAPSHOT, target / "online_snapshot.parquet")
-        (target / "schema.json").write_text(json.dumps(schema, indent=2, default=str))
-    get_run_logger().info("imported %s v%s into the Bento model store as %s", model_name, version, ref.tag)
-    return {"tag": str(ref.tag), "model_version": str(version), "run_id": details.run_id, "labels": labels}
+    packaged = bento_store.import_champion(settings, model_name)
+    get_run_logger().info("imported %s v%s into the Bento model store as %s", model_name, packaged.model_version,
+                          packaged.tag)
+    return packaged
 
 
 @task(cache_policy=NO_CACHE)
-def build_bento(settings: Settings, packaged: dict) -> dict:
+def build_bento(settings: Settings, packaged: PackagedModel) -> PackagedModel:
     """`bentoml build` of bentofile.yaml, labelled with the packaged model's lineage."""
-    use_bentoml_home(settings)
-    import bentoml
-
-    root = Path(__file__).resolve().parents[1]
-    # the build imports the service, whose model reference resolves once per import: drop an earlier
-    # import (a second package run in this process) so the reference points at the model just imported
-    for module in [m for m in sys.modules if m == "bentos" or m.startswith("bentos.")]:
-        del sys.modules[module]
-    bento = bentoml.bentos.build_bentofile(str(root / "bentofile.yaml"), build_ctx=str(root), labels=packaged["labels"])
-    models = [str(m.tag) for service in bento.info.services for m in service.models]
-    if packaged["tag"] not in models:
-        raise RuntimeError(f"bento {bento.tag} references {models}, not the packaged model {packaged['tag']}")
-    get_run_logger().info("built bento %s with model %s", bento.tag, packaged["tag"])
-    return {**packaged, "bento": str(bento.tag), "bento_path": str(bento.path)}
+    built = bento_store.build_bento(settings, packaged)
+    get_run_logger().info("built bento %s with model %s", built.bento, built.tag)
+    return built

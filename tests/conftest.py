@@ -1,5 +1,10 @@
-"""Shared fixtures. Prefect is pointed at one real local server for the whole session (started on
-first use, on a free loopback port, with its state in a temp dir), before anything imports Prefect."""
+"""Shared fixtures and the test layers.
+
+Prefect reads its settings when first imported, so ``pytest_configure`` points it at one real local
+server (started on first use by the ``prefect_server`` fixture, on a free loopback port, with its
+state in a temp dir) before any test module is collected. Every test gets a marker for its layer
+(its directory): unit, sql, data, model, integration; tests that start servers are also ``slow``.
+"""
 
 from __future__ import annotations
 
@@ -9,39 +14,49 @@ from pathlib import Path
 
 import pytest
 
-from tasks.stack import free_port
-
 ROOT = Path(__file__).resolve().parents[1]
-_SESSION_DIR = Path(tempfile.mkdtemp(prefix="churn-tests-"))
+LAYERS = ("unit", "sql", "data", "model", "integration")
+SESSION: dict[str, Path | int] = {}
 
 
-PREFECT_PORT = free_port()
-os.environ.update(
-    {
-        "PREFECT_HOME": str(_SESSION_DIR / "prefect"),
-        "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
+def pytest_configure(config: pytest.Config) -> None:
+    from ops.stack import free_port
+
+    session_dir = Path(tempfile.mkdtemp(prefix="churn-tests-"))
+    SESSION.update(dir=session_dir, port=free_port())
+    os.environ.update({
+        "PREFECT_HOME": str(session_dir / "prefect"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{SESSION['port']}/api",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",
-    }
-)
-# Nothing in the tests may write into the checkout's own .churn/.
-os.environ["CHURN_HOME"] = str(_SESSION_DIR / "home")
+        # nothing in the tests may write into the checkout's own .churn/
+        "CHURN_HOME": str(session_dir / "home"),
+    })
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        layer = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
+        if layer in LAYERS:
+            item.add_marker(getattr(pytest.mark, layer))
+        if layer == "integration":  # every integration test runs against a real Prefect server at least
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
 def prefect_server():
     """A real Prefect server for the session; startup is slow here, so the timeout is generous."""
-    from churn.settings import Settings
-    from tasks import stack
+    from ops import stack
 
-    directory = _SESSION_DIR / "stack"
+    directory = Path(SESSION["dir"]) / "stack"
+    port = SESSION["port"]
     stack.start_process(
         "prefect-server",
-        [str(stack.BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(PREFECT_PORT)],
+        [str(stack.BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         {}, directory, ROOT,
     )
     try:
-        stack.wait_healthy(f"http://127.0.0.1:{PREFECT_PORT}/api/health", 240, directory / "prefect-server.log")
+        stack.wait_healthy(f"http://127.0.0.1:{port}/api/health", 240, directory / "prefect-server.log")
         yield os.environ["PREFECT_API_URL"]
     finally:
         # flush pending logs and events while the server still answers, or exit waits on retries
@@ -56,8 +71,8 @@ def prefect_server():
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory) -> Path:
     """A small synthetic world (raw parquet), generated once per session."""
+    from adapters.raw_data import write_world
     from churn.synthetic import WorldParams
-    from tasks.raw_data import write_world
 
     out = tmp_path_factory.mktemp("world") / "raw"
     write_world(WorldParams(customers=800, months=9, seed=11, drift_months=2), out)

@@ -6,8 +6,10 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from churn.contracts import FeatureSchema, TrainResult
 from churn.params import GateParams, TrainParams
 from churn.settings import Settings
 
@@ -41,7 +43,7 @@ def copy_repo(tmp: Path, source: Path | None = None) -> Path:
 
 def build(settings: Settings, as_of_dates: list[datetime], with_label: bool = True) -> pd.DataFrame:
     """Evaluate the repo's views against the spine at the given as-of dates, as the flow does."""
-    from tasks import feature_engine as engine
+    from adapters import feature_engine as engine
 
     repo = engine.load_feature_repo(settings.feature_repo)
     with engine.connect(settings) as con:
@@ -57,10 +59,28 @@ SMALL_WORLD_PARAMS = TrainParams(estimator={"kind": "hist_gradient_boosting", "m
                                  gates=GateParams(latency={"mode": "warn"}, performance={"min_recall": 0.1}))
 
 
-def train_champion() -> dict:
+# a fast estimator for flow tests that only need some trained model
+FAST = TrainParams(estimator={"kind": "hist_gradient_boosting", "max_iter": 60})
+
+
+def train_champion() -> TrainResult:
     """Train with SMALL_WORLD_PARAMS on the current CHURN_* settings; the model must become @champion."""
     from flows.train import train
 
     trained = train(SMALL_WORLD_PARAMS)
-    assert trained["promoted"], trained["report"]
+    assert trained.promoted, trained.report
     return trained
+
+
+TOY_SCHEMA = FeatureSchema(numeric=["x"], categorical=["plan"])
+
+
+def toy_frame(dates: int, rows_per_date: int = 40, seed: int = 0) -> pd.DataFrame:
+    """A tiny training frame: ``dates`` monthly as-of dates, a numeric and a categorical feature, random labels."""
+    rng = np.random.default_rng(seed)
+    n = dates * rows_per_date
+    return pd.DataFrame({
+        "customer_id": np.tile(np.arange(rows_per_date), dates),
+        "as_of": np.repeat(pd.date_range("2025-01-01", periods=dates, freq="30D"), rows_per_date),
+        "x": rng.normal(size=n), "plan": rng.choice(["a", "b"], n), "label": rng.integers(0, 2, n),
+    })

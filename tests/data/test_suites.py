@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 from churn import expectations
-from tasks.data_validation import StaleSuiteError, load_suites, suite_path, write_suites
-from tasks.feature_engine import load_feature_repo
+from adapters.validation import StaleSuiteError, load_suites, suite_path, write_suites
+from adapters.feature_engine import load_feature_repo
 from tests.helpers import ROOT, copy_repo
 
 EXPECTATIONS = ROOT / "expectations"

@@ -8,10 +8,9 @@ import subprocess
 
 import pytest
 
-from tasks import stack
+from ops import stack
 from tests.helpers import ROOT
 
-pytestmark = pytest.mark.slow
 
 
 def test_deployments_complete_through_a_process_worker(prefect_server, small_world, tmp_path):
@@ -60,7 +59,7 @@ def test_deployments_complete_through_a_process_worker(prefect_server, small_wor
     from churn.params import MonitorParams
     from tasks.monitoring import start_retraining
 
-    outcome = start_retraining(MonitorParams())
+    outcome = start_retraining.fn(MonitorParams())
     assert outcome.startswith("flow run ") and outcome.endswith("of train/train-weekly")
 
     async def read(run_id):
@@ -69,6 +68,7 @@ def test_deployments_complete_through_a_process_worker(prefect_server, small_wor
 
     run = asyncio.run(read(outcome.split()[2]))
     assert run.parameters["params"]["rebuild_features"] and run.parameters["params"]["package"]
+    assert run.parameters["params"]["model_name"] == "churn-classifier"
     assert run.parameters["params"]["gates"] == {"drift": {"mode": "warn"}}
 
 
@@ -76,9 +76,9 @@ def test_training_through_an_mlflow_server(prefect_server, small_world, tmp_path
     """Any tracking URI works: here the MLflow server `make up` starts, on a free port."""
     from churn.settings import Settings
     from flows.train import train
-    from tasks.mlflow_store import connect
-    from tests.conftest import free_port
-    from tests.integration.test_train_flow import FAST
+    from adapters.mlflow_store import connect
+    from ops.stack import free_port
+    from tests.helpers import FAST
 
     monkeypatch.setenv("CHURN_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CHURN_RAW_DIR", str(small_world))
@@ -89,8 +89,8 @@ def test_training_through_an_mlflow_server(prefect_server, small_world, tmp_path
         monkeypatch.setenv("CHURN_TRACKING_URI", url)
         result = train(FAST)
         client = connect(Settings.from_env())
-        assert client.get_run(result["run_id"]).info.status == "FINISHED"
-        assert str(client.get_model_version_by_alias("churn-classifier", "challenger").version) == result["version"]
-        assert {f.path for f in client.list_artifacts(result["run_id"])} >= {"evaluation"}
+        assert client.get_run(result.run.run_id).info.status == "FINISHED"
+        assert str(client.get_model_version_by_alias("churn-classifier", "challenger").version) == result.version
+        assert {f.path for f in client.list_artifacts(result.run.run_id)} >= {"evaluation"}
     finally:
         stack.stop_process("mlflow-server", directory)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from churn.online import OnlineFeatures
-from tasks.feature_sets import ONLINE_SNAPSHOT, TRAINING_SET, latest_feature_set, read_manifest
+from adapters.feature_sets import ONLINE_SNAPSHOT, TRAINING_SET, latest
 from tests.fixtures.toy_data import SNAPSHOT_REPO, STREAMING_REPO, write_snapshot, write_streaming
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -23,15 +23,17 @@ def run_flow(**params):
 
 def test_flow_publishes_a_versioned_feature_set_with_manifest(churn_env):
     result = run_flow()
-    path = latest_feature_set(churn_env.features_dir)
-    assert str(path) == result["path"]
-    manifest = read_manifest(path)
+    published = latest(churn_env.features_dir)
+    path = published.path
+    assert path == result.path and published.manifest == result.manifest
+    manifest = json.loads((path / "manifest.json").read_text())  # as a user reads it
     training = pd.read_parquet(path / TRAINING_SET)
     online = pd.read_parquet(path / ONLINE_SNAPSHOT)
 
     assert manifest["training_set"]["rows"] == len(training) > 1000
     assert manifest["training_set"]["positives"] == training["label"].sum() > 0
     assert manifest["online_snapshot"]["rows"] == len(online) > 100
+    assert (manifest["entity"], manifest["entity_dtype"]) == ("customer_id", "int64")
     assert set(manifest["sql_hashes"]) == {
         "population", "label", "customer_profile", "customer_engagement_30d",
         "customer_transactions_90d", "customer_support_90d"}
@@ -71,8 +73,8 @@ def test_flow_params_are_validated():
 
     with pytest.raises(ValueError, match="every_days\n  Input should be greater than 0"):
         FeaturesParams(every_days=0)
-    with pytest.raises(ValueError, match="start 2025-05-01 00:00:00 is after end 2025-01-01"):
-        FeaturesParams(start="2025-05-01", end="2025-01-01")
+    with pytest.raises(ValueError, match="first_as_of 2025-05-01 00:00:00 is after last_as_of 2025-01-01"):
+        FeaturesParams(first_as_of="2025-05-01", last_as_of="2025-01-01")
 
 
 def test_bring_your_own_event_history(tmp_path, monkeypatch):
@@ -81,8 +83,8 @@ def test_bring_your_own_event_history(tmp_path, monkeypatch):
     monkeypatch.setenv("CHURN_RAW_DIR", str(raw))
     monkeypatch.setenv("CHURN_FEATURE_REPO", str(STREAMING_REPO))
     result = run_flow()
-    training = pd.read_parquet(f"{result['path']}/{TRAINING_SET}")
-    online = pd.read_parquet(f"{result['path']}/{ONLINE_SNAPSHOT}")
+    training = pd.read_parquet(result.path / TRAINING_SET)
+    online = pd.read_parquet(result.path / ONLINE_SNAPSHOT)
     assert list(training.columns) == ["account_ref", "as_of", "closed_soon", "plays_14d", "minutes_14d", "tier"]
     assert training["as_of"].nunique() > 5 and training["closed_soon"].isin([0, 1]).all()
     assert 0 < training["closed_soon"].sum() < len(training)
@@ -97,22 +99,22 @@ def test_bring_your_own_snapshot_table(tmp_path, monkeypatch):
     monkeypatch.setenv("CHURN_FEATURE_REPO", str(SNAPSHOT_REPO))
     result = run_flow()
     source = pd.read_parquet(raw / "telco_snapshot.parquet").sort_values("subscriber", ignore_index=True)
-    training = pd.read_parquet(f"{result['path']}/{TRAINING_SET}").sort_values("subscriber", ignore_index=True)
+    training = pd.read_parquet(result.path / TRAINING_SET).sort_values("subscriber", ignore_index=True)
     assert len(training) == len(source)
     assert (training["as_of"] == pd.Timestamp("2024-06-30")).all()
     pd.testing.assert_series_equal(training["churned"], source["churned"], check_dtype=False)
     assert training["monthly_charges"].isna().sum() == source["monthly_charges"].isna().sum() > 0
-    manifest = json.loads((tmp_path / "home" / "features" / "runs" / result["version"] / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "home" / "features" / "runs" / result.version / "manifest.json").read_text())
     assert manifest["online_snapshot"]["rows"] == len(source)
 
 
 def test_same_sources_and_sql_rebuild_the_identical_training_set(churn_env):
     """The manifest pins everything that defines the set: rebuilding gives byte-identical files."""
-    from tasks.feature_engine import file_digest
+    from adapters.feature_engine import file_digest
 
     first, second = run_flow(), run_flow()
-    assert first["version"] != second["version"]
+    assert first.version != second.version
     for name in (TRAINING_SET, ONLINE_SNAPSHOT):
-        assert file_digest(f"{first['path']}/{name}") == file_digest(f"{second['path']}/{name}")
+        assert file_digest(str(first.path / name)) == file_digest(str(second.path / name))
     keys = ("sql_hashes", "sources", "training_set", "online_snapshot", "features")
-    assert {k: first["manifest"][k] for k in keys} == {k: second["manifest"][k] for k in keys}
+    assert {k: getattr(first.manifest, k) for k in keys} == {k: getattr(second.manifest, k) for k in keys}

@@ -13,10 +13,9 @@ import subprocess
 import duckdb
 import pytest
 
-from tasks import stack
+from ops import stack
 from tests.helpers import ROOT
 
-pytestmark = pytest.mark.slow
 TOKEN = "loop-token"
 
 

@@ -17,7 +17,6 @@ import pytest
 from churn.params import MonitorParams, RetrainPolicy
 from tests.helpers import train_champion
 
-pytestmark = pytest.mark.slow
 HOUR = datetime(2026, 1, 10, 12)
 
 
@@ -27,13 +26,15 @@ def champion(prefect_server, small_world, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CHURN_HOME", str(home))
         mp.setenv("CHURN_RAW_DIR", str(small_world))
+        from churn.settings import Settings
+
         trained = train_champion()
         features = pd.read_parquet(next((home / "features").rglob("training_set.parquet")))
-        yield {"home": home, "trained": trained, "features": features}
+        yield {"home": home, "settings": Settings.from_env(), "trained": trained, "features": features}
 
 
 def write_log(home, name: str, records: list[dict], extra_lines: list[str] = ()) -> None:
-    directory = home / "predictions"
+    directory = home / "predictions"  # the default CHURN_PREDICTIONS_DIR, where the service writes
     directory.mkdir(exist_ok=True)
     with open(directory / name, "a") as handle:
         for record in records:
@@ -61,18 +62,18 @@ def records(champion, start: datetime, n: int, shift: float = 0.0, version: str 
 def run(start: datetime, minutes: int = 60, **overrides):
     from flows.monitor import monitor
 
-    params = MonitorParams(start=start, end=start + timedelta(minutes=minutes), report_sample_rows=500,
+    params = MonitorParams(window_start=start, window_end=start + timedelta(minutes=minutes), report_sample_rows=500,
                            alerts={"min_rows": 20, "min_labelled": 20}, retrain=RetrainPolicy(enabled=False), **overrides)
     return monitor(params)
 
 
 def store(champion):
-    return duckdb.connect(str(champion["home"] / "monitoring" / "monitoring.duckdb"), read_only=True)
+    return duckdb.connect(str(champion["settings"].monitoring_db), read_only=True)
 
 
 def test_an_empty_window_is_recorded_and_judges_nothing(champion):
     result = run(HOUR - timedelta(days=30))
-    assert result["count"] == 0 and result["events"] == [] and result["report"] is None
+    assert result.count == 0 and result.events == [] and result.report is None
     with store(champion) as con:
         assert con.execute("select count from windows where window_end = $e",
                            {"e": HOUR - timedelta(days=30) + timedelta(minutes=60)}).fetchall() == [(0,)]
@@ -85,10 +86,10 @@ def test_malformed_and_truncated_lines_are_skipped_and_counted(champion):
     no_probability = json.dumps({k: v for k, v in good[1].items() if k != "probability"})
     write_log(champion["home"], f"{start:%Y%m%dT%H}-1.jsonl", good, ["not json at all", truncated, no_probability])
     result = run(start)
-    assert result["count"] == 60 and result["malformed"] == 3
-    assert result["report"] and "<html" in open(result["report"]).read(2000).lower()
+    assert result.count == 60 and result.malformed == 3
+    assert result.report and "<html" in open(result.report).read(2000).lower()
     features = set(champion["features"].columns) - {"customer_id", "as_of", "label"}
-    assert set(result["psi"]) == features and all(v >= 0 for v in result["psi"].values())
+    assert set(result.psi) == features and all(v >= 0 for v in result.psi.values())
 
 
 def test_an_older_models_log_is_judged_on_the_features_it_shares(champion):
@@ -98,7 +99,7 @@ def test_an_older_models_log_is_judged_on_the_features_it_shares(champion):
         r["features"]["legacy_score"] = 1.0
     write_log(champion["home"], f"{start:%Y%m%dT%H}-2.jsonl", old + records(champion, start + timedelta(minutes=5), 40, seed=4))
     result = run(start)
-    assert result["count"] == 80 and "legacy_score" not in result["psi"] and "plan" in result["psi"]
+    assert result.count == 80 and "legacy_score" not in result.psi and "plan" in result.psi
     with store(champion) as con:
         carried = dict(con.execute("select feature, rows_with_feature from feature_drift where window_end = $e",
                                    {"e": start + timedelta(minutes=60)}).fetchall())
@@ -111,13 +112,13 @@ def test_labels_join_only_once_matured(champion):
     fresh = records(champion, start + timedelta(minutes=1), 50, as_of=False, seed=6)  # as_of = now-ish: not yet
     write_log(champion["home"], f"{start:%Y%m%dT%H}-3.jsonl", matured + fresh)
     result = run(start, label_lookback_days=1)
-    assert result["labels"]["labelled"] == 50 and 0 <= result["labels"]["accuracy"] <= 1
-    quality = result["report"].replace("drift-", "quality-")
+    assert result.labels.labelled == 50 and 0 <= result.labels.get("accuracy") <= 1
+    quality = result.report.replace("drift-", "quality-")
     assert "<html" in open(quality).read(2000).lower()
     only_fresh = start + timedelta(hours=2)
     write_log(champion["home"], f"{only_fresh:%Y%m%dT%H}-3.jsonl", records(champion, only_fresh, 30, as_of=False, seed=7))
     later = run(only_fresh, label_lookback_days=1)
-    assert later["count"] == 30 and later["labels"]["labelled"] == 50  # matured ones from the look-back, not the fresh
+    assert later.count == 30 and later.labels.labelled == 50  # matured ones from the look-back, not the fresh
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -145,18 +146,18 @@ def test_alerts_fire_once_and_clear_once_through_the_webhook_block(champion):
             write_log(champion["home"], f"{start:%Y%m%dT%H}-9.jsonl", records(champion, start, 120, shift=shift, seed=10 + k))
         Receiver.received.clear()
         first = run(windows[0], notify_block="custom-webhook/churn-alerts")
-        fired = {e["rule"] for e in first["events"]}
-        assert {e["event"] for e in first["events"]} == {"fired"} and len(fired) >= 5
+        fired = {e.rule for e in first.events}
+        assert {e.event for e in first.events} == {"fired"} and len(fired) >= 5
         assert len(Receiver.received) == 1 and "FIRED" in Receiver.received[0]["text"]
         second = run(windows[1], notify_block="custom-webhook/churn-alerts")
-        assert second["events"] == [] and len(Receiver.received) == 1  # still drifted: no storm
+        assert second.events == [] and len(Receiver.received) == 1  # still drifted: no storm
         third = run(windows[2], notify_block="custom-webhook/churn-alerts")
-        assert {e["event"] for e in third["events"]} == {"cleared"} and len(Receiver.received) == 2
-        assert "drifted_share" in {e["rule"] for e in third["events"]}
+        assert {e.event for e in third.events} == {"cleared"} and len(Receiver.received) == 2
+        assert "drifted_share" in {e.rule for e in third.events}
     finally:
         server.shutdown()
-    lines = [json.loads(line) for line in (champion["home"] / "monitoring" / "alerts.jsonl").read_text().splitlines()]
-    assert {line["delivered_via"] for line in lines[-len(fired) - len(third["events"]):]} == {"block custom-webhook/churn-alerts"}
+    lines = [json.loads(line) for line in champion["settings"].alerts_log.read_text().splitlines()]
+    assert {line["delivered_via"] for line in lines[-len(fired) - len(third.events):]} == {"block custom-webhook/churn-alerts"}
     with store(champion) as con:
         events = [e for (e,) in con.execute("select event from alerts where rule = 'drifted_share' order by created_at").fetchall()]
     assert events[-1] == "cleared" and all(a != b for a, b in zip(events, events[1:]))  # strictly alternating
@@ -166,11 +167,11 @@ def test_a_failing_webhook_falls_back_to_the_file(champion):
     start = HOUR + timedelta(days=2)
     write_log(champion["home"], f"{start:%Y%m%dT%H}-8.jsonl", records(champion, start, 120, shift=5.0, seed=20))
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
-    from tasks.stack import free_port
+    from ops.stack import free_port
 
     CustomWebhookNotificationBlock(name="dead", url=f"http://127.0.0.1:{free_port()}/hook", json_data={"text": "{{body}}"},
                                    allow_private_urls=True).save("dead-hook", overwrite=True)
     result = run(start, notify_block="custom-webhook/dead-hook")
-    assert result["events"]
-    last = json.loads((champion["home"] / "monitoring" / "alerts.jsonl").read_text().splitlines()[-1])
+    assert result.events
+    last = json.loads(champion["settings"].alerts_log.read_text().splitlines()[-1])
     assert last["delivered_via"].startswith("file (block custom-webhook/dead-hook failed")

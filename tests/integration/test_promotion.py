@@ -24,7 +24,7 @@ def home(tmp_path, monkeypatch, small_world):
 
 
 def aliases(settings):
-    from tasks import mlflow_store, registry
+    from adapters import mlflow_store, registry
 
     client = mlflow_store.connect(settings)
     return {a: registry.alias_version(client, "churn-classifier", a) for a in ("champion", "previous", "challenger")}
@@ -32,49 +32,49 @@ def aliases(settings):
 
 def degrade_training_labels(settings):
     """Publish a copy of the latest feature set whose labels are shuffled everywhere but the test dates."""
-    from tasks import feature_sets
+    from adapters import feature_sets
 
-    source = feature_sets.latest_feature_set(settings.features_dir)
-    frame = pd.read_parquet(source / feature_sets.TRAINING_SET)
+    source = feature_sets.latest(settings.features_dir)
+    frame = pd.read_parquet(source.path / feature_sets.TRAINING_SET)
     test_start = sorted(frame["as_of"].unique())[-SMALL_WORLD_PARAMS.test_dates]
     early = frame["as_of"] < test_start
     frame.loc[early, "label"] = np.random.default_rng(0).permutation(frame.loc[early, "label"].to_numpy())
     version, staging = feature_sets.new_staging(settings.features_dir)
     frame.to_parquet(staging / feature_sets.TRAINING_SET)
-    (staging / feature_sets.ONLINE_SNAPSHOT).write_bytes((source / feature_sets.ONLINE_SNAPSHOT).read_bytes())
-    feature_sets.publish(settings.features_dir, version, staging, feature_sets.read_manifest(source))
+    (staging / feature_sets.ONLINE_SNAPSHOT).write_bytes((source.path / feature_sets.ONLINE_SNAPSHOT).read_bytes())
+    feature_sets.publish(settings.features_dir, staging, source.manifest.model_copy(update={"version": version}))
 
 
 def test_gates_promote_reject_and_roll_back(home):
     from flows.rollback import rollback
     from flows.train import train
     from churn.params import RollbackParams
-    from tasks import mlflow_store
+    from adapters import mlflow_store
 
     first = train(SMALL_WORLD_PARAMS)
-    assert first["decision"] == "APPROVED" and first["promoted"]
-    assert "no champion yet" in first["report"] and "Overall: APPROVED" in first["report"]
+    assert first.decision == "APPROVED" and first.promoted
+    assert "no champion yet" in first.report and "Overall: APPROVED" in first.report
     assert aliases(home) == {"champion": "1", "previous": None, "challenger": "1"}
 
     second = train(SMALL_WORLD_PARAMS)  # same data, same seed: equal metrics, no regression
-    assert second["decision"] == "APPROVED"
+    assert second.decision == "APPROVED"
     assert aliases(home) == {"champion": "2", "previous": "1", "challenger": "2"}
 
     degrade_training_labels(home)
     third = train(SMALL_WORLD_PARAMS)
-    assert third["decision"] == "REJECTED" and not third["promoted"]
-    assert "[FAIL] regression: auc_roc" in third["report"] and "[FAIL] performance: auc_roc" in third["report"]
+    assert third.decision == "REJECTED" and not third.promoted
+    assert "[FAIL] regression: auc_roc" in third.report and "[FAIL] performance: auc_roc" in third.report
     assert aliases(home) == {"champion": "2", "previous": "1", "challenger": "3"}
     client = mlflow_store.connect(home)
-    files = {f.path for f in client.list_artifacts(third["run_id"], "gates")}
+    files = {f.path for f in client.list_artifacts(third.run.run_id, "gates")}
     assert files == {"gates/validation_report.txt", "gates/validation_report.json"}
     assert client.get_model_version("churn-classifier", "3").tags["gates.decision"] == "REJECTED"
 
     event = rollback(RollbackParams(reason="bad predictions reported by the retention team"))
-    assert (event["champion"], event["rolled_back"]) == ("1", "2")
+    assert (event.champion, event.rolled_back) == ("1", "2")
     assert aliases(home)["champion"] == "1"
     assert client.get_model_version("churn-classifier", "2").tags["rolled_back"] == "bad predictions reported by the retention team"
-    log = (home.home / "registry_events.jsonl").read_text().splitlines()
+    log = home.registry_log.read_text().splitlines()
     assert [line.count('"action": "rollback"') for line in log][-1] == 1
     with pytest.raises(Exception, match="nothing to roll back to"):
         rollback(RollbackParams(reason="again"))
@@ -83,7 +83,7 @@ def test_gates_promote_reject_and_roll_back(home):
 def test_racing_promotions_leave_exactly_one_champion(home):
     from mlflow.exceptions import MlflowException  # noqa: F401  (imported for the registry client)
 
-    from tasks import mlflow_store, registry
+    from adapters import mlflow_store, registry
 
     client = mlflow_store.connect(home)
     client.create_registered_model("churn-classifier")

@@ -14,11 +14,10 @@ import httpx
 import pandas as pd
 import pytest
 
-from tasks import stack
-from tests.conftest import free_port
+from ops import stack
+from ops.stack import free_port
 from tests.helpers import ROOT, train_champion
 
-pytestmark = pytest.mark.slow
 MAX_BATCH = 50
 MAX_BODY = 200_000
 TOKEN = "s3cret-token"
@@ -70,10 +69,11 @@ def logged(service) -> list[dict]:
 def test_health_and_metadata(service):
     client = service["client"]
     assert client.get("/health").json() == {"status": "healthy", "model_loaded": True,
-                                            "model_version": service["packaged"]["model_version"]}
+                                            "model_version": service["packaged"].model_version}
     meta = client.get("/metadata").json()
-    assert meta["model_version"] == service["packaged"]["model_version"] and meta["run_id"] == service["trained"]["run_id"]
-    assert meta["threshold"] == pytest.approx(service["trained"]["threshold"])
+    assert meta["model_version"] == service["packaged"].model_version and meta["run_id"] == service["trained"].run.run_id
+    assert meta["decision_threshold"] == pytest.approx(service["trained"].decision_threshold)
+    assert (meta["entity"], meta["entity_dtype"]) == ("customer_id", "int64")
     assert meta["features"]["plan"] == "str" and meta["features"]["tenure_days"] == "int64"
     assert "customer_profile" in meta["sql_hashes"]
     for probe in ("/readyz", "/livez", "/metrics"):
@@ -86,13 +86,13 @@ def test_predict_single_batch_and_by_id_agree(service):
     single = client.post("/predict", json={"customer_id": str(ids[0]), "features": rows[0]})
     assert single.status_code == 200, single.text
     body = single.json()
-    assert body["customer_id"] == ids[0] and body["model_version"] == service["packaged"]["model_version"]
-    assert body["prediction"] == int(body["probability"] >= service["trained"]["threshold"]) and body["latency_ms"] > 0
+    assert body["customer_id"] == ids[0] and body["model_version"] == service["packaged"].model_version
+    assert body["prediction"] == int(body["probability"] >= service["trained"].decision_threshold) and body["latency_ms"] > 0
     assert body["request_id"] in {r["request_id"] for r in logged(service)}
     batch = client.post("/predict_batch", json={"rows": [{"customer_id": i, "features": r} for i, r in zip(ids, rows)]})
     assert [b["customer_id"] for b in batch.json()] == list(ids)
     assert batch.json()[0]["probability"] == pytest.approx(body["probability"])
-    by_id = client.post("/predict_by_id", json={"customer_ids": list(reversed(ids))})
+    by_id = client.post("/predict_by_id", json={"ids": list(reversed(ids))})
     assert [b["customer_id"] for b in by_id.json()] == list(reversed(ids))
     assert {b["customer_id"]: b["probability"] for b in by_id.json()} == pytest.approx(
         {b["customer_id"]: b["probability"] for b in batch.json()})
@@ -107,10 +107,14 @@ def test_predict_single_batch_and_by_id_agree(service):
         ("/predict", lambda f: {"customer_id": 1, "features": {**f, "plan": 2}}, 422, "features.plan: expected a string"),
         ("/predict", lambda f: {"customer_id": 1, "features": {**f, "monthly_fee_usd": float("inf")}}, 422, "monthly_fee_usd"),
         ("/predict", lambda f: {"customer_id": "abc", "features": f}, 422, "customer_id: expected an integer id"),
-        ("/predict_batch", lambda f: {"rows": []}, 422, "rows: empty batch"),
+        ("/predict_batch", lambda f: {"rows": []}, 422, "rows: empty list"),
+        ("/predict", lambda f: {"id": 1, "features": f}, 422, "missing customer_id; unknown id"),
+        ("/predict", lambda f: {"customer_id": 1, "features": f, "as_off": "2026-01-01"}, 422, "unknown as_off"),
+        ("/predict_batch", lambda f: {"rows": [{"customer_id": 1, "features": f}], "extra": 1}, 422, "unknown extra"),
         ("/predict_batch", lambda f: {"rows": [{"customer_id": 1, "features": f}] * (MAX_BATCH + 1)}, 413, "exceed the limit"),
         ("/predict_batch", lambda f: {"rows": [{"customer_id": 1, "features": f}, {"customer_id": 2}]}, 422, "rows[1]"),
-        ("/predict_by_id", lambda f: {"customer_ids": [1, 2]}, 404, "unknown customer_ids: [1, 2]"),
+        ("/predict_by_id", lambda f: {"ids": [1, 2]}, 404, "unknown ids: [1, 2]"),
+        ("/predict_by_id", lambda f: {"customer_ids": [1]}, 422, "missing ids; unknown customer_ids"),
     ],
 )
 def test_bad_requests_get_a_4xx_naming_the_field(service, path, payload, status, message):
@@ -130,7 +134,7 @@ def test_every_answered_prediction_is_logged(service):
     ids = [features_of(service, i)[0] for i in range(20)]
     answered = 0
     for start in range(0, 20, 4):
-        response = client.post("/predict_by_id", json={"customer_ids": ids[start:start + 4]})
+        response = client.post("/predict_by_id", json={"ids": ids[start:start + 4]})
         assert response.status_code == 200
         answered += len(response.json())
     records = logged(service)[before:]
@@ -147,9 +151,9 @@ def test_bearer_token_guards_everything_but_health_readiness_and_metrics(service
         for path in ("/health", "/readyz", "/livez", "/metrics"):
             assert anonymous.get(path).status_code == 200, path
         assert anonymous.get("/metadata").status_code == 401
-        denied = anonymous.post("/predict_by_id", json={"customer_ids": [features_of(service, 0)[0]]})
+        denied = anonymous.post("/predict_by_id", json={"ids": [features_of(service, 0)[0]]})
         assert denied.status_code == 401 and "bearer token" in denied.text
-        wrong = anonymous.post("/predict_by_id", json={"customer_ids": [1]}, headers={"Authorization": "Bearer nope"})
+        wrong = anonymous.post("/predict_by_id", json={"ids": [1]}, headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401
 
 
@@ -179,17 +183,18 @@ def test_built_bento_carries_model_labels_lean_requirements_and_a_dockerfile(ser
     import yaml
 
     packaged = service["packaged"]
-    bento = yaml.safe_load(open(f"{packaged['bento_path']}/bento.yaml"))
-    assert bento["labels"]["model_version"] == packaged["model_version"] and bento["labels"]["run_id"] == service["trained"]["run_id"]
+    bento = yaml.safe_load(open(f"{packaged.bento_path}/bento.yaml"))
+    assert bento["labels"]["model_version"] == packaged.model_version and bento["labels"]["run_id"] == service["trained"].run.run_id
     assert any(k.startswith("sql_customer_") for k in bento["labels"])
-    assert [m["tag"] for s in bento["services"] for m in s["models"]] == [packaged["tag"]]
+    assert [m["tag"] for s in bento["services"] for m in s["models"]] == [packaged.tag]
     import re
 
     imported = set(re.findall(r"from (churn\.\w+) import", (ROOT / "bentos" / "service.py").read_text()))
-    assert imported and all((Path(packaged["bento_path"]) / "src" / (m.replace(".", "/") + ".py")).is_file() for m in imported)
-    requirements = open(f"{packaged['bento_path']}/env/python/requirements.txt").read()
+    imported |= set(re.findall(r"from (churn\.\w+) import", (ROOT / "bentos" / "prediction_log.py").read_text()))
+    assert imported and all((Path(packaged.bento_path) / "src" / (m.replace(".", "/") + ".py")).is_file() for m in imported)
+    requirements = open(f"{packaged.bento_path}/env/python/requirements.txt").read()
     assert "scikit-learn" in requirements and "mlflow" not in requirements and "prefect" not in requirements
-    dockerfile = open(f"{packaged['bento_path']}/env/docker/Dockerfile").read()
+    dockerfile = open(f"{packaged.bento_path}/env/docker/Dockerfile").read()
     lines = [l.strip() for l in dockerfile.replace("\\\n", " ").splitlines() if l.strip() and not l.strip().startswith("#")]
     assert lines and lines[0].split()[0].upper() in {"FROM", "ARG"}
     assert all(l.split()[0].upper() in DOCKER_INSTRUCTIONS for l in lines), [l for l in lines if l.split()[0].upper() not in DOCKER_INSTRUCTIONS]
@@ -200,15 +205,15 @@ def test_a_newly_packaged_model_is_picked_up_by_every_worker(service):
     from flows.package import package
 
     repackaged = package()
-    assert repackaged["tag"] != service["packaged"]["tag"]
+    assert repackaged.tag != service["packaged"].tag
     deadline = time.monotonic() + 120
     seen = set()
-    while time.monotonic() < deadline and seen != {repackaged["tag"]}:
+    while time.monotonic() < deadline and seen != {repackaged.tag}:
         # new connections spread over the workers; each must answer with the new model
         seen = {httpx.get(f"{service['url']}/metadata", headers={"Authorization": f"Bearer {TOKEN}"}).json()["bento_model"]
                 for _ in range(8)}
         time.sleep(0.5)
-    assert seen == {repackaged["tag"]}
+    assert seen == {repackaged.tag}
     assert service["client"].get("/metadata").json()["scoring"] == "compiled"
 
 
@@ -222,7 +227,7 @@ def test_under_load_a_killed_service_loses_no_answered_prediction(service):
             k = offset
             while not stop.is_set():
                 try:
-                    response = client.post("/predict_by_id", json={"customer_ids": [ids[k % len(ids)], ids[(k + 1) % len(ids)]]})
+                    response = client.post("/predict_by_id", json={"ids": [ids[k % len(ids)], ids[(k + 1) % len(ids)]]})
                 except httpx.HTTPError:
                     failures.append(k)
                     return
@@ -248,5 +253,5 @@ def test_under_load_a_killed_service_loses_no_answered_prediction(service):
     assert set(answered) <= logged_pairs
     service["pid_file"].unlink()
     service["start"]()  # a restart keeps the old files and appends to new ones
-    assert service["client"].post("/predict_by_id", json={"customer_ids": ids[:3]}).status_code == 200
+    assert service["client"].post("/predict_by_id", json={"ids": ids[:3]}).status_code == 200
     assert len(logged(service)) == len(records) + 3

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn.params import LogisticRegressionParams, TrainParams
+from churn.params import LogisticRegressionParams
 from tests.fixtures.toy_data import SNAPSHOT_REPO, STREAMING_REPO, write_snapshot, write_streaming
+from tests.helpers import FAST
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
-FAST = TrainParams(estimator={"kind": "hist_gradient_boosting", "max_iter": 60})
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def trained(small_world, tmp_path_factory):
 
 
 def client_for(settings):
-    from tasks.mlflow_store import connect
+    from adapters.mlflow_store import connect
 
     return connect(settings)
 
@@ -40,11 +40,11 @@ def client_for(settings):
 def test_run_logs_params_metrics_datasets_artifacts_and_tags(trained):
     settings, result = trained
     client = client_for(settings)
-    run = client.get_run(result["run_id"])
+    run = client.get_run(result.run.run_id)
     assert run.info.status == "FINISHED"
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
     for key in ("estimator.kind", "estimator.max_iter", "train_size", "test_size", "feature_count",
-                "positive_rate", "as_of_first", "as_of_last", "decision_threshold", "split_strategy"):
+                "positive_rate", "first_as_of", "last_as_of", "decision_threshold", "split_strategy"):
         assert key in params, key
     assert params["split_strategy"] == "time" and params["estimator.max_iter"] == "60"
     assert {"accuracy", "precision", "recall", "f1", "auc_roc", "pr_auc", "log_loss", "brier"} <= set(metrics)
@@ -54,7 +54,7 @@ def test_run_logs_params_metrics_datasets_artifacts_and_tags(trained):
     assert {t.value for d in inputs.values() for t in d.tags if t.key == "mlflow.data.context"} == {"training", "testing"}
     assert tags["git_commit"] and len(tags["feature_set.training_sha256"]) == 64
     assert "sql_hash.customer_profile" in tags and "sql_hash.label" in tags
-    files = {f.path for f in client.list_artifacts(result["run_id"], "evaluation")}
+    files = {f.path for f in client.list_artifacts(result.run.run_id, "evaluation")}
     for name in ("feature_importance.csv", "feature_importance.png", "evaluation_curves.png", "feature_set_manifest.json"):
         assert f"evaluation/{name}" in files
 
@@ -62,25 +62,25 @@ def test_run_logs_params_metrics_datasets_artifacts_and_tags(trained):
 def test_challenger_loads_from_the_registry_and_scores_a_dataframe(trained):
     import mlflow
 
-    from tasks.feature_sets import TRAINING_SET, latest_feature_set, read_manifest
+    from adapters.feature_sets import TRAINING_SET, latest
 
     settings, result = trained
     client = client_for(settings)
     version = client.get_model_version_by_alias("churn-classifier", "challenger")
-    assert str(version.version) == result["version"] and version.run_id == result["run_id"]
+    assert str(version.version) == result.version and version.run_id == result.run.run_id
     assert "metric.auc_roc" in version.tags and version.tags["feature_set.version"]
 
     model = mlflow.sklearn.load_model("models:/churn-classifier@challenger")
-    path = latest_feature_set(settings.features_dir)
-    names = [f["name"] for f in read_manifest(path)["features"]]
-    rows = pd.read_parquet(path / TRAINING_SET).head(300)[names]
+    feature_set = latest(settings.features_dir)
+    names = [f.name for f in feature_set.manifest.features]
+    rows = pd.read_parquet(feature_set.path / TRAINING_SET).head(300)[names]
     proba = model.predict_proba(rows)[:, 1]
-    assert ((proba >= result["threshold"]).astype(int) == model.predict(rows)).all()
+    assert ((proba >= result.decision_threshold).astype(int) == model.predict(rows)).all()
 
     info = mlflow.models.get_model_info("models:/churn-classifier@challenger")
     signed = [c.name for c in info.signature.inputs.inputs]
     assert sorted(signed) == sorted(names) and info.metadata["feature_names"] == signed
-    assert info.metadata["decision_threshold"] == pytest.approx(result["threshold"])
+    assert info.metadata["decision_threshold"] == pytest.approx(result.decision_threshold)
     assert info.flavors["sklearn"]["serialization_format"] == "skops"
 
 
@@ -92,8 +92,8 @@ def test_same_data_same_seed_same_metrics(trained):
         mp.setenv("CHURN_HOME", str(settings.home))
         mp.setenv("CHURN_RAW_DIR", str(settings.raw_dir))
         second = train(FAST)
-    assert second["metrics"] == first["metrics"] and second["threshold"] == first["threshold"]
-    assert int(second["version"]) == int(first["version"]) + 1
+    assert second.metrics == first.metrics and second.decision_threshold == first.decision_threshold
+    assert int(second.version) == int(first.version) + 1
 
 
 def _runs_and_models(settings):
@@ -113,16 +113,15 @@ def _runs_and_models(settings):
 )
 def test_bad_training_sets_fail_clearly_and_leave_nothing(trained, tmp_path, monkeypatch, change, message):
     from flows.train import train
-    from tasks import feature_sets
+    from adapters import feature_sets
 
     settings, _ = trained
-    source = feature_sets.latest_feature_set(settings.features_dir)
-    manifest = feature_sets.read_manifest(source)
+    source = feature_sets.latest(settings.features_dir)
     monkeypatch.setenv("CHURN_HOME", str(tmp_path / "home"))
     features_dir = tmp_path / "home" / "features"
     version, staging = feature_sets.new_staging(features_dir)
-    change(pd.read_parquet(source / feature_sets.TRAINING_SET)).to_parquet(staging / feature_sets.TRAINING_SET)
-    feature_sets.publish(features_dir, version, staging, manifest)
+    change(pd.read_parquet(source.path / feature_sets.TRAINING_SET)).to_parquet(staging / feature_sets.TRAINING_SET)
+    feature_sets.publish(features_dir, staging, source.manifest.model_copy(update={"version": version}))
     from churn.settings import Settings
 
     with pytest.raises(Exception, match=message):
@@ -133,7 +132,7 @@ def test_bad_training_sets_fail_clearly_and_leave_nothing(trained, tmp_path, mon
 
 def test_unreachable_tracking_uri_fails_before_any_work(tmp_path, monkeypatch):
     from flows.train import train
-    from tests.conftest import free_port
+    from ops.stack import free_port
 
     monkeypatch.setenv("CHURN_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CHURN_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
@@ -151,10 +150,10 @@ def test_search_logs_nested_trials_and_keeps_the_best(trained, tmp_path, monkeyp
     params = FAST.model_copy(update={"search": True, "search_trials": 2, "experiment": "churn-search"})
     result = train(params)
     client = client_for(settings)
-    children = client.search_runs([result["experiment_id"]], f"tags.mlflow.parentRunId = '{result['run_id']}'")
+    children = client.search_runs([result.run.experiment_id], f"tags.mlflow.parentRunId = '{result.run.run_id}'")
     assert len(children) == 3  # the default estimator plus two sampled candidates
     best = max(c.data.metrics["valid_auc_roc"] for c in children)
-    assert client.get_run(result["run_id"]).data.metrics["valid_auc_roc"] == pytest.approx(best)
+    assert client.get_run(result.run.run_id).data.metrics["valid_auc_roc"] == pytest.approx(best)
 
 
 @pytest.mark.parametrize("shape", ["streaming", "snapshot"])
@@ -170,7 +169,7 @@ def test_trains_on_bring_your_own_data_without_code_changes(tmp_path, monkeypatc
     result = train(params)
     from churn.settings import Settings
 
-    run = client_for(Settings.from_env()).get_run(result["run_id"])
+    run = client_for(Settings.from_env()).get_run(result.run.run_id)
     expected = "stratified_random" if shape == "snapshot" else "time"
     assert run.data.params["split_strategy"] == expected
-    assert result["version"] == "1"
+    assert result.version == "1"

@@ -4,35 +4,10 @@ recency-only heuristic on the time-split test set, and lands in a believable AUC
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from sklearn.metrics import roc_auc_score
 
 from churn import training
-from churn.featurestore import as_of_schedule
 from churn.params import LogisticRegressionParams, TrainParams
-from churn.synthetic import WorldParams
-from tasks import feature_engine as engine
-from tasks.raw_data import write_world
-from tests.helpers import settings_for
-
-
-@pytest.fixture(scope="module")
-def default_training_set(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("default-world")
-    raw = tmp / "raw"
-    write_world(WorldParams(), raw)  # the built-in default scale and seed
-    settings = settings_for(tmp, raw)
-    repo = engine.load_feature_repo(settings.feature_repo)
-    with engine.connect(settings) as con:
-        engine.register_sources(con, repo, engine.resolve_sources(repo, raw))
-        bounds = engine.data_bounds(con, repo)
-        engine.build_spine(con, repo, as_of_schedule(repo.config.spine, bounds.covered_from, bounds.covered_to), True)
-        frame = engine.evaluate_views(con, repo).df()
-    schema = training.FeatureSchema(
-        numeric=[c.name for c in repo.feature_columns if c.dtype != "str"],
-        categorical=[c.name for c in repo.feature_columns if c.dtype == "str"],
-    )
-    return frame, schema
 
 
 def test_default_model_beats_baselines(default_training_set):

@@ -10,8 +10,9 @@ from sklearn.model_selection import FixedThresholdClassifier
 
 from churn import training
 from churn.params import GradientBoostingParams, LogisticRegressionParams, TrainParams
-from tasks.mlflow_store import SKOPS_TRUSTED_TYPES
-from tests.unit.test_training import SCHEMA, frame
+from adapters.mlflow_store import SKOPS_TRUSTED_TYPES
+from tests.helpers import TOY_SCHEMA as SCHEMA
+from tests.helpers import toy_frame as frame
 
 
 @pytest.mark.parametrize("estimator", [TrainParams().estimator, GradientBoostingParams(n_estimators=5), LogisticRegressionParams()])

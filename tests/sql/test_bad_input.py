@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from churn.featurestore import FeatureRepoError
-from tasks.feature_engine import FeatureBuildError
+from adapters.feature_engine import FeatureBuildError
 from tests.helpers import build, copy_repo, settings_for
 
 AS_OF = [datetime(2025, 6, 1), datetime(2025, 7, 1)]

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pandas as pd
 
 from churn.featurestore import as_of_schedule
-from tasks import feature_engine as engine
+from adapters import feature_engine as engine
 from tests.helpers import build, settings_for, write_tables
 
 

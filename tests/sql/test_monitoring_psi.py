@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn import gates
-from tasks import monitoring as mon
+from adapters import log_drift, prediction_log
+from churn import drift
+from churn.contracts import Reference
+from churn.predictions import file_name
 
 
 def test_duckdb_psi_matches_the_pandas_psi_row_for_row(tmp_path):
@@ -19,7 +21,7 @@ def test_duckdb_psi_matches_the_pandas_psi_row_for_row(tmp_path):
     reference = pd.DataFrame({"x": rng.normal(size=2000), "n": rng.integers(0, 9, 2000).astype(float),
                               "plan": rng.choice(["basic", "pro", None], 2000), "probability": rng.random(2000)})
     reference.loc[rng.random(2000) < 0.05, "x"] = np.nan
-    ref = mon.Reference("1", 0.8, {"x": "num", "n": "num", "plan": "str"}, reference)
+    ref = Reference("1", 0.8, "account", "int64", {"x": "num", "n": "num", "plan": "str"}, reference)
     current = pd.DataFrame({"x": rng.normal(0.4, 1.2, 600), "n": rng.integers(0, 12, 600).astype(float),
                             "plan": rng.choice(["basic", "pro", "enterprise", None], 600), "probability": rng.random(600) ** 2})
     current.loc[rng.random(600) < 0.1, "x"] = np.nan
@@ -29,17 +31,18 @@ def test_duckdb_psi_matches_the_pandas_psi_row_for_row(tmp_path):
         features = {c: (None if pd.isna(row[c]) else row[c]) for c in ("x", "n", "plan")}
         if k < 50:  # an older model's rows: no 'n'
             features.pop("n")
-        lines.append(json.dumps({"ts": (start + timedelta(seconds=k)).isoformat() + "+00:00", "customer_id": k,
+        lines.append(json.dumps({"ts": (start + timedelta(seconds=k)).isoformat() + "+00:00", "account": k,
                                  "probability": row["probability"], "prediction": 0, "model_version": "1",
                                  "latency_ms": 1.0, "features": features}))
-    (tmp_path / "20300101T00-1.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / file_name("20300101T00", 1)).write_text("\n".join(lines) + "\n")
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
-    assert mon.load_window(con, tmp_path, start, start + timedelta(hours=1))["malformed"] == 0
-    psi, carried, prediction_psi = mon.drift(con, ref, bins=10)
+    assert prediction_log.load_window(con, tmp_path, "account", start, start + timedelta(hours=1)).malformed == 0
+    measured = log_drift.measure(con, ref, bins=10)
+    psi, carried, prediction_psi = measured.psi, measured.carried, measured.prediction_psi
     assert carried == {"x": 600, "n": 550, "plan": 600}
-    assert psi["x"] == pytest.approx(gates.population_stability_index(reference["x"], current["x"]))
-    assert psi["n"] == pytest.approx(gates.population_stability_index(reference["n"], current["n"].iloc[50:]))
-    assert psi["plan"] == pytest.approx(gates.population_stability_index(reference["plan"], current["plan"]))
-    assert prediction_psi == pytest.approx(gates.population_stability_index(reference["probability"], current["probability"]))
+    assert psi["x"] == pytest.approx(drift.population_stability_index(reference["x"], current["x"]))
+    assert psi["n"] == pytest.approx(drift.population_stability_index(reference["n"], current["n"].iloc[50:]))
+    assert psi["plan"] == pytest.approx(drift.population_stability_index(reference["plan"], current["plan"]))
+    assert prediction_psi == pytest.approx(drift.population_stability_index(reference["probability"], current["probability"]))
     assert psi["x"] > 0.05 and psi["plan"] > 0.01

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from tasks.cli import main
-from tasks.feature_engine import load_feature_repo
+from ops.cli import main
+from adapters.feature_engine import load_feature_repo
 from tests.helpers import ROOT
 
 SEED_FEATURES = {"total_purchases_30d", "login_frequency_7d", "support_tickets_90d"}

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn import gates
+from churn import drift, gates
+from churn.contracts import ChampionScore, Latency
 from churn.params import GateParams
 
 
@@ -16,13 +17,13 @@ def psi_by_hand(p, q):
 
 def test_psi_from_counts_matches_the_formula():
     ref, cur = np.array([50, 30, 20]), np.array([30, 30, 40])
-    assert gates.psi_from_counts(ref, cur) == pytest.approx(psi_by_hand([0.5, 0.3, 0.2], [0.3, 0.3, 0.4]))
-    assert gates.psi_from_counts(ref, ref * 3) == pytest.approx(0.0)
+    assert drift.psi_from_counts(ref, cur) == pytest.approx(psi_by_hand([0.5, 0.3, 0.2], [0.3, 0.3, 0.4]))
+    assert drift.psi_from_counts(ref, ref * 3) == pytest.approx(0.0)
 
 
 def test_empty_bins_are_smoothed_not_infinite():
     eps = 1e-4
-    value = gates.psi_from_counts(np.array([10, 0]), np.array([5, 5]), eps=eps)
+    value = drift.psi_from_counts(np.array([10, 0]), np.array([5, 5]), eps=eps)
     p = np.array([1.0, eps]) / (1 + eps)
     assert value == pytest.approx(psi_by_hand(p, [0.5, 0.5]))
     assert math.isfinite(value)
@@ -30,35 +31,35 @@ def test_empty_bins_are_smoothed_not_infinite():
 
 def test_numeric_psi_uses_reference_quantile_bins_and_a_missing_bin():
     reference = pd.Series([1.0, 2.0, 3.0, 4.0])
-    edges = gates.quantile_edges(reference.to_numpy(), bins=2)
+    edges = drift.quantile_edges(reference.to_numpy(), bins=2)
     assert edges.tolist() == [2.5]
     current = pd.Series([1.0, 1.5, 2.0, np.nan])
-    assert gates.numeric_bin_counts(current.to_numpy(), edges).tolist() == [3, 0, 1]
+    assert drift.numeric_bin_counts(current.to_numpy(), edges).tolist() == [3, 0, 1]
     # reference shares [0.5, 0.5, 0], current [0.75, 0, 0.25]: every empty bin floored at eps
     eps = 1e-4
     p = np.array([0.5, 0.5, eps]); p /= p.sum()
     q = np.array([0.75, eps, 0.25]); q /= q.sum()
-    assert gates.population_stability_index(reference, current, bins=2) == pytest.approx(psi_by_hand(p, q))
+    assert drift.population_stability_index(reference, current, bins=2) == pytest.approx(psi_by_hand(p, q))
 
 
 def test_categorical_psi_has_levels_an_unseen_bin_and_a_missing_bin():
     reference = pd.Series(["a", "a", "b", "b"])
     current = pd.Series(["a", "c", "c", None])
-    assert gates.categorical_bin_counts(current, ["a", "b"]).tolist() == [1, 0, 2, 1]
+    assert drift.categorical_bin_counts(current, ["a", "b"]).tolist() == [1, 0, 2, 1]
     eps = 1e-4
     p = np.array([0.5, 0.5, eps, eps]); p /= p.sum()
     q = np.array([0.25, eps, 0.5, 0.25]); q /= q.sum()
-    assert gates.population_stability_index(reference, current) == pytest.approx(psi_by_hand(p, q))
+    assert drift.population_stability_index(reference, current) == pytest.approx(psi_by_hand(p, q))
 
 
 def test_identical_and_shifted_distributions():
     rng = np.random.default_rng(0)
     base = pd.Series(rng.normal(size=20_000))
-    assert gates.population_stability_index(base, pd.Series(rng.normal(size=20_000))) < 0.01
-    assert gates.population_stability_index(base, pd.Series(rng.normal(1.0, 1.0, 20_000))) > 0.25
+    assert drift.population_stability_index(base, pd.Series(rng.normal(size=20_000))) < 0.01
+    assert drift.population_stability_index(base, pd.Series(rng.normal(1.0, 1.0, 20_000))) > 0.25
 
 
-def test_threshold_checks_and_warn_mode():
+def test_minimum_and_maximum_checks_and_warn_mode():
     assert gates.at_least("performance", "auc_roc", 0.80, 0.75, 0.02).status == "PASS"
     assert gates.at_least("performance", "auc_roc", 0.74, 0.75, 0.02).status == "WARN"
     failing = gates.at_least("performance", "auc_roc", 0.70, 0.75, 0.02)
@@ -82,9 +83,8 @@ def _report(**overrides):
     kwargs = dict(
         model_name="m", challenger_version="2",
         challenger_metrics={"auc_roc": 0.82, "pr_auc": 0.4, "recall": 0.5, "f1": 0.4},
-        champion_version="1", champion_metrics={"auc_roc": 0.81, "pr_auc": 0.38, "recall": 0.5, "f1": 0.4},
-        champion_note=None,
-        latency_ms={"single_row_p50": 2, "single_row_p99": 5, "batch_1000_p50": 10, "batch_1000_p99": 20},
+        champion=ChampionScore("1", {"auc_roc": 0.81, "pr_auc": 0.38, "recall": 0.5, "f1": 0.4}),
+        latency=Latency(single_row_p50=2, single_row_p99=5, batch_p50=10, batch_p99=20),
         psi={"x": 0.01, "y": 0.15}, slices={"plan": {"a": 0.8, "b": 0.78}},
     )
     params = overrides.pop("params", GateParams())
@@ -108,5 +108,5 @@ def test_any_failure_rejects_unless_its_gate_is_in_warn_mode():
     assert relaxed.decision == "APPROVED"
     gap = _report(slices={"plan": {"a": 0.9, "b": 0.6}})
     assert gap.decision == "REJECTED" and "plan AUC gap 0.3000" in gap.to_text()
-    unscorable = _report(champion_note="champion v1 needs features missing from the current holdout: ['z']")
+    unscorable = _report(champion=ChampionScore("1", note="champion v1 needs features missing from the current holdout: ['z']"))
     assert unscorable.decision == "REJECTED"

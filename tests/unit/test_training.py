@@ -5,19 +5,11 @@ import pandas as pd
 import pytest
 
 from churn import training
+from churn.metrics import classification_metrics, decide
 from churn.params import GradientBoostingParams, LogisticRegressionParams, TrainParams
 
-SCHEMA = training.FeatureSchema(numeric=["x"], categorical=["plan"])
-
-
-def frame(dates: int, rows_per_date: int = 40, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    n = dates * rows_per_date
-    return pd.DataFrame({
-        "customer_id": np.tile(np.arange(rows_per_date), dates),
-        "as_of": np.repeat(pd.date_range("2025-01-01", periods=dates, freq="30D"), rows_per_date),
-        "x": rng.normal(size=n), "plan": rng.choice(["a", "b"], n), "label": rng.integers(0, 2, n),
-    })
+from tests.helpers import TOY_SCHEMA as SCHEMA
+from tests.helpers import toy_frame as frame
 
 
 def test_time_split_holds_out_latest_dates_with_purge_gaps():
@@ -69,7 +61,7 @@ def test_choose_threshold_maximises_f1_and_metrics_are_complete():
     proba = np.array([0.1, 0.2, 0.3, 0.6, 0.55, 0.9])
     t = training.choose_threshold(y, proba)
     assert t == pytest.approx(0.55)
-    metrics = training.classification_metrics(y, proba, t)
+    metrics = classification_metrics(y, proba, decide(proba, t))
     assert set(metrics) == {"accuracy", "precision", "recall", "f1", "auc_roc", "pr_auc", "log_loss", "brier"}
     assert metrics["recall"] == 1.0 and metrics["precision"] == pytest.approx(2 / 3)
 
@@ -98,3 +90,10 @@ def test_estimator_params_are_validated():
         TrainParams(estimator={"kind": "hist_gradient_boosting", "learning_rate": 0})
     with pytest.raises(ValueError, match="does not match any of the expected tags"):
         TrainParams(estimator={"kind": "svm"})
+
+
+def test_metrics_of_one_class_leave_out_the_ranking_metrics():
+    y, proba = np.array([0, 0, 0]), np.array([0.1, 0.7, 0.2])
+    metrics = classification_metrics(y, proba, decide(proba, 0.5))
+    assert "auc_roc" not in metrics and "pr_auc" not in metrics
+    assert metrics["accuracy"] == pytest.approx(2 / 3) and metrics["precision"] == 0.0

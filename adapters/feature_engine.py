@@ -1,6 +1,6 @@
 """DuckDB feature engine: read the feature repo, check sources, evaluate views against a spine.
 
-Plain functions (no Prefect) so the CLI, benchmarks and tests use exactly what the flow uses.
+Plain functions (no Prefect) so the CLI, benchmarks, monitor and tests use exactly what the flow uses.
 Every view is evaluated against a ``spine(<entity>, as_of)`` relation: the labelled training spine
 or the "every active entity, now" online spine. Same SQL, two spines.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from churn.contracts import CheckedSources, DataBounds, SourceSummary
 from churn.featurestore import (
     AS_OF,
     FeatureRepo,
@@ -37,16 +38,6 @@ class FeatureBuildError(RuntimeError):
 class SourceFiles:
     name: str
     files: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class DataBounds:
-    covered_from: datetime
-    """Latest of the per-source first event times: every source has data from here."""
-    covered_to: datetime
-    """Latest event time in any source: where the data ends."""
-    watermark: datetime
-    """Latest time any row became known (arrival time where declared, else event time)."""
 
 
 def load_feature_repo(root: Path) -> FeatureRepo:
@@ -80,7 +71,7 @@ def load_feature_repo(root: Path) -> FeatureRepo:
 
 def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with explicit threads, memory limit and a spill directory under CHURN_HOME."""
-    spill = settings.home / "duckdb_tmp"
+    spill = settings.duckdb_tmp
     spill.mkdir(parents=True, exist_ok=True)
     return duckdb.connect(
         config={
@@ -257,3 +248,39 @@ def evaluate_views(con: duckdb.DuckDBPyConnection, repo: FeatureRepo) -> duckdb.
 def file_digest(path: str) -> str:
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def check_sources(settings: Settings, repo: FeatureRepo) -> CheckedSources:
+    """Every source exists with its declared columns and types: row counts, file digests, data bounds."""
+    sources = resolve_sources(repo, settings.raw_dir)
+    with connect(settings) as con:
+        register_sources(con, repo, sources)
+        bounds = data_bounds(con, repo)
+        rows = {s.name: con.execute(f'select count(*) from "{s.name}"').fetchall()[0][0] for s in sources}
+    summaries = {s.name: SourceSummary(rows=rows[s.name], files={f: file_digest(f) for f in s.files}) for s in sources}
+    return CheckedSources(sources=summaries, bounds=bounds)
+
+
+def write_features(
+    settings: Settings, repo: FeatureRepo, as_of_dates: list[datetime], with_label: bool, out: Path,
+    raw_dir: Path | None = None,
+) -> tuple[int, int]:
+    """Write the feature rows of the spine at ``as_of_dates`` to ``out``; return (rows, positive labels).
+
+    Views are checked to give at most one row per spine row and are left-joined onto it, so the
+    output has exactly the spine's rows: both counts come from the spine, not from re-reading ``out``.
+    """
+    with connect(settings) as con:
+        register_sources(con, repo, resolve_sources(repo, raw_dir or settings.raw_dir))
+        rows = build_spine(con, repo, as_of_dates, with_label=with_label)
+        evaluate_views(con, repo).order(f'as_of, "{repo.config.entity}"').write_parquet(str(out))
+        positives = con.execute(f'select sum("{repo.config.label}") from spine').fetchall()[0][0] if with_label else 0
+        return rows, int(positives or 0)
+
+
+def features_at(settings: Settings, repo: FeatureRepo, raw_dir: Path, as_of: datetime) -> pd.DataFrame:
+    """Every eligible entity's features at ``as_of``, from the repo's own SQL over ``raw_dir``."""
+    with connect(settings) as con:
+        register_sources(con, repo, resolve_sources(repo, raw_dir))
+        build_spine(con, repo, [as_of], with_label=False)
+        return evaluate_views(con, repo).df()

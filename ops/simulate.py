@@ -22,11 +22,11 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from adapters import feature_engine
+from adapters.raw_data import DRIFT_DIR
 from churn.scoring import plain_rows
 from churn.settings import Settings
 from churn.synthetic import WorldParams
-from tasks import feature_engine
-from tasks.raw_data import DRIFT_DIR
 
 
 @dataclass
@@ -55,7 +55,7 @@ def drift_dates(settings: Settings, count: int) -> list[datetime]:
 
 def combined_world(settings: Settings) -> Path:
     """History and drift tables side by side as one raw directory (the world as it will be known)."""
-    out = settings.home / "simulate" / "world"
+    out = settings.simulate_dir / "world"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     with feature_engine.connect(settings) as con:
@@ -67,17 +67,8 @@ def combined_world(settings: Settings) -> Path:
     return out
 
 
-def features_at(settings: Settings, raw_dir: Path, as_of: datetime) -> pd.DataFrame:
-    """Every eligible customer's features at ``as_of`` from the feature repo's own SQL."""
-    repo = feature_engine.load_feature_repo(settings.feature_repo)
-    with feature_engine.connect(settings) as con:
-        feature_engine.register_sources(con, repo, feature_engine.resolve_sources(repo, raw_dir))
-        feature_engine.build_spine(con, repo, [as_of], with_label=False)
-        return feature_engine.evaluate_views(con, repo).df()
-
-
 def send_burst(client: httpx.Client, frame: pd.DataFrame, entity: str, names: list[str], as_of: datetime, batch: int = 1000) -> int:
-    rows = [{"customer_id": int(i) if isinstance(i, (int, np.integer)) else i, "features": dict(zip(names, v)),
+    rows = [{entity: int(i) if isinstance(i, (int, np.integer)) else i, "features": dict(zip(names, v)),
              "as_of": as_of.isoformat()} for i, v in zip(frame[entity].tolist(), plain_rows(frame[names]))]
     for k in range(0, len(rows), batch):
         response = client.post("/predict_batch", json={"rows": rows[k:k + batch]})

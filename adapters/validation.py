@@ -5,6 +5,7 @@ Suites are JSON files under ``CHURN_EXPECTATIONS_DIR`` (default ``./expectations
 bring-your-own-data repo is validated before anyone writes suites for it); a suite whose metadata
 changed since it was generated is an error until ``churn expectations generate`` is run.
 Validation runs in a file-backed GX context under ``$CHURN_HOME/gx`` so every run updates the Data Docs.
+No Prefect here: the tasks log the outcomes and publish failures as artifacts.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -22,7 +24,12 @@ from churn.settings import Settings
 
 
 class DataValidationError(RuntimeError):
-    """Data failed its expectation suite; the message lists every failing expectation."""
+    """Data failed its expectation suites; the message lists every failing expectation."""
+
+    def __init__(self, failed: list[ValidationOutcome]):
+        docs = failed[0].docs
+        super().__init__("\n".join(o.summary() for o in failed) + f"\nData Docs: {docs}")
+        self.failed = failed
 
 
 class StaleSuiteError(RuntimeError):
@@ -47,6 +54,20 @@ class ValidationOutcome:
             for f in self.failures
         ]
         return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        rows = "\n".join(
+            f"| {f['expectation']} | {f['column'] or ''} | {'' if f['unexpected_count'] is None else f['unexpected_count']} "
+            f"| {', '.join(map(str, f['examples']))} | {'' if f['observed'] is None else f['observed']} |"
+            for f in self.failures
+        )
+        return (f"# Data validation failed: `{self.suite}`\n\n"
+                f"{len(self.failures)} of {self.evaluated} expectations failed. Data Docs: `{self.docs}`\n\n"
+                "| expectation | column | unexpected | examples | observed |\n|---|---|---|---|---|\n" + rows + "\n")
+
+    @property
+    def artifact_key(self) -> str:
+        return f"validation-{self.suite.replace('.', '-').replace('_', '-')}"
 
 
 def suite_path(directory: Path, name: str) -> Path:
@@ -76,7 +97,7 @@ def validation_stamp(suite: dict, data_file: Path) -> str:
     """Identifies one suite validating one file: equal stamps mean the same check on the same bytes."""
     import hashlib
 
-    from tasks.feature_engine import file_digest
+    from adapters.feature_engine import file_digest
 
     suite_sha = hashlib.sha256(json.dumps(suite, sort_keys=True).encode()).hexdigest()
     return f"{suite_sha[:16]}:{file_digest(str(data_file))}"
@@ -106,7 +127,7 @@ def validate(settings: Settings, frame: pd.DataFrame, suite: dict, parameters: d
     """Validate ``frame`` against ``suite`` in the file-backed context and update the Data Docs."""
     import great_expectations as gx
 
-    context = gx.get_context(mode="file", project_root_dir=str(settings.home / "gx"))
+    context = gx.get_context(mode="file", project_root_dir=str(settings.gx_dir))
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no progress bars in flow logs
@@ -145,41 +166,19 @@ def validate(settings: Settings, frame: pd.DataFrame, suite: dict, parameters: d
             "observed": _jsonable(res.get("observed_value")),
             "exception": (item.exception_info or {}).get("exception_message"),
         })
-    docs = settings.home / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    docs = settings.data_docs_index
     return ValidationOutcome(asset_name, bool(result.success), len(run.results), failures,
                              str(docs) if docs.is_file() else None)
 
 
-def enforce(settings: Settings, batches: list[tuple[pd.DataFrame, dict, dict]]) -> list[ValidationOutcome]:
-    """Validate every (frame, suite, parameters); if any fails, log and publish every failing
-    expectation of every suite (a Prefect artifact each) and raise one error listing them all."""
-    from prefect.logging import get_run_logger
+Batch = tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]
+"""A frame, the suite it must pass, and the suite's parameters."""
 
-    logger = get_run_logger()
+
+def enforce(settings: Settings, batches: list[Batch]) -> list[ValidationOutcome]:
+    """Validate every batch; if any fails, raise one error listing every failing expectation of every suite."""
     outcomes = [validate(settings, frame, suite, parameters) for frame, suite, parameters in batches]
-    for outcome in outcomes:
-        logger.info("%s", outcome.summary())
     failed = [o for o in outcomes if not o.success]
     if failed:
-        for outcome in failed:
-            _publish_failures(outcome)
-        docs = failed[0].docs
-        raise DataValidationError("\n".join(o.summary() for o in failed) + f"\nData Docs: {docs}")
+        raise DataValidationError(failed)
     return outcomes
-
-
-def _publish_failures(outcome: ValidationOutcome) -> None:
-    from prefect.artifacts import create_markdown_artifact
-
-    rows = "\n".join(
-        f"| {f['expectation']} | {f['column'] or ''} | {'' if f['unexpected_count'] is None else f['unexpected_count']} "
-        f"| {', '.join(map(str, f['examples']))} | {'' if f['observed'] is None else f['observed']} |"
-        for f in outcome.failures
-    )
-    create_markdown_artifact(
-        key=f"validation-{outcome.suite.replace('.', '-').replace('_', '-')}",
-        markdown=f"# Data validation failed: `{outcome.suite}`\n\n"
-                 f"{len(outcome.failures)} of {outcome.evaluated} expectations failed. Data Docs: `{outcome.docs}`\n\n"
-                 "| expectation | column | unexpected | examples | observed |\n|---|---|---|---|---|\n" + rows + "\n",
-        description=f"failing expectations of {outcome.suite}",
-    )

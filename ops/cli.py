@@ -6,11 +6,18 @@ Heavy imports (Prefect, DuckDB, pandas) happen inside each command, so ``churn -
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from churn.settings import MODEL_NAME
+
+if TYPE_CHECKING:
+    from churn.monitoring import MonitorResult
 
 
 def _settings():
@@ -23,7 +30,7 @@ def _use_prefect() -> None:
     """Before Prefect is imported: keep its state in the project and use the stack's server if up."""
     import os
 
-    from tasks.stack import prefect_env, running_port
+    from ops.stack import prefect_env, running_port
 
     settings = _settings()
     port = None if os.environ.get("PREFECT_API_URL") else running_port(settings)
@@ -33,7 +40,7 @@ def _use_prefect() -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from churn.synthetic import WorldParams
-    from tasks.raw_data import write_world
+    from adapters.raw_data import write_world
 
     settings = _settings()
     out = Path(args.out) if args.out else settings.raw_dir
@@ -58,7 +65,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_features_list(args: argparse.Namespace) -> int:
-    from tasks.feature_engine import load_feature_repo
+    from adapters.feature_engine import load_feature_repo
 
     repo = load_feature_repo(Path(args.repo) if args.repo else _settings().feature_repo)
     rows = [
@@ -79,8 +86,8 @@ def cmd_features_list(args: argparse.Namespace) -> int:
 
 
 def cmd_expectations_generate(args: argparse.Namespace) -> int:
-    from tasks.data_validation import write_suites
-    from tasks.feature_engine import load_feature_repo
+    from adapters.feature_engine import load_feature_repo
+    from adapters.validation import write_suites
 
     settings = _settings()
     out = Path(args.out) if args.out else settings.expectations_dir
@@ -96,7 +103,7 @@ def cmd_features_build(args: argparse.Namespace) -> int:
 
     params = FeaturesParams(**{k: v for k, v in (("every_days", args.every_days),) if v})
     result = features(params)
-    print(json.dumps({k: result[k] for k in ("version", "path")}, indent=2))
+    print(json.dumps({"version": result.version, "path": str(result.path)}, indent=2))
     return 0
 
 
@@ -109,20 +116,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.search:
         params = params.model_copy(update={"search": True})
     result = train(params)
-    print(result["report"])
-    print(json.dumps({k: result[k] for k in ("run_id", "model_name", "version", "decision", "promoted", "champion",
-                                            "metrics", "threshold")}, indent=2))
+    print(result.report)
+    print(json.dumps({"run_id": result.run.run_id, "model_name": result.model_name, "version": result.version,
+                      "decision": result.decision, "promoted": result.promoted, "champion": result.promotion.champion,
+                      "metrics": result.metrics, "decision_threshold": result.decision_threshold}, indent=2))
     return 0
 
 
 def cmd_package(args: argparse.Namespace) -> int:
     _use_prefect()
+    from adapters.bento_store import use_bentoml_home
     from flows.package import package
-    from tasks.serving import use_bentoml_home
 
     use_bentoml_home(_settings())
     result = package(args.model)
-    print(f"model {result['tag']} (version {result['model_version']}, run {result['run_id']}); bento {result['bento']}")
+    print(f"model {result.tag} (version {result.model_version}, run {result.run_id}); bento {result.bento}")
     return 0
 
 
@@ -132,7 +140,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from flows.rollback import rollback
 
     event = rollback(RollbackParams(reason=args.reason, model_name=args.model))
-    print(f"{event['model']}: champion v{event['rolled_back']} -> v{event['champion']} ({event['reason']})")
+    print(f"{event.model}: champion v{event.rolled_back} -> v{event.champion} ({event.reason})")
     return 0
 
 
@@ -147,44 +155,44 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cmd_generate(_GENERATE_DEFAULTS)
     print("== features flow")
     result = features()
-    manifest = result["manifest"]
-    training, online = manifest["training_set"], manifest["online_snapshot"]
+    manifest = result.manifest
+    training, online = manifest.training_set, manifest.online_snapshot
     print("== train flow (train, log, register, gates, promote)")
     run = train()
+    from adapters.bento_store import use_bentoml_home
     from flows.package import package
-    from tasks.serving import use_bentoml_home
 
     use_bentoml_home(settings)
     print("== package flow (champion + online snapshot -> Bento model store)")
     packaged = package()
-    some_id = json.dumps(_first_online_id(result["path"], manifest["entity"]))
-    metrics = "  ".join(f"{k} {v:.3f}" for k, v in run["metrics"].items())
+    some_id = json.dumps(_first_online_id(result.path, manifest.entity))
+    metrics = "  ".join(f"{k} {v:.3f}" for k, v in run.metrics.items())
     print(
         f"""
 == done
-feature set   {result['version']}
-  training    {training['rows']:,} rows, {training['positives']:,} positive, {training['as_of_count']} as-of dates
-              ({training['as_of_first']} .. {training['as_of_last']})
-  online      {online['rows']:,} customers as of {online['as_of']}
-  files       {result['path']}/
-model         {run['model_name']} version {run['version']} (@challenger), {run['estimator']['kind']}
-  MLflow run  {run['run_id']}
+feature set   {result.version}
+  training    {training.rows:,} rows, {training.positives:,} positive, {training.as_of_count} as-of dates
+              ({training.first_as_of} .. {training.last_as_of})
+  online      {online.rows:,} entities as of {online.as_of}
+  files       {result.path}/
+model         {run.model_name} version {run.version} (@challenger), {run.estimator['kind']}
+  MLflow run  {run.run.run_id}
   test        {metrics}
-  threshold   {run['threshold']:.3f} (chosen on validation data)
-  gates       {run['decision']}: champion is version {run['champion']}
-{run['report']}
+  threshold   {run.decision_threshold:.3f} (decision threshold, chosen on validation data)
+  gates       {run.decision}: champion is version {run.promotion.champion}
+{run.report}
 raw data      {settings.raw_dir}/
 features      .venv/bin/churn features list
-Data Docs     {settings.home}/gx/gx/uncommitted/data_docs/local_site/index.html
-registry log  {settings.home}/registry_events.jsonl   (make rollback REASON=... to roll back)
+Data Docs     {settings.data_docs_index}
+registry log  {settings.registry_log}   (make rollback REASON=... to roll back)
 MLflow UI     make mlflow-ui   (then open http://127.0.0.1:5000; store {settings.tracking_uri})
 Prefect UI    make up   (then open http://127.0.0.1:4200; make down to stop)
-serving       bento {packaged['bento']} with {packaged['tag']} (model version {packaged['model_version']})
+serving       bento {packaged.bento} with {packaged.tag} (model version {packaged.model_version})
   serve       make serve   (BentoML on http://127.0.0.1:3000, Swagger UI at /)
-  container   BENTOML_HOME={settings.home}/bentoml .venv/bin/bentoml containerize {packaged['bento']}   (needs a docker daemon)
+  container   BENTOML_HOME={settings.bentoml_home} .venv/bin/bentoml containerize {packaged.bento}   (needs a docker daemon)
   try         curl -s -X POST http://127.0.0.1:3000/predict_by_id -H 'content-type: application/json' \\
-                   -d '{{"customer_ids": [{some_id}]}}'
-monitoring    make monitor   (the last hour of {settings.home}/predictions; results in {settings.home}/monitoring/)
+                   -d '{{"ids": [{some_id}]}}'
+monitoring    make monitor   (the last hour of {settings.predictions_dir}; results in {settings.monitoring_dir}/)
   the loop    with make serve running: make simulate   (drifted traffic -> alerts -> retraining -> new model served)
 """
     )
@@ -198,7 +206,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
     params = MonitorParams(**json.loads(args.params)) if args.params else MonitorParams()
     result = monitor(params)
-    print(json.dumps(result, indent=2, default=str))
+    print(json.dumps(dataclasses.asdict(result), indent=2, default=str))
     return 0
 
 
@@ -207,10 +215,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     _use_prefect()
     import httpx
 
+    from adapters.feature_engine import features_at, load_feature_repo
     from churn.params import MonitorParams, RetrainPolicy
     from flows.monitor import monitor
-    from tasks import simulate
-    from tasks.feature_engine import load_feature_repo
+    from ops import simulate
 
     settings = _settings()
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
@@ -221,17 +229,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if meta.status_code != 200:
             raise RuntimeError(f"{args.url}/metadata answered {meta.status_code}: is the service up (make serve)? {meta.text[:200]}")
         served = meta.json()
-        names, entity = list(served["features"]), load_feature_repo(settings.feature_repo).config.entity
+        repo = load_feature_repo(settings.feature_repo)
+        names, entity = list(served["features"]), repo.config.entity
         dates = simulate.drift_dates(settings, args.bursts)
         print(f"== service at {args.url} serves model version {served['model_version']}")
         combined = simulate.combined_world(settings)
         for as_of in dates:
-            frame = simulate.features_at(settings, combined, as_of)
+            frame = features_at(settings, repo, combined, as_of)
             start = datetime.now(UTC).replace(tzinfo=None)
             rows = simulate.send_burst(client, frame, entity, names, as_of)
             end = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=1)
             print(f"== traffic: {rows:,} predictions for customers as of {as_of:%Y-%m-%d} (drift period)")
-            result = monitor(MonitorParams(start=start, end=end, retrain=policy))
+            result = monitor(MonitorParams(window_start=start, window_end=end, retrain=policy))
             _say(result)
         print("== labels: the drift period's outcomes arrive in the raw data")
         simulate.deliver_labels(settings, combined)
@@ -239,47 +248,49 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         rows = simulate.send_burst(client, frame, entity, names, dates[-1])
         end = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=1)
         print(f"== traffic: {rows:,} more predictions as of {dates[-1]:%Y-%m-%d}; the monitor now has matured labels")
-        result = monitor(MonitorParams(start=start, end=end, retrain=policy))
+        result = monitor(MonitorParams(window_start=start, window_end=end, retrain=policy))
         _say(result)
-        if result["retrain_run"] is None:
+        if result.retrain_run is None:
             print("== retraining did not fire on the last window: see the reasons above")
             return 1
         version = simulate.wait_for_version(client, served["model_version"], args.reload_timeout)
         print(f"== the service now answers with model version {version}" if version else
               f"== the service still serves version {served['model_version']} (no promotion, or not yet reloaded)")
-    print(f"monitoring store  {settings.home}/monitoring/monitoring.duckdb (tables windows, feature_drift, alerts, retrain_decisions)")
-    print(f"reports           {settings.home}/monitoring/reports/   alerts: {settings.home}/monitoring/alerts.jsonl")
+    print(f"monitoring store  {settings.monitoring_db} (tables windows, feature_drift, alerts, retrain_decisions)")
+    print(f"reports           {settings.reports_dir}/   alerts: {settings.alerts_log}")
     return 0 if version else 1
 
 
-def _say(result: dict) -> None:
-    drifted = sorted(((v, k) for k, v in result["psi"].items()), reverse=True)[:3]
-    labels = result["labels"]
-    print(f"   monitor {result['window'][0][11:19]}..{result['window'][1][11:19]}: {result['count']:,} predictions, "
-          f"top PSI {', '.join(f'{k} {v:.2f}' for v, k in drifted)}; labels {labels['labelled']}"
-          + (f", AUC {labels['auc']:.3f}" if labels["auc"] is not None else ""))
-    for event in result["events"]:
-        print(f"   alert {event['event']}: {event['rule']} = {event['value']:.3f} (threshold {event['threshold']:g})")
-    print(f"   retraining {'FIRED: ' + str(result['retrain_run']) if result['decision']['fire'] else 'not fired: ' + result['decision']['reason']}")
+def _say(result: MonitorResult) -> None:
+    drifted = sorted(((v, k) for k, v in result.psi.items()), reverse=True)[:3]
+    labels, auc_roc = result.labels, result.labels.get("auc_roc")
+    print(f"   monitor {result.window_start:%H:%M:%S}..{result.window_end:%H:%M:%S}: {result.count:,} predictions, "
+          f"top PSI {', '.join(f'{k} {v:.2f}' for v, k in drifted)}; labels {labels.labelled}"
+          + (f", auc_roc {auc_roc:.3f}" if auc_roc is not None else ""))
+    for event in result.events:
+        print(f"   alert {event.event}: {event.rule} = {event.value:.3f} (limit {event.limit:g})")
+    print(f"   retraining {'FIRED: ' + str(result.retrain_run) if result.retrain.fire else 'not fired: ' + result.retrain.reason}")
 
 
-def _first_online_id(feature_set: str, entity: str):
+def _first_online_id(feature_set: Path, entity: str) -> object:
     import pyarrow.parquet as pq
 
-    return pq.read_table(f"{feature_set}/online_snapshot.parquet", columns=[entity]).column(0)[0].as_py()
+    from adapters.feature_sets import ONLINE_SNAPSHOT
+
+    return pq.read_table(feature_set / ONLINE_SNAPSHOT, columns=[entity]).column(0)[0].as_py()
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
-    from tasks import stack
+    from ops import stack
 
     settings = _settings()
     project = Path.cwd()
     if args.action == "up":
         stack.up(settings, project, port=args.port)
-        print(f"Prefect server  http://127.0.0.1:{args.port}  (UI and API; logs in {stack.stack_dir(settings)})")
+        print(f"Prefect server  http://127.0.0.1:{args.port}  (UI and API; logs in {settings.stack_dir})")
         print(f"process worker  pool {stack.POOL!r}")
         print(f"MLflow server   http://127.0.0.1:{stack.MLFLOW_PORT}  (UI; the same store as {settings.tracking_uri})")
-        print(f"shell setup     source {stack.stack_dir(settings) / 'env.sh'}")
+        print(f"shell setup     source {settings.stack_dir / 'env.sh'}")
     elif args.action == "down":
         stopped = stack.down(settings)
         print("stopped: " + (", ".join(stopped) or "nothing was running"))
@@ -324,12 +335,12 @@ def _parser() -> argparse.ArgumentParser:
     trn.set_defaults(func=cmd_train)
 
     pkg = sub.add_parser("package", help="run the package flow: @champion into the Bento model store")
-    pkg.add_argument("--model", default="churn-classifier")
+    pkg.add_argument("--model", default=MODEL_NAME)
     pkg.set_defaults(func=cmd_package)
 
     rbk = sub.add_parser("rollback", help="run the rollback flow: @champion back to @previous")
     rbk.add_argument("--reason", required=True)
-    rbk.add_argument("--model", default="churn-classifier")
+    rbk.add_argument("--model", default=MODEL_NAME)
     rbk.set_defaults(func=cmd_rollback)
 
     stk = sub.add_parser("stack", help="local Prefect server and process worker")

@@ -35,14 +35,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def stack_dir(settings: Settings) -> Path:
-    return settings.home / "stack"
-
-
 def prefect_env(settings: Settings, port: int | None = None) -> dict[str, str]:
     """Prefect settings that keep its state inside the project; with a port, point at that server."""
     env = {
-        "PREFECT_HOME": str(settings.home / "prefect"),
+        "PREFECT_HOME": str(settings.prefect_home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "INFO"),
@@ -54,8 +50,8 @@ def prefect_env(settings: Settings, port: int | None = None) -> dict[str, str]:
 
 def running_port(settings: Settings) -> int | None:
     """The port of the stack's Prefect server when it is up and answering, else None."""
-    port_file = stack_dir(settings) / "prefect-server.port"
-    if not port_file.is_file() or _pid(stack_dir(settings) / "prefect-server.pid") is None:
+    port_file = settings.stack_dir / "prefect-server.port"
+    if not port_file.is_file() or _pid(settings.stack_dir / "prefect-server.pid") is None:
         return None
     port = int(port_file.read_text())
     return port if _healthy(f"http://127.0.0.1:{port}/api/health") else None
@@ -184,12 +180,12 @@ def _is_zombie(pid: int) -> bool:
 
 
 def start_mlflow_server(settings: Settings, directory: Path, cwd: Path, port: int = MLFLOW_PORT, timeout: float = 180) -> str:
-    """An MLflow server on the pipeline's SQLite store (one web worker: more only slow start-up here)."""
+    """An MLflow server on the pipeline's embedded SQLite store (one web worker: more only slow start-up here)."""
     settings.home.mkdir(parents=True, exist_ok=True)
     start_process(
         "mlflow-server",
-        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{settings.home / 'mlflow.db'}",
-         "--artifacts-destination", str(settings.home / "mlartifacts"),
+        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{settings.mlflow_db}",
+         "--artifacts-destination", str(settings.mlartifacts_dir),
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         {}, directory, cwd,
     )
@@ -200,7 +196,7 @@ def start_mlflow_server(settings: Settings, directory: Path, cwd: Path, port: in
 
 def up(settings: Settings, project_dir: Path, port: int = DEFAULT_PORT, timeout: float = 180) -> dict[str, str]:
     """Start the Prefect server, the process work pool and a worker on it, and the MLflow server."""
-    directory = stack_dir(settings)
+    directory = settings.stack_dir
     env = prefect_env(settings, port)
     start_process(
         "prefect-server",
@@ -246,7 +242,7 @@ def deploy(settings: Settings, project_dir: Path, port: int) -> str:
 
 
 def down(settings: Settings) -> list[str]:
-    directory = stack_dir(settings)
+    directory = settings.stack_dir
     stopped = [name for name in ("prefect-worker", "prefect-server", "mlflow-server") if stop_process(name, directory)]
     (directory / "env.sh").unlink(missing_ok=True)
     return stopped

@@ -1,10 +1,10 @@
 """Versioned feature sets on disk: stage, publish atomically, find the latest good one.
 
-Layout under ``CHURN_HOME/features``::
+Layout under ``CHURN_FEATURES_DIR`` (default ``$CHURN_HOME/features``)::
 
     runs/<version>/training_set.parquet     labelled, point-in-time training rows
     runs/<version>/online_snapshot.parquet  latest feature vector per active entity
-    runs/<version>/manifest.json            counts, as-of range, SQL hashes, source digests
+    runs/<version>/manifest.json            FeatureSetManifest: counts, as-of range, SQL hashes, digests
     latest.json                             {"version": ...}: replaced only after a full success
 """
 
@@ -16,6 +16,8 @@ import shutil
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+
+from churn.contracts import FeatureSet, FeatureSetManifest
 
 TRAINING_SET = "training_set.parquet"
 ONLINE_SNAPSHOT = "online_snapshot.parquet"
@@ -39,29 +41,33 @@ def discard_staging(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def publish(features_dir: Path, version: str, staging: Path, manifest: dict) -> Path:
+def publish(features_dir: Path, staging: Path, manifest: FeatureSetManifest) -> FeatureSet:
     """Write the manifest, move the staged files into place, then point ``latest.json`` at them.
 
     The pointer is replaced with an atomic rename, so readers see either the old or the new set.
     """
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
-    final = Path(features_dir) / "runs" / version
+    (staging / MANIFEST).write_text(manifest.model_dump_json(indent=2))
+    final = Path(features_dir) / "runs" / manifest.version
     staging.rename(final)
     pointer = Path(features_dir) / LATEST
-    tmp = pointer.with_name(f".{LATEST}.{version}")
-    tmp.write_text(json.dumps({"version": version, "path": str(final)}))
+    tmp = pointer.with_name(f".{LATEST}.{manifest.version}")
+    tmp.write_text(json.dumps({"version": manifest.version, "path": str(final)}))
     os.replace(tmp, pointer)
-    return final
+    return FeatureSet(manifest.version, final, manifest)
 
 
-def latest_feature_set(features_dir: Path) -> Path:
-    """Directory of the latest published feature set."""
+def exists(features_dir: Path) -> bool:
+    return (Path(features_dir) / LATEST).is_file()
+
+
+def latest(features_dir: Path) -> FeatureSet:
+    """The latest published feature set."""
     pointer = Path(features_dir) / LATEST
     if not pointer.is_file():
         raise NoFeatureSetError(f"no feature set published under {features_dir}: run the features flow first")
-    version = json.loads(pointer.read_text())["version"]
-    return Path(features_dir) / "runs" / version
+    return load(Path(features_dir) / "runs" / json.loads(pointer.read_text())["version"])
 
 
-def read_manifest(feature_set: Path) -> dict:
-    return json.loads((Path(feature_set) / MANIFEST).read_text())
+def load(path: Path) -> FeatureSet:
+    manifest = FeatureSetManifest.model_validate_json((Path(path) / MANIFEST).read_text())
+    return FeatureSet(manifest.version, Path(path), manifest)

@@ -1,0 +1,64 @@
+"""PSI of a logged window against the champion's reference, aggregated in DuckDB over every row.
+
+The bins are ``churn.drift``'s (reference quantile edges, levels + unseen + missing); the SQL form
+of the numeric bins is generated from the same edges, so the number equals the gates' pandas PSI.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from churn import drift
+from churn.contracts import Drift, Reference
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def measure(con: Any, reference: Reference, bins: int, table: str = "preds") -> Drift:
+    """PSI per feature over the rows that carry it (an older model version's log may lack some), the
+    rows carrying each feature, and the PSI of the predicted probability.
+
+    Each JSON line is parsed once for all features; the numeric bins of every feature and of the
+    prediction come from one aggregate pass, the categorical levels from one group-by each."""
+    names = list(reference.features)
+    paths = ["$." + '"' + n.replace('"', '\\"') + '"' for n in names]
+    con.execute("create or replace temp table feature_values as select json_extract_string(features, $paths) as v, "
+                f"json_keys(features) as k, probability from {table}", {"paths": paths})
+    has = {n: f"list_contains(k, {_literal(n)})" for n in names}
+    value = {n: f"v[{i + 1}]" for i, n in enumerate(names)}
+    aggregates = [f"count(*) filter (where {has[n]})" for n in names]
+    spans: dict[str, tuple[int, int]] = {}
+    edges_of: dict[str, np.ndarray] = {}
+    for name in [n for n in names if reference.features[n] == "num"] + ["probability"]:
+        edges_of[name] = drift.quantile_edges(reference.frame[name].to_numpy(dtype=float, na_value=np.nan), bins)
+        expr, rows = ("probability", "true") if name == "probability" else (f"try_cast({value[name]} as double)", has[name])
+        parts = drift.numeric_bin_counts_sql(expr, edges_of[name], rows)
+        spans[name] = (len(aggregates), len(aggregates) + len(parts))
+        aggregates += parts
+    totals = con.execute(f"select {', '.join(aggregates)} from feature_values").fetchall()[0]
+    carried = {n: int(c) for n, c in zip(names, totals[: len(names)], strict=True)}
+
+    def numeric_psi(name: str) -> float:
+        lo, hi = spans[name]
+        ref = reference.frame[name].to_numpy(dtype=float, na_value=np.nan)
+        return drift.psi_from_counts(drift.numeric_bin_counts(ref, edges_of[name]), np.array(totals[lo:hi], dtype=float))
+
+    psi = {}
+    for name in names:
+        if carried[name] == 0:
+            continue
+        if name in spans:
+            psi[name] = numeric_psi(name)
+            continue
+        levels = drift.reference_levels(reference.frame[name])
+        counts = dict(con.execute(f"select {value[name]}, count(*) from feature_values where {has[name]} group by 1").fetchall())
+        missing = counts.pop(None, 0)
+        current = drift.categorical_counts_from(counts, missing, levels)
+        psi[name] = drift.psi_from_counts(drift.categorical_bin_counts(reference.frame[name], levels), current)
+    lo, hi = spans["probability"]
+    prediction_psi = numeric_psi("probability") if sum(totals[lo:hi]) else None
+    return Drift(psi=psi, carried=carried, prediction_psi=prediction_psi)

@@ -1,0 +1,29 @@
+"""The prediction-log record: written by the service, read by the monitor, defined only here.
+
+One JSON line per answered prediction. Besides ``FIELDS``, a record carries the entity id under the
+entity's own name (the feature repo's ``entity``, e.g. ``customer_id``). Files are JSON lines named
+``<UTC hour>-<pid>.jsonl``: the hour lets a reader skip files outside its window.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+FIELDS = ("request_id", "row", "ts", "as_of", "prediction", "probability", "model_version", "latency_ms", "features")
+"""``ts``: when the service answered (UTC, ISO 8601); ``as_of``: the time the features describe;
+``row``: the position within its request; ``features``: the values scored, as received or looked up."""
+
+FILE_NAME = re.compile(r"^(\d{8}T\d{2})-\d+\.jsonl$")
+HOUR_FORMAT = "%Y%m%dT%H"
+
+
+def file_name(hour: str, pid: int) -> str:
+    return f"{hour}-{pid}.jsonl"
+
+
+def record(entity: str, entity_id: Any, *, request_id: str, row: int, ts: str, as_of: str, prediction: int,
+           probability: float, model_version: str, latency_ms: float, features: dict[str, Any]) -> dict[str, Any]:
+    return {"request_id": request_id, "row": row, "ts": ts, "as_of": as_of, entity: entity_id,
+            "prediction": prediction, "probability": probability, "model_version": model_version,
+            "latency_ms": latency_ms, "features": features}
