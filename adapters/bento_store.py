@@ -42,7 +42,9 @@ def import_champion(settings: Settings, model_name: str) -> PackagedModel:
     client = mlflow_store.connect(settings)
     version = registry.alias_version(client, model_name, registry.CHAMPION)
     if version is None:
-        raise NothingToPackageError(f"{model_name} has no @champion to package: run the train flow until a model is approved")
+        raise NothingToPackageError(
+            f"{model_name} has no @champion to package: run the train flow until a model is approved"
+        )
     details = client.get_model_version(model_name, version)
     uri = f"models:/{model_name}/{version}"
     info = mlflow.models.get_model_info(uri)
@@ -54,7 +56,8 @@ def import_champion(settings: Settings, model_name: str) -> PackagedModel:
     missing = [n for n in names if n not in dtypes]
     if missing:
         raise NothingToPackageError(
-            f"the latest feature set {manifest.version} lacks features the champion needs: {missing}")
+            f"the latest feature set {manifest.version} lacks features the champion needs: {missing}"
+        )
     run = client.get_run(details.run_id)
     schema = {
         "entity": manifest.entity,
@@ -70,12 +73,18 @@ def import_champion(settings: Settings, model_name: str) -> PackagedModel:
         "sql_hashes": manifest.sql_hashes,
         "trusted_types": mlflow_store.SKOPS_TRUSTED_TYPES,
     }
-    labels = {"model_version": str(version), "run_id": details.run_id, "feature_set": manifest.version,
-              **{f"sql_{view}": h for view, h in manifest.sql_hashes.items()}}
+    labels = {
+        "model_version": str(version),
+        "run_id": details.run_id,
+        "feature_set": manifest.version,
+        **{f"sql_{view}": h for view, h in manifest.sql_hashes.items()},
+    }
     with bentoml.models.create(model_name, labels=labels, metadata={"mlflow_uri": uri}) as ref:
         target = Path(ref.path)
         skops.io.dump(model, target / "model.skops")
-        shutil.copyfile(feature_set.path / feature_sets.ONLINE_SNAPSHOT, target / "online_snapshot.parquet")
+        shutil.copyfile(
+            feature_set.path / feature_sets.ONLINE_SNAPSHOT, target / "online_snapshot.parquet"
+        )
         (target / "schema.json").write_text(json.dumps(schema, indent=2, default=str))
     return PackagedModel(str(ref.tag), str(version), details.run_id, labels)
 
@@ -91,8 +100,12 @@ def build_bento(settings: Settings, packaged: PackagedModel) -> PackagedModel:
     # import (a second package run in this process) so the reference points at the model just imported
     for module in [m for m in sys.modules if m == "bentos" or m.startswith("bentos.")]:
         del sys.modules[module]
-    bento = bentoml.bentos.build_bentofile(str(ROOT / "bentofile.yaml"), build_ctx=str(ROOT), labels=packaged.labels)
+    bento = bentoml.bentos.build_bentofile(
+        str(ROOT / "bentofile.yaml"), build_ctx=str(ROOT), labels=packaged.labels
+    )
     models = [str(m.tag) for service in bento.info.services for m in service.models]
     if packaged.tag not in models:
-        raise RuntimeError(f"bento {bento.tag} references {models}, not the packaged model {packaged.tag}")
+        raise RuntimeError(
+            f"bento {bento.tag} references {models}, not the packaged model {packaged.tag}"
+        )
     return dataclasses.replace(packaged, bento=str(bento.tag), bento_path=str(bento.path))

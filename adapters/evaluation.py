@@ -10,7 +10,9 @@ from churn.contracts import FittedModel, TrainingData
 from churn.training import Split, stratified_sample
 
 
-def write_evaluation(out: Path, data: TrainingData, split: Split, fitted: FittedModel, seed: int) -> None:
+def write_evaluation(
+    out: Path, data: TrainingData, split: Split, fitted: FittedModel, seed: int
+) -> None:
     """Feature importance (CSV + chart) and ROC, precision-recall, calibration and confusion-matrix plots."""
     import matplotlib
 
@@ -28,19 +30,39 @@ def write_evaluation(out: Path, data: TrainingData, split: Split, fitted: Fitted
         encoded = pipeline.named_steps["preprocess"].get_feature_names_out()
         raw = pd.Series(estimator.feature_importances_, index=encoded)
         # fold one-hot and missing-indicator columns back onto the feature they came from
-        owner = {name: next((f for f in sorted(data.schema.names, key=len, reverse=True)
-                             if name == f or name.startswith(f + "_") or name == f"missingindicator_{f}"), name)
-                 for name in encoded}
+        owner = {
+            name: next(
+                (
+                    f
+                    for f in sorted(data.schema.names, key=len, reverse=True)
+                    if name == f or name.startswith(f + "_") or name == f"missingindicator_{f}"
+                ),
+                name,
+            )
+            for name in encoded
+        }
         importance = raw.groupby(owner).sum().reindex(data.schema.names, fill_value=0.0)
         method = "impurity"
     else:
         # a stratified sample keeps this to about a second while ranking features stably enough to read
         sample = stratified_sample(y_test, 3000, seed)
-        result = permutation_importance(pipeline, x_test.iloc[sample], y_test[sample], scoring="roc_auc",
-                                        n_repeats=2, random_state=seed, n_jobs=1)
+        result = permutation_importance(
+            pipeline,
+            x_test.iloc[sample],
+            y_test[sample],
+            scoring="roc_auc",
+            n_repeats=2,
+            random_state=seed,
+            n_jobs=1,
+        )
         importance = pd.Series(result.importances_mean, index=data.schema.names)
         method = "permutation (drop in test AUC)"
-    table = importance.sort_values(ascending=False).rename("importance").rename_axis("feature").reset_index()
+    table = (
+        importance.sort_values(ascending=False)
+        .rename("importance")
+        .rename_axis("feature")
+        .reset_index()
+    )
     table["method"] = method
     table.to_csv(out / "feature_importance.csv", index=False)
 
@@ -54,10 +76,21 @@ def write_evaluation(out: Path, data: TrainingData, split: Split, fitted: Fitted
     fig, axes = plt.subplots(2, 2, figsize=(10, 10))
     RocCurveDisplay.from_predictions(y_test, proba, ax=axes[0, 0])
     PrecisionRecallDisplay.from_predictions(y_test, proba, ax=axes[0, 1])
-    CalibrationDisplay.from_predictions(y_test, proba, n_bins=10, strategy="quantile", ax=axes[1, 0])
-    ConfusionMatrixDisplay.from_predictions(y_test, (proba >= fitted.decision_threshold).astype(int), ax=axes[1, 1], colorbar=False)
-    for ax, title in zip(axes.flat, ("ROC curve", "Precision-recall curve", "Calibration curve",
-                                     f"Confusion matrix (threshold {fitted.decision_threshold:.3f})")):
+    CalibrationDisplay.from_predictions(
+        y_test, proba, n_bins=10, strategy="quantile", ax=axes[1, 0]
+    )
+    ConfusionMatrixDisplay.from_predictions(
+        y_test, (proba >= fitted.decision_threshold).astype(int), ax=axes[1, 1], colorbar=False
+    )
+    for ax, title in zip(
+        axes.flat,
+        (
+            "ROC curve",
+            "Precision-recall curve",
+            "Calibration curve",
+            f"Confusion matrix (threshold {fitted.decision_threshold:.3f})",
+        ),
+    ):
         ax.set_title(title)
     fig.suptitle(f"Test set: {len(y_test)} rows, {int(y_test.sum())} positive")
     fig.tight_layout()

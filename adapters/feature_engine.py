@@ -49,7 +49,9 @@ def load_feature_repo(root: Path) -> FeatureRepo:
     def read(name: str) -> str:
         path = root / name
         if not path.is_file():
-            raise FeatureRepoError(f"{path}: missing (a feature repo needs it; see README 'Bring your own data')")
+            raise FeatureRepoError(
+                f"{path}: missing (a feature repo needs it; see README 'Bring your own data')"
+            )
         return path.read_text()
 
     config = parse_store_config(read("feature_store.yml"), str(root / "feature_store.yml"))
@@ -63,7 +65,9 @@ def load_feature_repo(root: Path) -> FeatureRepo:
     for sql_path in sql_files:
         yml_path = sql_path.with_suffix(".yml")
         if not yml_path.is_file():
-            raise FeatureRepoError(f"{sql_path}: view has no sibling {yml_path.name} (name, entity, columns)")
+            raise FeatureRepoError(
+                f"{sql_path}: view has no sibling {yml_path.name} (name, entity, columns)"
+            )
         where = str(sql_path.with_suffix(""))
         views.append(parse_view(sql_path.stem, sql_path.read_text(), yml_path.read_text(), where))
     return build_repo(config, read("population.sql"), read("label.sql"), views, str(root))
@@ -97,14 +101,18 @@ def resolve_sources(repo: FeatureRepo, raw_dir: Path) -> list[SourceFiles]:
     return resolved
 
 
-def register_sources(con: duckdb.DuckDBPyConnection, repo: FeatureRepo, sources: list[SourceFiles]) -> None:
+def register_sources(
+    con: duckdb.DuckDBPyConnection, repo: FeatureRepo, sources: list[SourceFiles]
+) -> None:
     """Expose each source as a view of its name, after checking every declared column and type."""
     for src in sources:
         spec = repo.config.sources[src.name]
         try:
             rel = con.read_parquet(list(src.files), union_by_name=True)
         except duckdb.Error as exc:
-            raise FeatureBuildError(f"source {src.name!r}: cannot read {src.files[0]}: {exc}") from exc
+            raise FeatureBuildError(
+                f"source {src.name!r}: cannot read {src.files[0]}: {exc}"
+            ) from exc
         actual = dict(zip(rel.columns, (str(t) for t in rel.types)))
         problems = []
         for column, dtype in spec.columns.items():
@@ -143,7 +151,9 @@ def _bind(sql: str, params: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in params.items() if re.search(rf"\${k}\b", sql)}
 
 
-def _materialise(con: duckdb.DuckDBPyConnection, table: str, sql: str, what: str, params: dict) -> None:
+def _materialise(
+    con: duckdb.DuckDBPyConnection, table: str, sql: str, what: str, params: dict
+) -> None:
     try:
         con.execute(f'create or replace temp table "{table}" as {sql}', _bind(sql, params))
     except duckdb.Error as exc:
@@ -172,13 +182,17 @@ def build_spine(
     entity = cfg.entity
     dates = pd.DataFrame({AS_OF: pd.to_datetime(as_of_dates).astype("datetime64[us]")})
     con.register("as_of_dates_input", dates)
-    con.execute(f"create or replace temp table as_of_dates as select {AS_OF}::timestamp as {AS_OF} from as_of_dates_input")
+    con.execute(
+        f"create or replace temp table as_of_dates as select {AS_OF}::timestamp as {AS_OF} from as_of_dates_input"
+    )
     params = {"horizon_days": cfg.spine.horizon_days}
     where = f"{repo.root}/population.sql"
     _materialise(con, "population", repo.population_sql, where, params)
     cols = _columns(con, "population")
     if set(cols) != {entity, AS_OF}:
-        raise FeatureBuildError(f"{where}: must return exactly ({entity}, {AS_OF}); got {list(cols)}")
+        raise FeatureBuildError(
+            f"{where}: must return exactly ({entity}, {AS_OF}); got {list(cols)}"
+        )
     _check_keys(con, "population", entity, where)
     n = con.execute("select count(*) from population").fetchall()[0][0]
     if n == 0:
@@ -193,14 +207,18 @@ def build_spine(
         cols = _columns(con, "labels")
         expected = {entity, AS_OF, cfg.label}
         if set(cols) != expected:
-            raise FeatureBuildError(f"{where}: must return exactly {sorted(expected)}; got {list(cols)}")
+            raise FeatureBuildError(
+                f"{where}: must return exactly {sorted(expected)}; got {list(cols)}"
+            )
         _check_keys(con, "labels", entity, where)
         bad = con.execute(
             f'select count(*) filter (where "{cfg.label}" is null), '
             f'count(*) filter (where "{cfg.label}" not in (0, 1)) from labels'
         ).fetchall()[0]
         if bad[0] or bad[1]:
-            raise FeatureBuildError(f"{where}: label {cfg.label!r} must be 0 or 1: {bad[0]} null, {bad[1]} other values")
+            raise FeatureBuildError(
+                f"{where}: label {cfg.label!r} must be 0 or 1: {bad[0]} null, {bad[1]} other values"
+            )
         missing = con.execute(
             f'select count(*) from spine s anti join labels l using ("{entity}", {AS_OF})'
         ).fetchall()[0][0]
@@ -215,7 +233,13 @@ def build_spine(
 
 def evaluate_labels(con: duckdb.DuckDBPyConnection, repo: FeatureRepo) -> None:
     """Temp table ``labels`` from label.sql over the temp table ``spine`` (entity, as_of)."""
-    _materialise(con, "labels", repo.label_sql, f"{repo.root}/label.sql", {"horizon_days": repo.config.spine.horizon_days})
+    _materialise(
+        con,
+        "labels",
+        repo.label_sql,
+        f"{repo.root}/label.sql",
+        {"horizon_days": repo.config.spine.horizon_days},
+    )
 
 
 def evaluate_views(con: duckdb.DuckDBPyConnection, repo: FeatureRepo) -> duckdb.DuckDBPyRelation:
@@ -231,17 +255,26 @@ def evaluate_views(con: duckdb.DuckDBPyConnection, repo: FeatureRepo) -> duckdb.
         problems = [f"missing key column {k!r}" for k in (entity, AS_OF) if k not in actual]
         for name, dtype in expected.items():
             if name not in actual:
-                problems.append(f"column {name!r} is in {view.name}.yml but not returned by the SQL")
+                problems.append(
+                    f"column {name!r} is in {view.name}.yml but not returned by the SQL"
+                )
             elif not dtype_accepts(dtype, actual[name]):
-                problems.append(f"column {name!r} is {actual[name]} but {view.name}.yml declares {dtype}")
+                problems.append(
+                    f"column {name!r} is {actual[name]} but {view.name}.yml declares {dtype}"
+                )
         extra = [c for c in actual if c not in expected and c not in (entity, AS_OF)]
-        problems += [f"column {c!r} is returned by the SQL but not declared in {view.name}.yml" for c in extra]
+        problems += [
+            f"column {c!r} is returned by the SQL but not declared in {view.name}.yml"
+            for c in extra
+        ]
         if problems:
             raise FeatureBuildError(f"{what}: " + "; ".join(problems))
         _check_keys(con, table, entity, what)
         alias = f"v{i}"
         selects += [f'{alias}."{c}"' for c in expected]
-        joins.append(f'left join "{table}" as {alias} on {alias}."{entity}" = s."{entity}" and {alias}.{AS_OF} = s.{AS_OF}')
+        joins.append(
+            f'left join "{table}" as {alias} on {alias}."{entity}" = s."{entity}" and {alias}.{AS_OF} = s.{AS_OF}'
+        )
     return con.sql(f"select s.*, {', '.join(selects)} from spine as s {' '.join(joins)}")
 
 
@@ -256,13 +289,23 @@ def check_sources(settings: Settings, repo: FeatureRepo) -> CheckedSources:
     with connect(settings) as con:
         register_sources(con, repo, sources)
         bounds = data_bounds(con, repo)
-        rows = {s.name: con.execute(f'select count(*) from "{s.name}"').fetchall()[0][0] for s in sources}
-    summaries = {s.name: SourceSummary(rows=rows[s.name], files={f: file_digest(f) for f in s.files}) for s in sources}
+        rows = {
+            s.name: con.execute(f'select count(*) from "{s.name}"').fetchall()[0][0]
+            for s in sources
+        }
+    summaries = {
+        s.name: SourceSummary(rows=rows[s.name], files={f: file_digest(f) for f in s.files})
+        for s in sources
+    }
     return CheckedSources(sources=summaries, bounds=bounds)
 
 
 def write_features(
-    settings: Settings, repo: FeatureRepo, as_of_dates: list[datetime], with_label: bool, out: Path,
+    settings: Settings,
+    repo: FeatureRepo,
+    as_of_dates: list[datetime],
+    with_label: bool,
+    out: Path,
     raw_dir: Path | None = None,
 ) -> tuple[int, int]:
     """Write the feature rows of the spine at ``as_of_dates`` to ``out``; return (rows, positive labels).
@@ -274,11 +317,17 @@ def write_features(
         register_sources(con, repo, resolve_sources(repo, raw_dir or settings.raw_dir))
         rows = build_spine(con, repo, as_of_dates, with_label=with_label)
         evaluate_views(con, repo).order(f'as_of, "{repo.config.entity}"').write_parquet(str(out))
-        positives = con.execute(f'select sum("{repo.config.label}") from spine').fetchall()[0][0] if with_label else 0
+        positives = (
+            con.execute(f'select sum("{repo.config.label}") from spine').fetchall()[0][0]
+            if with_label
+            else 0
+        )
         return rows, int(positives or 0)
 
 
-def features_at(settings: Settings, repo: FeatureRepo, raw_dir: Path, as_of: datetime) -> pd.DataFrame:
+def features_at(
+    settings: Settings, repo: FeatureRepo, raw_dir: Path, as_of: datetime
+) -> pd.DataFrame:
     """Every eligible entity's features at ``as_of``, from the repo's own SQL over ``raw_dir``."""
     with connect(settings) as con:
         register_sources(con, repo, resolve_sources(repo, raw_dir))

@@ -64,7 +64,9 @@ def latest(features_dir: Path) -> FeatureSet:
     """The latest published feature set."""
     pointer = Path(features_dir) / LATEST
     if not pointer.is_file():
-        raise NoFeatureSetError(f"no feature set published under {features_dir}: run the features flow first")
+        raise NoFeatureSetError(
+            f"no feature set published under {features_dir}: run the features flow first"
+        )
     return load(Path(features_dir) / "runs" / json.loads(pointer.read_text())["version"])
 
 

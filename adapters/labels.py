@@ -25,14 +25,22 @@ def matured(settings: Settings, con: Any, table: str) -> tuple[pd.DataFrame, str
     feature_engine.register_sources(con, repo, sources)
     observed_until = feature_engine.data_bounds(con, repo).covered_to
     cast = "bigint" if repo.config.entity_dtype == "int64" else "varchar"
-    con.execute(f'create or replace temp table spine as select distinct try_cast(entity_id as {cast}) as "{entity}", '
-                f"as_of from {table} where as_of + to_days($h) <= $until and try_cast(entity_id as {cast}) is not null",
-                {"h": horizon, "until": observed_until})
+    con.execute(
+        f'create or replace temp table spine as select distinct try_cast(entity_id as {cast}) as "{entity}", '
+        f"as_of from {table} where as_of + to_days($h) <= $until and try_cast(entity_id as {cast}) is not null",
+        {"h": horizon, "until": observed_until},
+    )
     if con.execute("select count(*) from spine").fetchall()[0][0] == 0:
-        return pd.DataFrame(), (f"no matured labels yet: outcomes are observed until {observed_until:%Y-%m-%d %H:%M}, "
-                                f"and a prediction's label needs {horizon} days after its as_of")
+        return pd.DataFrame(), (
+            f"no matured labels yet: outcomes are observed until {observed_until:%Y-%m-%d %H:%M}, "
+            f"and a prediction's label needs {horizon} days after its as_of"
+        )
     feature_engine.evaluate_labels(con, repo)
     frame = con.execute(
         f'select p.probability, p.prediction, l."{repo.config.label}" as label from {table} p '
-        f'join labels l on l."{entity}" = try_cast(p.entity_id as {cast}) and l.as_of = p.as_of').df()
-    return frame, f"{len(frame)} predictions with matured labels (outcomes observed until {observed_until:%Y-%m-%d})"
+        f'join labels l on l."{entity}" = try_cast(p.entity_id as {cast}) and l.as_of = p.as_of'
+    ).df()
+    return (
+        frame,
+        f"{len(frame)} predictions with matured labels (outcomes observed until {observed_until:%Y-%m-%d})",
+    )

@@ -26,16 +26,25 @@ def measure(con: Any, reference: Reference, bins: int, table: str = "preds") -> 
     prediction come from one aggregate pass, the categorical levels from one group-by each."""
     names = list(reference.features)
     paths = ["$." + '"' + n.replace('"', '\\"') + '"' for n in names]
-    con.execute("create or replace temp table feature_values as select json_extract_string(features, $paths) as v, "
-                f"json_keys(features) as k, probability from {table}", {"paths": paths})
+    con.execute(
+        "create or replace temp table feature_values as select json_extract_string(features, $paths) as v, "
+        f"json_keys(features) as k, probability from {table}",
+        {"paths": paths},
+    )
     has = {n: f"list_contains(k, {_literal(n)})" for n in names}
     value = {n: f"v[{i + 1}]" for i, n in enumerate(names)}
     aggregates = [f"count(*) filter (where {has[n]})" for n in names]
     spans: dict[str, tuple[int, int]] = {}
     edges_of: dict[str, np.ndarray] = {}
     for name in [n for n in names if reference.features[n] == "num"] + ["probability"]:
-        edges_of[name] = drift.quantile_edges(reference.frame[name].to_numpy(dtype=float, na_value=np.nan), bins)
-        expr, rows = ("probability", "true") if name == "probability" else (f"try_cast({value[name]} as double)", has[name])
+        edges_of[name] = drift.quantile_edges(
+            reference.frame[name].to_numpy(dtype=float, na_value=np.nan), bins
+        )
+        expr, rows = (
+            ("probability", "true")
+            if name == "probability"
+            else (f"try_cast({value[name]} as double)", has[name])
+        )
         parts = drift.numeric_bin_counts_sql(expr, edges_of[name], rows)
         spans[name] = (len(aggregates), len(aggregates) + len(parts))
         aggregates += parts
@@ -45,7 +54,9 @@ def measure(con: Any, reference: Reference, bins: int, table: str = "preds") -> 
     def numeric_psi(name: str) -> float:
         lo, hi = spans[name]
         ref = reference.frame[name].to_numpy(dtype=float, na_value=np.nan)
-        return drift.psi_from_counts(drift.numeric_bin_counts(ref, edges_of[name]), np.array(totals[lo:hi], dtype=float))
+        return drift.psi_from_counts(
+            drift.numeric_bin_counts(ref, edges_of[name]), np.array(totals[lo:hi], dtype=float)
+        )
 
     psi = {}
     for name in names:
@@ -55,10 +66,16 @@ def measure(con: Any, reference: Reference, bins: int, table: str = "preds") -> 
             psi[name] = numeric_psi(name)
             continue
         levels = drift.reference_levels(reference.frame[name])
-        counts = dict(con.execute(f"select {value[name]}, count(*) from feature_values where {has[name]} group by 1").fetchall())
+        counts = dict(
+            con.execute(
+                f"select {value[name]}, count(*) from feature_values where {has[name]} group by 1"
+            ).fetchall()
+        )
         missing = counts.pop(None, 0)
         current = drift.categorical_counts_from(counts, missing, levels)
-        psi[name] = drift.psi_from_counts(drift.categorical_bin_counts(reference.frame[name], levels), current)
+        psi[name] = drift.psi_from_counts(
+            drift.categorical_bin_counts(reference.frame[name], levels), current
+        )
     lo, hi = spans["probability"]
     prediction_psi = numeric_psi("probability") if sum(totals[lo:hi]) else None
     return Drift(psi=psi, carried=carried, prediction_psi=prediction_psi)

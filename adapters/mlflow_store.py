@@ -19,7 +19,14 @@ import pandas as pd
 from adapters import feature_sets
 from adapters.evaluation import write_evaluation
 from adapters.feature_engine import file_digest, load_feature_repo
-from churn.contracts import FeatureKind, FittedModel, Reference, TrainingData, TrainingRun, WindowMeasurement
+from churn.contracts import (
+    FeatureKind,
+    FittedModel,
+    Reference,
+    TrainingData,
+    TrainingRun,
+    WindowMeasurement,
+)
 from churn.gates import GateReport
 from churn.params import TrainParams
 from churn.settings import Settings
@@ -101,10 +108,14 @@ def run_url(run: TrainingRun, port: int = UI_PORT) -> str:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        )
     except OSError:
         return "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, timeout=10
+    )
     return (out.stdout.strip() or "unknown") + ("-dirty" if dirty.stdout.strip() else "")
 
 
@@ -118,14 +129,24 @@ def _dataset(data: TrainingData, rows: np.ndarray, name: str, source: Path, file
     from mlflow.data.sources import LocalArtifactDatasetSource
     from mlflow.models import infer_signature
 
-    digest = hashlib.sha256(file_sha.encode() + np.asarray(rows, dtype=np.int64).tobytes()).hexdigest()[:16]
+    digest = hashlib.sha256(
+        file_sha.encode() + np.asarray(rows, dtype=np.int64).tobytes()
+    ).hexdigest()[:16]
     sample = data.frame.iloc[rows[:100]][[*data.schema.names, data.label]]
-    return MetaDataset(LocalArtifactDatasetSource(str(source)), name=name, digest=digest,
-                       schema=infer_signature(sample).inputs)
+    return MetaDataset(
+        LocalArtifactDatasetSource(str(source)),
+        name=name,
+        digest=digest,
+        schema=infer_signature(sample).inputs,
+    )
 
 
 def log_training_run(
-    settings: Settings, params: TrainParams, data: TrainingData, split: Split, fitted: FittedModel,
+    settings: Settings,
+    params: TrainParams,
+    data: TrainingData,
+    split: Split,
+    fitted: FittedModel,
     metrics: dict[str, float],
 ) -> TrainingRun:
     """One MLflow run: params, metrics, datasets, evaluation plots, the manifest, tags, the reference
@@ -135,7 +156,9 @@ def log_training_run(
     import skops
     from mlflow.models import infer_signature
 
-    warnings.filterwarnings("ignore", message=".*Integer columns in Python cannot represent missing values.*")
+    warnings.filterwarnings(
+        "ignore", message=".*Integer columns in Python cannot represent missing values.*"
+    )
     client = connect(settings)
     experiment = experiment_id(settings, client, params.experiment)
     manifest = data.manifest
@@ -144,34 +167,52 @@ def log_training_run(
     sources = json.dumps({k: v.model_dump() for k, v in manifest.sources.items()}, sort_keys=True)
     run_name = f"{fitted.estimator_params['kind']}-{manifest.version}"
     with mlflow.start_run(experiment_id=experiment, run_name=run_name) as run:
-        mlflow.log_params({
-            **{f"estimator.{k}": v for k, v in fitted.estimator_params.items()},
-            "class_weight": params.class_weight, "seed": params.seed, "search": params.search,
-            "split_strategy": split.strategy, **{f"split.{k}": v for k, v in split.details.items()},
-            "train_size": len(split.train), "valid_size": len(split.valid), "test_size": len(split.test),
-            "feature_count": len(data.schema.names), "positive_rate": round(float(y.mean()), 6),
-            "first_as_of": str(data.frame["as_of"].min()), "last_as_of": str(data.frame["as_of"].max()),
-            "decision_threshold": round(fitted.decision_threshold, 6), "feature_set_version": manifest.version,
-        })
-        mlflow.log_metrics({**metrics, "valid_auc_roc": fitted.valid_auc_roc, "fit_seconds": fitted.fit_seconds})
+        mlflow.log_params(
+            {
+                **{f"estimator.{k}": v for k, v in fitted.estimator_params.items()},
+                "class_weight": params.class_weight,
+                "seed": params.seed,
+                "search": params.search,
+                "split_strategy": split.strategy,
+                **{f"split.{k}": v for k, v in split.details.items()},
+                "train_size": len(split.train),
+                "valid_size": len(split.valid),
+                "test_size": len(split.test),
+                "feature_count": len(data.schema.names),
+                "positive_rate": round(float(y.mean()), 6),
+                "first_as_of": str(data.frame["as_of"].min()),
+                "last_as_of": str(data.frame["as_of"].max()),
+                "decision_threshold": round(fitted.decision_threshold, 6),
+                "feature_set_version": manifest.version,
+            }
+        )
+        mlflow.log_metrics(
+            {**metrics, "valid_auc_roc": fitted.valid_auc_roc, "fit_seconds": fitted.fit_seconds}
+        )
         file_sha = file_digest(str(training_file))
         for part, context in (("train", "training"), ("test", "testing")):
-            mlflow.log_input(_dataset(data, getattr(split, part), part, training_file, file_sha), context=context)
-        mlflow.set_tags({
-            "git_commit": git_commit(),
-            "feature_set.version": manifest.version,
-            "feature_set.path": str(data.feature_set.path),
-            "feature_set.training_sha256": file_sha,
-            "feature_set.sources_sha256": hashlib.sha256(sources.encode()).hexdigest(),
-            **{f"sql_hash.{view}": h for view, h in manifest.sql_hashes.items()},
-        })
+            mlflow.log_input(
+                _dataset(data, getattr(split, part), part, training_file, file_sha), context=context
+            )
+        mlflow.set_tags(
+            {
+                "git_commit": git_commit(),
+                "feature_set.version": manifest.version,
+                "feature_set.path": str(data.feature_set.path),
+                "feature_set.training_sha256": file_sha,
+                "feature_set.sources_sha256": hashlib.sha256(sources.encode()).hexdigest(),
+                **{f"sql_hash.{view}": h for view, h in manifest.sql_hashes.items()},
+            }
+        )
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
             write_evaluation(out, data, split, fitted, params.seed)
             (out / "feature_set_manifest.json").write_text(manifest.model_dump_json(indent=2))
             mlflow.log_artifacts(tmp, artifact_path="evaluation")
         with tempfile.TemporaryDirectory() as tmp:
-            reference_sample(data, split, fitted, params.seed).to_parquet(Path(tmp) / REFERENCE_FILE, index=False)
+            reference_sample(data, split, fitted, params.seed).to_parquet(
+                Path(tmp) / REFERENCE_FILE, index=False
+            )
             mlflow.log_artifact(str(Path(tmp) / REFERENCE_FILE), artifact_path="monitoring")
         x_test, _ = data.xy(split.test)
         example = x_test.head(200)
@@ -182,29 +223,52 @@ def log_training_run(
             input_example=example.head(3),
             serialization_format="skops",
             skops_trusted_types=SKOPS_TRUSTED_TYPES,
-            pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"skops=={skops.__version__}",
-                              f"pandas=={pd.__version__}", f"numpy=={np.__version__}"],
-            metadata={"decision_threshold": fitted.decision_threshold, "feature_names": data.schema.names,
-                      "categorical_features": data.schema.categorical, "feature_set_version": manifest.version,
-                      "entity": manifest.entity, "entity_dtype": manifest.entity_dtype},
+            pip_requirements=[
+                f"scikit-learn=={sklearn.__version__}",
+                f"skops=={skops.__version__}",
+                f"pandas=={pd.__version__}",
+                f"numpy=={np.__version__}",
+            ],
+            metadata={
+                "decision_threshold": fitted.decision_threshold,
+                "feature_names": data.schema.names,
+                "categorical_features": data.schema.categorical,
+                "feature_set_version": manifest.version,
+                "entity": manifest.entity,
+                "entity_dtype": manifest.entity_dtype,
+            },
         )
         for trial in fitted.trials:
-            with mlflow.start_run(experiment_id=experiment, run_name=f"trial-{trial.trial}", nested=True):
+            with mlflow.start_run(
+                experiment_id=experiment, run_name=f"trial-{trial.trial}", nested=True
+            ):
                 mlflow.log_params({f"estimator.{k}": v for k, v in trial.params.items()})
-                mlflow.log_metrics({"valid_auc_roc": trial.valid_auc_roc, "fit_seconds": trial.fit_seconds})
+                mlflow.log_metrics(
+                    {"valid_auc_roc": trial.valid_auc_roc, "fit_seconds": trial.fit_seconds}
+                )
     return TrainingRun(run.info.run_id, experiment, info.model_uri)
 
 
-def register_challenger(settings: Settings, model_name: str, run: TrainingRun, metrics: dict[str, float],
-                        feature_set_version: str) -> str:
+def register_challenger(
+    settings: Settings,
+    model_name: str,
+    run: TrainingRun,
+    metrics: dict[str, float],
+    feature_set_version: str,
+) -> str:
     """Register the run's model and point the ``challenger`` alias at the new version."""
     import mlflow
 
     client = connect(settings)
-    version = mlflow.register_model(run.model_uri, model_name, tags={
-        **{f"metric.{k}": f"{v:.6f}" for k, v in metrics.items()},
-        "run_id": run.run_id, "feature_set.version": feature_set_version,
-    }).version
+    version = mlflow.register_model(
+        run.model_uri,
+        model_name,
+        tags={
+            **{f"metric.{k}": f"{v:.6f}" for k, v in metrics.items()},
+            "run_id": run.run_id,
+            "feature_set.version": feature_set_version,
+        },
+    ).version
     client.set_registered_model_alias(model_name, "challenger", version)
     return str(version)
 
@@ -225,7 +289,9 @@ def model_info(settings: Settings, model_name: str, version: str) -> Any:
     return mlflow.models.get_model_info(f"models:/{model_name}/{version}")
 
 
-def log_gate_report(settings: Settings, run: TrainingRun, model_name: str, report: GateReport) -> None:
+def log_gate_report(
+    settings: Settings, run: TrainingRun, model_name: str, report: GateReport
+) -> None:
     """The report as text and JSON on the challenger's run, its decision as run and version tags."""
     client = connect(settings)
     with tempfile.TemporaryDirectory() as tmp:
@@ -234,7 +300,9 @@ def log_gate_report(settings: Settings, run: TrainingRun, model_name: str, repor
         client.log_artifacts(run.run_id, tmp, artifact_path="gates")
     client.log_metric(run.run_id, "gates_failed", report.counts["FAIL"])
     client.set_tag(run.run_id, "gates.decision", report.decision)
-    client.set_model_version_tag(model_name, report.challenger_version, "gates.decision", report.decision)
+    client.set_model_version_tag(
+        model_name, report.challenger_version, "gates.decision", report.decision
+    )
 
 
 def download_reference(settings: Settings, run_id: str, target: Path) -> None:
@@ -243,13 +311,15 @@ def download_reference(settings: Settings, run_id: str, target: Path) -> None:
 
     import mlflow
 
-    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"monitoring/{REFERENCE_FILE}",
-                                                tracking_uri=settings.tracking_uri)
+    local = mlflow.artifacts.download_artifacts(
+        run_id=run_id,
+        artifact_path=f"monitoring/{REFERENCE_FILE}",
+        tracking_uri=settings.tracking_uri,
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
     shutil.copyfile(local, tmp)
     tmp.rename(target)
-
 
 
 class NoReferenceError(LookupError):
@@ -263,7 +333,9 @@ def load_reference(settings: Settings, model_name: str) -> Reference:
     client = connect(settings)
     version = registry.alias_version(client, model_name, registry.CHAMPION)
     if version is None:
-        raise NoReferenceError(f"{model_name} has no @champion: nothing to monitor against; run the train flow first")
+        raise NoReferenceError(
+            f"{model_name} has no @champion: nothing to monitor against; run the train flow first"
+        )
     details = client.get_model_version(model_name, version)
     run = client.get_run(details.run_id)
     metadata = model_info(settings, model_name, version).metadata
@@ -273,31 +345,61 @@ def load_reference(settings: Settings, model_name: str) -> Reference:
         try:
             download_reference(settings, details.run_id, cache)
         except Exception as exc:  # MLflow raises several types for a missing artifact
-            raise NoReferenceError(f"champion v{version} (run {details.run_id}) has no monitoring/{REFERENCE_FILE}: "
-                                   f"it predates reference samples; retrain to monitor it ({exc})") from exc
-    features: dict[str, FeatureKind] = {n: "str" if n in categorical else "num" for n in metadata["feature_names"]}
+            raise NoReferenceError(
+                f"champion v{version} (run {details.run_id}) has no monitoring/{REFERENCE_FILE}: "
+                f"it predates reference samples; retrain to monitor it ({exc})"
+            ) from exc
+    features: dict[str, FeatureKind] = {
+        n: "str" if n in categorical else "num" for n in metadata["feature_names"]
+    }
     if "entity" in metadata:
         entity, entity_dtype = metadata["entity"], metadata["entity_dtype"]
     else:  # a model logged before the entity was recorded with it: the repo's entity
         config = load_feature_repo(settings.feature_repo).config
         entity, entity_dtype = config.entity, config.entity_dtype
-    return Reference(str(version), run.data.metrics.get("auc_roc"), entity, entity_dtype, features,
-                     pd.read_parquet(cache))
+    return Reference(
+        str(version),
+        run.data.metrics.get("auc_roc"),
+        entity,
+        entity_dtype,
+        features,
+        pd.read_parquet(cache),
+    )
 
 
-def log_monitoring_window(settings: Settings, reference: Reference, window: WindowMeasurement,
-                          report: Path | None, start: datetime, end: datetime) -> None:
+def log_monitoring_window(
+    settings: Settings,
+    reference: Reference,
+    window: WindowMeasurement,
+    report: Path | None,
+    start: datetime,
+    end: datetime,
+) -> None:
     """One run per window in the ``churn-monitoring`` experiment, named by the window's bounds."""
     import mlflow
 
     client = connect(settings)
     experiment = experiment_id(settings, client, "churn-monitoring")
     m = window.metrics
-    with mlflow.start_run(experiment_id=experiment, run_name=f"window-{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}"):
-        mlflow.set_tags({"champion_version": reference.model_version, "window_start": str(start), "window_end": str(end)})
-        values: dict[str, float] = {"count": m.count, "positive_rate": m.positive_rate, "latency_p99_ms": m.latency_p99_ms,
-                                    "malformed_lines": window.read.malformed, "labelled": window.labels.labelled,
-                                    **{f"psi.{k}": v for k, v in window.drift.psi.items()}, **window.labels.metrics}
+    with mlflow.start_run(
+        experiment_id=experiment, run_name=f"window-{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}"
+    ):
+        mlflow.set_tags(
+            {
+                "champion_version": reference.model_version,
+                "window_start": str(start),
+                "window_end": str(end),
+            }
+        )
+        values: dict[str, float] = {
+            "count": m.count,
+            "positive_rate": m.positive_rate,
+            "latency_p99_ms": m.latency_p99_ms,
+            "malformed_lines": window.read.malformed,
+            "labelled": window.labels.labelled,
+            **{f"psi.{k}": v for k, v in window.drift.psi.items()},
+            **window.labels.metrics,
+        }
         if window.drift.prediction_psi is not None:
             values["prediction_psi"] = window.drift.prediction_psi
         mlflow.log_metrics({k: float(v) for k, v in values.items()})

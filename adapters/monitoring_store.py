@@ -47,24 +47,38 @@ def open_store(settings: Settings) -> Any:
 
 
 def open_alerts(con: Any) -> set[str]:
-    rows = con.execute("select rule, arg_max(event, created_at) from alerts group by rule").fetchall()
+    rows = con.execute(
+        "select rule, arg_max(event, created_at) from alerts group by rule"
+    ).fetchall()
     return {rule for rule, event in rows if event == "fired"}
 
 
 def recent_breaches(con: Any, before: datetime, count: int) -> list[bool]:
     """Breach flags of the ``count`` windows ending before ``before``, oldest first."""
-    rows = con.execute("select breach from windows where window_end < $end order by window_end desc limit $n",
-                       {"end": before, "n": count}).fetchall()
+    rows = con.execute(
+        "select breach from windows where window_end < $end order by window_end desc limit $n",
+        {"end": before, "n": count},
+    ).fetchall()
     return [bool(r[0]) for r in rows][::-1]
 
 
 def last_retrain(con: Any) -> datetime | None:
-    value: datetime | None = con.execute("select max(created_at) from retrain_decisions where fired").fetchall()[0][0]
+    value: datetime | None = con.execute(
+        "select max(created_at) from retrain_decisions where fired"
+    ).fetchall()[0][0]
     return value
 
 
-def record_window(settings: Settings, reference: Reference, window: WindowMeasurement, verdict: Verdict,
-                  report: Path | None, delivered_via: str, start: datetime, end: datetime) -> None:
+def record_window(
+    settings: Settings,
+    reference: Reference,
+    window: WindowMeasurement,
+    verdict: Verdict,
+    report: Path | None,
+    delivered_via: str,
+    start: datetime,
+    end: datetime,
+) -> None:
     """One transaction: the window row, its per-feature drift rows, alert changes and the retrain decision."""
     m, labels = window.metrics, window.labels
     rules = {c.rule: c for c in verdict.conditions}
@@ -73,24 +87,59 @@ def record_window(settings: Settings, reference: Reference, window: WindowMeasur
     con = open_store(settings)
     try:
         con.execute("begin")
-        con.execute("delete from windows where window_start = $s and window_end = $e", {"s": start, "e": end})
+        con.execute(
+            "delete from windows where window_start = $s and window_end = $e",
+            {"s": start, "e": end},
+        )
         con.execute("delete from feature_drift where window_end = $e", {"e": end})
-        con.execute("insert into windows values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
-                    "$16, $17, $18, $19, $20, $21)",
-                    [start, end, reference.model_version, m.count, window.read.malformed, m.positive_rate,
-                     m.probability_mean, m.probability_std, m.latency_mean_ms, m.latency_p99_ms, labels.labelled,
-                     labels.get("accuracy"), labels.get("precision"), labels.get("recall"), labels.get("auc_roc"),
-                     window.drift.prediction_psi, share.value if share else None, share.breached if share else None,
-                     verdict.breach, str(report) if report else None, now])
+        con.execute(
+            "insert into windows values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
+            "$16, $17, $18, $19, $20, $21)",
+            [
+                start,
+                end,
+                reference.model_version,
+                m.count,
+                window.read.malformed,
+                m.positive_rate,
+                m.probability_mean,
+                m.probability_std,
+                m.latency_mean_ms,
+                m.latency_p99_ms,
+                labels.labelled,
+                labels.get("accuracy"),
+                labels.get("precision"),
+                labels.get("recall"),
+                labels.get("auc_roc"),
+                window.drift.prediction_psi,
+                share.value if share else None,
+                share.breached if share else None,
+                verdict.breach,
+                str(report) if report else None,
+                now,
+            ],
+        )
         for name, value in window.drift.psi.items():
             condition = rules.get(f"psi:{name}")
-            con.execute("insert into feature_drift values ($1, $2, $3, $4, $5)",
-                        [end, name, value, condition.breached if condition else None, window.drift.carried[name]])
+            con.execute(
+                "insert into feature_drift values ($1, $2, $3, $4, $5)",
+                [
+                    end,
+                    name,
+                    value,
+                    condition.breached if condition else None,
+                    window.drift.carried[name],
+                ],
+            )
         for e in verdict.events:
-            con.execute("insert into alerts values ($1, $2, $3, $4, $5, $6, $7)",
-                        [end, e.rule, e.event, e.value, e.limit, delivered_via, now])
-        con.execute("insert into retrain_decisions values ($1, $2, $3, $4, $5)",
-                    [end, verdict.decision.fire, verdict.decision.reason, None, now])
+            con.execute(
+                "insert into alerts values ($1, $2, $3, $4, $5, $6, $7)",
+                [end, e.rule, e.event, e.value, e.limit, delivered_via, now],
+            )
+        con.execute(
+            "insert into retrain_decisions values ($1, $2, $3, $4, $5)",
+            [end, verdict.decision.fire, verdict.decision.reason, None, now],
+        )
         con.execute("commit")
     except Exception:
         con.execute("rollback")
@@ -103,15 +152,28 @@ def note_retrain_run(settings: Settings, end: datetime, outcome: str) -> None:
     """Record what retraining started on this window's (already stored) decision."""
     con = open_store(settings)
     try:
-        con.execute("update retrain_decisions set flow_run = $run where window_end = $end and fired",
-                    {"run": outcome, "end": end})
+        con.execute(
+            "update retrain_decisions set flow_run = $run where window_end = $end and fired",
+            {"run": outcome, "end": end},
+        )
     finally:
         con.close()
 
 
-def append_alerts(settings: Settings, events: list[AlertEvent], start: datetime, end: datetime, delivered_via: str) -> None:
+def append_alerts(
+    settings: Settings, events: list[AlertEvent], start: datetime, end: datetime, delivered_via: str
+) -> None:
     settings.alerts_log.parent.mkdir(parents=True, exist_ok=True)
     with settings.alerts_log.open("a") as handle:
         for e in events:
-            handle.write(json.dumps({**asdict(e), "window_start": str(start), "window_end": str(end),
-                                     "delivered_via": delivered_via}) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        **asdict(e),
+                        "window_start": str(start),
+                        "window_end": str(end),
+                        "delivered_via": delivered_via,
+                    }
+                )
+                + "\n"
+            )

@@ -15,8 +15,10 @@ import pandas as pd
 from churn.contracts import Reference, WindowMetrics, WindowRead
 from churn.predictions import FILE_NAME, HOUR_FORMAT
 
-COLUMNS = ("ts timestamp, as_of timestamp, entity_id varchar, probability double, prediction integer, "
-           "model_version varchar, latency_ms double, features json")
+COLUMNS = (
+    "ts timestamp, as_of timestamp, entity_id varchar, probability double, prediction integer, "
+    "model_version varchar, latency_ms double, features json"
+)
 """The window table: one row per well-formed record; ``entity_id`` is the record's entity value as text."""
 
 
@@ -35,7 +37,9 @@ def _json_key(name: str) -> str:
     return "'$.\"" + name.replace("'", "''").replace('"', '\\"') + "\"'"
 
 
-def load_window(con: Any, directory: Path, entity: str, start: datetime, end: datetime, table: str = "preds") -> WindowRead:
+def load_window(
+    con: Any, directory: Path, entity: str, start: datetime, end: datetime, table: str = "preds"
+) -> WindowRead:
     """Temp table ``table`` with the well-formed predictions of [start, end) by request time."""
     files = log_files(directory, start, end)
     con.execute(f"create or replace temp table {table} ({COLUMNS})")
@@ -55,29 +59,49 @@ def load_window(con: Any, directory: Path, entity: str, start: datetime, end: da
                try_cast(j->>'$.latency_ms' as double) as latency_ms, j->'$.features' as features
         from (select line::json as j from lines where json_valid(line))
     """)
-    well_formed = ("ts is not null and probability is not null and prediction is not null "
-                   "and entity_id is not null and features is not null")
-    con.execute(f"insert into {table} select * from parsed where {well_formed} and ts >= $start and ts < $end",
-                {"start": start, "end": end})
-    bad = con.execute("select (select count(*) from lines where not json_valid(line)) "
-                      f"+ (select count(*) from parsed where not ({well_formed}))").fetchall()[0][0]
+    well_formed = (
+        "ts is not null and probability is not null and prediction is not null "
+        "and entity_id is not null and features is not null"
+    )
+    con.execute(
+        f"insert into {table} select * from parsed where {well_formed} and ts >= $start and ts < $end",
+        {"start": start, "end": end},
+    )
+    bad = con.execute(
+        "select (select count(*) from lines where not json_valid(line)) "
+        f"+ (select count(*) from parsed where not ({well_formed}))"
+    ).fetchall()[0][0]
     return WindowRead(files=len(files), malformed=int(bad))
 
 
 def window_metrics(con: Any, table: str = "preds") -> WindowMetrics:
     count, positive_rate, p_mean, p_std, lat_mean, lat_p99 = con.execute(
         "select count(*), avg(prediction), avg(probability), stddev_samp(probability), avg(latency_ms), "
-        f"quantile_cont(latency_ms, 0.99) from {table}").fetchall()[0]
-    versions = dict(con.execute(f"select model_version, count(*) from {table} group by 1 order by 1").fetchall())
-    return WindowMetrics(count=int(count), positive_rate=positive_rate or 0.0, probability_mean=p_mean,
-                         probability_std=p_std, latency_mean_ms=lat_mean, latency_p99_ms=lat_p99 or 0.0,
-                         versions=versions)
+        f"quantile_cont(latency_ms, 0.99) from {table}"
+    ).fetchall()[0]
+    versions = dict(
+        con.execute(f"select model_version, count(*) from {table} group by 1 order by 1").fetchall()
+    )
+    return WindowMetrics(
+        count=int(count),
+        positive_rate=positive_rate or 0.0,
+        probability_mean=p_mean,
+        probability_std=p_std,
+        latency_mean_ms=lat_mean,
+        latency_p99_ms=lat_p99 or 0.0,
+        versions=versions,
+    )
 
 
 def sample(con: Any, reference: Reference, rows: int, table: str = "preds") -> pd.DataFrame:
     """A fixed-seed sample of the window: the champion's features plus probability."""
     columns = ", ".join(
-        f"try_cast(features->>{_json_key(n)} as double) as \"{n}\"" if kind == "num" else f"features->>{_json_key(n)} as \"{n}\""
-        for n, kind in reference.features.items())
-    return con.execute(f"select {columns}, probability from {table} using sample reservoir({int(rows)} rows) "
-                       "repeatable (7)").df()
+        f'try_cast(features->>{_json_key(n)} as double) as "{n}"'
+        if kind == "num"
+        else f'features->>{_json_key(n)} as "{n}"'
+        for n, kind in reference.features.items()
+    )
+    return con.execute(
+        f"select {columns}, probability from {table} using sample reservoir({int(rows)} rows) "
+        "repeatable (7)"
+    ).df()

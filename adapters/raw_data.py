@@ -24,20 +24,28 @@ def write_world(params: WorldParams, out_dir: Path) -> dict[str, dict[str, int]]
     out_dir = Path(out_dir)
     staging = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    periods = {"history": staging} | ({DRIFT_DIR: staging / DRIFT_DIR} if params.drift_months else {})
+    periods = {"history": staging} | (
+        {DRIFT_DIR: staging / DRIFT_DIR} if params.drift_months else {}
+    )
     for folder in periods.values():
         folder.mkdir(parents=True)
     writers: dict[tuple[str, str], pq.ParquetWriter] = {}
     counts = {period: dict.fromkeys(TABLES, 0) for period in periods}
     try:
         for chunk in generate_world(params):
-            parts = dict(zip(periods, split_period(chunk, params.history_end))) if params.drift_months else {"history": chunk}
+            parts = (
+                dict(zip(periods, split_period(chunk, params.history_end)))
+                if params.drift_months
+                else {"history": chunk}
+            )
             for period, tables in parts.items():
                 for name, frame in tables.items():
                     table = pa.Table.from_pandas(frame, preserve_index=False)
                     key = (period, name)
                     if key not in writers:
-                        writers[key] = pq.ParquetWriter(periods[period] / f"{name}.parquet", table.schema)
+                        writers[key] = pq.ParquetWriter(
+                            periods[period] / f"{name}.parquet", table.schema
+                        )
                     writers[key].write_table(table, row_group_size=1_000_000)
                     counts[period][name] += len(frame)
     finally:

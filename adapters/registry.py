@@ -60,8 +60,14 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def promote(settings: Settings, client: Any, name: str, version: str, expected_champion: str | None,
-            reason: str) -> RegistryEvent:
+def promote(
+    settings: Settings,
+    client: Any,
+    name: str,
+    version: str,
+    expected_champion: str | None,
+    reason: str,
+) -> RegistryEvent:
     """Make ``version`` the champion and the old champion ``previous``, if the champion is still the
     one the gates compared against. ``previous`` moves first, so ``champion`` always points somewhere."""
     with registry_lock(settings):
@@ -75,7 +81,9 @@ def promote(settings: Settings, client: Any, name: str, version: str, expected_c
             client.set_registered_model_alias(name, PREVIOUS, current)
         client.set_registered_model_alias(name, CHAMPION, version)
         client.set_model_version_tag(name, version, "promoted_at", _now())
-        return record_event(settings, RegistryEvent(_now(), "promote", name, version, reason, previous=current))
+        return record_event(
+            settings, RegistryEvent(_now(), "promote", name, version, reason, previous=current)
+        )
 
 
 def rollback(settings: Settings, client: Any, name: str, reason: str) -> RegistryEvent:
@@ -84,9 +92,13 @@ def rollback(settings: Settings, client: Any, name: str, reason: str) -> Registr
         current = alias_version(client, name, CHAMPION)
         previous = alias_version(client, name, PREVIOUS)
         if current is None or previous is None:
-            raise RollbackError(f"{name}: nothing to roll back to (champion {current}, previous {previous})")
+            raise RollbackError(
+                f"{name}: nothing to roll back to (champion {current}, previous {previous})"
+            )
         client.set_registered_model_alias(name, CHAMPION, previous)
         client.delete_registered_model_alias(name, PREVIOUS)
         client.set_model_version_tag(name, current, "rolled_back", reason)
         client.set_model_version_tag(name, current, "rolled_back_at", _now())
-        return record_event(settings, RegistryEvent(_now(), "rollback", name, previous, reason, rolled_back=current))
+        return record_event(
+            settings, RegistryEvent(_now(), "rollback", name, previous, reason, rolled_back=current)
+        )

@@ -47,7 +47,8 @@ class ValidationOutcome:
     def summary(self) -> str:
         head = f"suite {self.suite!r}: {self.evaluated - len(self.failures)}/{self.evaluated} expectations passed"
         lines = [head] + [
-            f"  - {f['expectation']}" + (f" on {f['column']!r}" if f["column"] else "")
+            f"  - {f['expectation']}"
+            + (f" on {f['column']!r}" if f["column"] else "")
             + (f": {f['unexpected_count']} unexpected" if f["unexpected_count"] is not None else "")
             + (f", e.g. {f['examples']}" if f["examples"] else "")
             + (f" (observed {f['observed']})" if f["observed"] is not None else "")
@@ -56,14 +57,21 @@ class ValidationOutcome:
         return "\n".join(lines)
 
     def to_markdown(self) -> str:
+        def cell(value: Any) -> str:
+            return "" if value is None else str(value)
+
         rows = "\n".join(
-            f"| {f['expectation']} | {f['column'] or ''} | {'' if f['unexpected_count'] is None else f['unexpected_count']} "
-            f"| {', '.join(map(str, f['examples']))} | {'' if f['observed'] is None else f['observed']} |"
+            f"| {f['expectation']} | {cell(f['column'])} | {cell(f['unexpected_count'])} "
+            f"| {', '.join(map(str, f['examples']))} | {cell(f['observed'])} |"
             for f in self.failures
         )
-        return (f"# Data validation failed: `{self.suite}`\n\n"
-                f"{len(self.failures)} of {self.evaluated} expectations failed. Data Docs: `{self.docs}`\n\n"
-                "| expectation | column | unexpected | examples | observed |\n|---|---|---|---|---|\n" + rows + "\n")
+        return (
+            f"# Data validation failed: `{self.suite}`\n\n"
+            f"{len(self.failures)} of {self.evaluated} expectations failed. Data Docs: `{self.docs}`\n\n"
+            "| expectation | column | unexpected | examples | observed |\n|---|---|---|---|---|\n"
+            + rows
+            + "\n"
+        )
 
     @property
     def artifact_key(self) -> str:
@@ -123,14 +131,18 @@ def _jsonable(value):
         return str(value)
 
 
-def validate(settings: Settings, frame: pd.DataFrame, suite: dict, parameters: dict | None = None) -> ValidationOutcome:
+def validate(
+    settings: Settings, frame: pd.DataFrame, suite: dict, parameters: dict | None = None
+) -> ValidationOutcome:
     """Validate ``frame`` against ``suite`` in the file-backed context and update the Data Docs."""
     import great_expectations as gx
 
     context = gx.get_context(mode="file", project_root_dir=str(settings.gx_dir))
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no progress bars in flow logs
+    context.variables.progress_bars = ProgressBarsConfig(
+        globally=False
+    )  # no progress bars in flow logs
     source = context.data_sources.add_or_update_pandas("churn")
     asset_name = suite["name"]
     try:
@@ -141,16 +153,25 @@ def validate(settings: Settings, frame: pd.DataFrame, suite: dict, parameters: d
         batch = asset.get_batch_definition("whole")
     except KeyError:
         batch = asset.add_batch_definition_whole_dataframe("whole")
-    body = copy.deepcopy({k: v for k, v in suite.items() if k in ("name", "expectations", "meta")})  # GX edits in place
+    body = copy.deepcopy(
+        {k: v for k, v in suite.items() if k in ("name", "expectations", "meta")}
+    )  # GX edits in place
     body["expectations"] = [{k: v for k, v in e.items() if k != "id"} for e in body["expectations"]]
     gx_suite = context.suites.add_or_update(gx.ExpectationSuite(**body))
-    definition = context.validation_definitions.add_or_update(gx.ValidationDefinition(name=asset_name, data=batch, suite=gx_suite))
-    checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
-        name=asset_name, validation_definitions=[definition],
-        actions=[gx.checkpoint.UpdateDataDocsAction(name="data-docs")],
-        result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
-    ))
-    result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters or {})
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=asset_name, data=batch, suite=gx_suite)
+    )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=asset_name,
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data-docs")],
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
+        )
+    )
+    result = checkpoint.run(
+        batch_parameters={"dataframe": frame}, expectation_parameters=parameters or {}
+    )
     (run,) = result.run_results.values()
     failures = []
     for item in run.results:
@@ -158,17 +179,25 @@ def validate(settings: Settings, frame: pd.DataFrame, suite: dict, parameters: d
             continue
         config = item.expectation_config
         res = item.result or {}
-        failures.append({
-            "expectation": config.type,
-            "column": config.kwargs.get("column") or (",".join(config.kwargs.get("column_list", [])) or None),
-            "unexpected_count": res.get("unexpected_count"),
-            "examples": [_jsonable(v) for v in (res.get("partial_unexpected_list") or [])[:5]],
-            "observed": _jsonable(res.get("observed_value")),
-            "exception": (item.exception_info or {}).get("exception_message"),
-        })
+        failures.append(
+            {
+                "expectation": config.type,
+                "column": config.kwargs.get("column")
+                or (",".join(config.kwargs.get("column_list", [])) or None),
+                "unexpected_count": res.get("unexpected_count"),
+                "examples": [_jsonable(v) for v in (res.get("partial_unexpected_list") or [])[:5]],
+                "observed": _jsonable(res.get("observed_value")),
+                "exception": (item.exception_info or {}).get("exception_message"),
+            }
+        )
     docs = settings.data_docs_index
-    return ValidationOutcome(asset_name, bool(result.success), len(run.results), failures,
-                             str(docs) if docs.is_file() else None)
+    return ValidationOutcome(
+        asset_name,
+        bool(result.success),
+        len(run.results),
+        failures,
+        str(docs) if docs.is_file() else None,
+    )
 
 
 Batch = tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]
@@ -177,7 +206,9 @@ Batch = tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]
 
 def enforce(settings: Settings, batches: list[Batch]) -> list[ValidationOutcome]:
     """Validate every batch; if any fails, raise one error listing every failing expectation of every suite."""
-    outcomes = [validate(settings, frame, suite, parameters) for frame, suite, parameters in batches]
+    outcomes = [
+        validate(settings, frame, suite, parameters) for frame, suite, parameters in batches
+    ]
     failed = [o for o in outcomes if not o.success]
     if failed:
         raise DataValidationError(failed)

@@ -29,12 +29,17 @@ def _peak_mib() -> float:
 
 
 def child_duckdb(spec: dict) -> dict:
-    from churn.settings import Settings
     from adapters import feature_engine as engine
+    from churn.settings import Settings
 
     settings = Settings.from_env(
-        {"CHURN_HOME": spec["home"], "CHURN_RAW_DIR": spec["raw"], "CHURN_DUCKDB_THREADS": str(spec["threads"]),
-         "CHURN_DUCKDB_MEMORY_LIMIT": spec["memory_limit"], "CHURN_FEATURE_REPO": spec["repo"]}
+        {
+            "CHURN_HOME": spec["home"],
+            "CHURN_RAW_DIR": spec["raw"],
+            "CHURN_DUCKDB_THREADS": str(spec["threads"]),
+            "CHURN_DUCKDB_MEMORY_LIMIT": spec["memory_limit"],
+            "CHURN_FEATURE_REPO": spec["repo"],
+        }
     )
     from datetime import datetime
 
@@ -56,7 +61,11 @@ def child_pandas(spec: dict) -> dict:
     started = time.perf_counter()
     out = build_training_set(Path(spec["raw"]), [datetime.fromisoformat(d) for d in spec["dates"]])
     out.to_parquet(spec["out"], index=False)
-    return {"seconds": time.perf_counter() - started, "spine_rows": len(out), "peak_mib": _peak_mib()}
+    return {
+        "seconds": time.perf_counter() - started,
+        "spine_rows": len(out),
+        "peak_mib": _peak_mib(),
+    }
 
 
 def _rss_gib(pid: int) -> float:
@@ -76,8 +85,17 @@ def _run_child(kind: str, spec: dict, timeout: float, cap_gib: float | None = No
     out, err = Path(spec["out"]).with_suffix(".stdout"), Path(spec["out"]).with_suffix(".stderr")
     with open(out, "w") as stdout, open(err, "w") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.features", "--child", kind, "--spec", str(spec_file)],
-            stdout=stdout, stderr=stderr,
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.features",
+                "--child",
+                kind,
+                "--spec",
+                str(spec_file),
+            ],
+            stdout=stdout,
+            stderr=stderr,
         )
         deadline = time.monotonic() + timeout
         while proc.poll() is None:
@@ -91,7 +109,7 @@ def _run_child(kind: str, spec: dict, timeout: float, cap_gib: float | None = No
                 return {"error": f"did not finish: stopped at the {cap_gib:g} GiB memory cap"}
             time.sleep(0.1)
     if proc.returncode != 0:
-        last = (err.read_text().strip().splitlines() or ["exit code %d" % proc.returncode])[-1]
+        last = (err.read_text().strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
         return {"error": f"did not finish: {last[:200]}"}
     return json.loads(out.read_text().strip().splitlines()[-1])
 
@@ -111,14 +129,23 @@ def _compare(duck: Path, naive: Path) -> str:
 
 
 def _ensure_world(args: argparse.Namespace, bench_dir: Path) -> Path:
-    from churn.synthetic import WorldParams
     from adapters.raw_data import write_world
+    from churn.synthetic import WorldParams
 
-    params = WorldParams(customers=args.customers, months=args.months, activity=args.activity, seed=args.seed)
-    raw = Path(args.data) if args.data else bench_dir / f"c{args.customers}-m{args.months}-a{args.activity}-s{args.seed}"
+    params = WorldParams(
+        customers=args.customers, months=args.months, activity=args.activity, seed=args.seed
+    )
+    raw = (
+        Path(args.data)
+        if args.data
+        else bench_dir / f"c{args.customers}-m{args.months}-a{args.activity}-s{args.seed}"
+    )
     marker = raw / "world.json"
     if not (marker.is_file() and json.loads(marker.read_text())["params"] == asdict(params)):
-        print(f"generating {args.customers:,} customers x {args.months} months (activity {args.activity}) -> {raw}", flush=True)
+        print(
+            f"generating {args.customers:,} customers x {args.months} months (activity {args.activity}) -> {raw}",
+            flush=True,
+        )
         started = time.perf_counter()
         write_world(params, raw)
         print(f"  generated in {time.perf_counter() - started:.0f}s", flush=True)
@@ -126,16 +153,22 @@ def _ensure_world(args: argparse.Namespace, bench_dir: Path) -> Path:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--months", type=int, default=18)
     parser.add_argument("--activity", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--data", help="raw data directory (default: $CHURN_HOME/bench/<scale>)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--memory-limit", default="3GB", help="DuckDB memory_limit (spills to disk beyond it)")
+    parser.add_argument(
+        "--memory-limit", default="3GB", help="DuckDB memory_limit (spills to disk beyond it)"
+    )
     parser.add_argument("--no-pandas", action="store_true", help="skip the pandas baseline")
-    parser.add_argument("--pandas-cap-gb", type=float, default=16.0, help="RSS cap (GiB) at which pandas is stopped")
+    parser.add_argument(
+        "--pandas-cap-gb", type=float, default=16.0, help="RSS cap (GiB) at which pandas is stopped"
+    )
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--child", choices=["duckdb", "pandas"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -147,9 +180,9 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
+    from adapters import feature_engine as engine
     from churn.featurestore import as_of_schedule
     from churn.settings import Settings
-    from adapters import feature_engine as engine
 
     settings = Settings.from_env()
     raw = _ensure_world(args, settings.bench_dir)
@@ -157,33 +190,62 @@ def main() -> int:
     with engine.connect(settings) as con:
         engine.register_sources(con, repo, engine.resolve_sources(repo, raw))
         bounds = engine.data_bounds(con, repo)
-        events = sum(con.execute(f"select count(*) from {t}").fetchall()[0][0] for t in ("transactions", "events", "tickets"))
+        events = sum(
+            con.execute(f"select count(*) from {t}").fetchall()[0][0]
+            for t in ("transactions", "events", "tickets")
+        )
     dates = as_of_schedule(repo.config.spine, bounds.covered_from, bounds.covered_to)
 
     settings.bench_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="run-", dir=settings.bench_dir))
-    base = {"raw": str(raw), "dates": [d.isoformat() for d in dates], "home": str(work), "repo": str(settings.feature_repo)}
+    base = {
+        "raw": str(raw),
+        "dates": [d.isoformat() for d in dates],
+        "home": str(work),
+        "repo": str(settings.feature_repo),
+    }
     results = {
-        "duckdb": _run_child("duckdb", {**base, "out": str(work / "duckdb.parquet"), "threads": args.threads,
-                                        "memory_limit": args.memory_limit}, args.timeout)
+        "duckdb": _run_child(
+            "duckdb",
+            {
+                **base,
+                "out": str(work / "duckdb.parquet"),
+                "threads": args.threads,
+                "memory_limit": args.memory_limit,
+            },
+            args.timeout,
+        )
     }
     if not args.no_pandas:
-        results["pandas"] = _run_child("pandas", {**base, "out": str(work / "pandas.parquet")}, args.timeout,
-                                       cap_gib=args.pandas_cap_gb)
+        results["pandas"] = _run_child(
+            "pandas",
+            {**base, "out": str(work / "pandas.parquet")},
+            args.timeout,
+            cap_gib=args.pandas_cap_gb,
+        )
 
     if all("error" not in r for r in results.values()) and "pandas" in results:
         print(f"outputs: {_compare(work / 'duckdb.parquet', work / 'pandas.parquet')}")
 
-    print(f"\nevents {events:,} | as-of dates {len(dates)} | threads {args.threads} | DuckDB memory_limit {args.memory_limit}")
+    print(
+        f"\nevents {events:,} | as-of dates {len(dates)} | threads {args.threads} "
+        f"| DuckDB memory_limit {args.memory_limit}"
+    )
     print(f"{'impl':<8}{'spine rows':>12}{'seconds':>10}{'events/s':>14}{'peak MiB':>10}")
     for name, r in results.items():
         if "error" in r:
             print(f"{name:<8}  {r['error']}")
         else:
-            print(f"{name:<8}{r['spine_rows']:>12,}{r['seconds']:>10.2f}{events / r['seconds']:>14,.0f}{r['peak_mib']:>10,.0f}")
+            print(
+                f"{name:<8}{r['spine_rows']:>12,}{r['seconds']:>10.2f}"
+                f"{events / r['seconds']:>14,.0f}{r['peak_mib']:>10,.0f}"
+            )
     d, p = results["duckdb"], results.get("pandas")
     if p and "error" not in p and "error" not in d:
-        print(f"ratio    speed x{p['seconds'] / d['seconds']:.1f}, memory x{p['peak_mib'] / d['peak_mib']:.1f} (pandas / duckdb)")
+        print(
+            f"ratio    speed x{p['seconds'] / d['seconds']:.1f}, "
+            f"memory x{p['peak_mib'] / d['peak_mib']:.1f} (pandas / duckdb)"
+        )
     import shutil
 
     shutil.rmtree(work, ignore_errors=True)

@@ -34,7 +34,10 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    headers = {
+        k.strip().lower(): v.strip()
+        for k, _, v in (line.partition(":") for line in lines[1:] if line)
+    }
     if "content-length" in headers:
         return status, await reader.readexactly(int(headers["content-length"]))
     if headers.get("transfer-encoding", "").lower() == "chunked":
@@ -48,8 +51,17 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     raise ConnectionError("response without length")
 
 
-async def _worker(host: str, port: int, bodies: list[bytes], path: str, queue: asyncio.Queue,
-                  headers: str, result: LoadResult, timeout: float, keep_alive: bool) -> None:
+async def _worker(
+    host: str,
+    port: int,
+    bodies: list[bytes],
+    path: str,
+    queue: asyncio.Queue,
+    headers: str,
+    result: LoadResult,
+    timeout: float,
+    keep_alive: bool,
+) -> None:
     connection = None
     try:
         while True:
@@ -58,8 +70,10 @@ async def _worker(host: str, port: int, bodies: list[bytes], path: str, queue: a
             except asyncio.QueueEmpty:
                 return
             body = bodies[i % len(bodies)]
-            request = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{headers}"
-                       f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+            request = (
+                f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{headers}"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
             started = time.perf_counter()
             try:
                 if connection is None:
@@ -67,7 +81,13 @@ async def _worker(host: str, port: int, bodies: list[bytes], path: str, queue: a
                 reader, writer = connection
                 writer.write(request)
                 status, _ = await asyncio.wait_for(_read_response(reader), timeout)
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, ValueError):
+            except (
+                TimeoutError,
+                OSError,
+                asyncio.IncompleteReadError,
+                ConnectionError,
+                ValueError,
+            ):
                 result.errors += 1
                 if connection is not None:
                     connection[1].close()
@@ -85,7 +105,9 @@ async def _worker(host: str, port: int, bodies: list[bytes], path: str, queue: a
             connection[1].close()
 
 
-async def _run(host, port, path, payloads, requests, concurrency, token, timeout, keep_alive) -> LoadResult:
+async def _run(
+    host, port, path, payloads, requests, concurrency, token, timeout, keep_alive
+) -> LoadResult:
     bodies = [json.dumps(p, separators=(",", ":")).encode() for p in payloads]
     queue: asyncio.Queue = asyncio.Queue()
     for i in range(requests):
@@ -95,17 +117,32 @@ async def _run(host, port, path, payloads, requests, concurrency, token, timeout
         headers += "Connection: close\r\n"
     result = LoadResult(requests, 0, 0.0, [])
     started = time.perf_counter()
-    await asyncio.gather(*(_worker(host, port, bodies, path, queue, headers, result, timeout, keep_alive)
-                           for _ in range(concurrency)))
+    await asyncio.gather(
+        *(
+            _worker(host, port, bodies, path, queue, headers, result, timeout, keep_alive)
+            for _ in range(concurrency)
+        )
+    )
     result.seconds = time.perf_counter() - started
     return result
 
 
-def run_load(port: int, path: str, payloads: list, requests: int, concurrency: int, token: str | None = None,
-             host: str = "127.0.0.1", timeout: float = 30.0, keep_alive: bool = True) -> LoadResult:
+def run_load(
+    port: int,
+    path: str,
+    payloads: list,
+    requests: int,
+    concurrency: int,
+    token: str | None = None,
+    host: str = "127.0.0.1",
+    timeout: float = 30.0,
+    keep_alive: bool = True,
+) -> LoadResult:
     """Send ``requests`` POSTs of the payloads (cycled) with ``concurrency`` clients; wait for every answer.
 
     With ``keep_alive`` each client holds one connection; without, it connects anew per request
     (as independent batch jobs do), which also lets every server worker accept its share.
     """
-    return asyncio.run(_run(host, port, path, payloads, requests, concurrency, token, timeout, keep_alive))
+    return asyncio.run(
+        _run(host, port, path, payloads, requests, concurrency, token, timeout, keep_alive)
+    )

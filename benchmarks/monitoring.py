@@ -44,16 +44,34 @@ def _write_log(directory: Path, frame, entity: str, names: list[str], start: dat
             lines = []
             for k in range(part * per_hour, min(len(frame), (part + 1) * per_hour)):
                 ts = hour + timedelta(microseconds=k % per_hour * 3000)
-                lines.append(orjson.dumps(record(
-                    entity, ids[k], request_id=f"{k:032x}", row=0, ts=ts.isoformat() + "+00:00", as_of=as_of[k],
-                    prediction=int(probability[k] > 0.2), probability=float(probability[k]), model_version="1",
-                    latency_ms=1.5, features=dict(zip(names, values[k]))), option=orjson.OPT_APPEND_NEWLINE))
+                lines.append(
+                    orjson.dumps(
+                        record(
+                            entity,
+                            ids[k],
+                            request_id=f"{k:032x}",
+                            row=0,
+                            ts=ts.isoformat() + "+00:00",
+                            as_of=as_of[k],
+                            prediction=int(probability[k] > 0.2),
+                            probability=float(probability[k]),
+                            model_version="1",
+                            latency_ms=1.5,
+                            features=dict(zip(names, values[k])),
+                        ),
+                        option=orjson.OPT_APPEND_NEWLINE,
+                    )
+                )
             handle.write(b"".join(lines))
-            handle.write(b'{"truncated": \n')  # one broken line per file, as a crash mid-write leaves
+            handle.write(
+                b'{"truncated": \n'
+            )  # one broken line per file, as a crash mid-write leaves
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--reference", type=int, default=100_000)
     parser.add_argument("--skip-evidently-full", action="store_true")
@@ -75,28 +93,43 @@ def main() -> int:
     kinds = {f.name: "str" if f.dtype == "str" else "num" for f in manifest.features}
     training = pd.read_parquet(feature_set.path / TRAINING_SET)
     rng = np.random.default_rng(1)
-    reference_frame = training.sample(n=args.reference, replace=True, random_state=1).reset_index(drop=True)
+    reference_frame = training.sample(n=args.reference, replace=True, random_state=1).reset_index(
+        drop=True
+    )
     reference_frame["probability"] = rng.beta(1.2, 12, len(reference_frame))
-    reference = Reference("1", 0.83, manifest.entity, manifest.entity_dtype, kinds,
-                          reference_frame[[*names, manifest.label, "probability"]])
+    reference = Reference(
+        "1",
+        0.83,
+        manifest.entity,
+        manifest.entity_dtype,
+        kinds,
+        reference_frame[[*names, manifest.label, "probability"]],
+    )
     traffic = training.sample(n=args.rows, replace=True, random_state=2).reset_index(drop=True)
     for name in [n for n in names if kinds[n] == "num"][::3]:
         traffic[name] = traffic[name] * 1.3 + 1  # a shift in a third of the numeric features
     start = datetime(2030, 1, 1)
-    print(f"{args.rows:,} logged predictions x {len(names)} features vs a {args.reference:,}-row reference")
+    print(
+        f"{args.rows:,} logged predictions x {len(names)} features vs a {args.reference:,}-row reference"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         log_dir = Path(tmp)
         t = time.perf_counter()
         _write_log(log_dir, traffic, manifest.entity, names, start)
-        print(f"(writing the log: {time.perf_counter() - t:.1f} s, {sum(f.stat().st_size for f in log_dir.iterdir()) / 2**20:,.0f} MiB)")
+        print(
+            f"(writing the log: {time.perf_counter() - t:.1f} s, "
+            f"{sum(f.stat().st_size for f in log_dir.iterdir()) / 2**20:,.0f} MiB)"
+        )
         del traffic
         stages = {}
         total = time.perf_counter()
         con = feature_engine.connect(settings)
         con.execute("set TimeZone = 'UTC'")
         t = time.perf_counter()
-        read = prediction_log.load_window(con, log_dir, manifest.entity, start, start + timedelta(hours=4))
+        read = prediction_log.load_window(
+            con, log_dir, manifest.entity, start, start + timedelta(hours=4)
+        )
         stages["read + parse log"] = time.perf_counter() - t
         t = time.perf_counter()
         metrics = prediction_log.window_metrics(con)
@@ -111,18 +144,25 @@ def main() -> int:
         stages["matured labels + metrics"] = time.perf_counter() - t
         t = time.perf_counter()
         sample = prediction_log.sample(con, reference, 5000)
-        report = evidently_reports.drift_report(reference, reference.frame.sample(n=5000, random_state=7), sample, 0.25)
+        report = evidently_reports.drift_report(
+            reference, reference.frame.sample(n=5000, random_state=7), sample, 0.25
+        )
         report.save_html(str(log_dir / "report.html"))
         stages["Evidently report, 5,000-row samples"] = time.perf_counter() - t
         con.close()
         total = time.perf_counter() - total
     for stage, seconds in stages.items():
         print(f"  {stage:<38}{seconds:>8.1f} s")
-    print(f"monitor (as the flow computes it): {total:.1f} s for {metrics.count:,} rows "
-          f"({read.malformed} malformed lines skipped), peak RSS {_rss_gib():.2f} GiB (target < 60 s)")
+    print(
+        f"monitor (as the flow computes it): {total:.1f} s for {metrics.count:,} rows "
+        f"({read.malformed} malformed lines skipped), peak RSS {_rss_gib():.2f} GiB (target < 60 s)"
+    )
+    auc_roc = label.get("auc_roc")
     drifted = sorted(((v, k) for k, v in psi.items() if v > 0.25), reverse=True)
-    print(f"  drifted features (PSI > 0.25): {len(drifted)} of {len(psi)}; prediction PSI {prediction_psi:.3f}; "
-          f"{label.labelled:,} matured labels, auc_roc {label.get('auc_roc') if label.get('auc_roc') is None else round(label.get('auc_roc'), 3)}")
+    print(
+        f"  drifted features (PSI > 0.25): {len(drifted)} of {len(psi)}; prediction PSI {prediction_psi:.3f}; "
+        f"{label.labelled:,} matured labels, auc_roc {auc_roc if auc_roc is None else round(auc_roc, 3)}"
+    )
 
     if not args.skip_evidently_full:
         traffic = training.sample(n=args.rows, replace=True, random_state=2).reset_index(drop=True)
@@ -130,8 +170,12 @@ def main() -> int:
             traffic[name] = traffic[name] * 1.3 + 1
         traffic["probability"] = np.random.default_rng(0).beta(1.2, 12, len(traffic))
         t = time.perf_counter()
-        evidently_reports.drift_report(reference, reference.frame, traffic, 0.25).save_html(str(Path(tempfile.gettempdir()) / "evidently-full.html"))
-        print(f"Evidently alone on the full frames: {time.perf_counter() - t:.1f} s, peak RSS {_rss_gib():.2f} GiB")
+        evidently_reports.drift_report(reference, reference.frame, traffic, 0.25).save_html(
+            str(Path(tempfile.gettempdir()) / "evidently-full.html")
+        )
+        print(
+            f"Evidently alone on the full frames: {time.perf_counter() - t:.1f} s, peak RSS {_rss_gib():.2f} GiB"
+        )
     return 0
 
 

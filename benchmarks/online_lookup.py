@@ -22,15 +22,17 @@ def _percentiles(samples: list[float]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--lookups", type=int, default=20_000)
     args = parser.parse_args()
 
     import pandas as pd
 
+    from adapters.feature_sets import ONLINE_SNAPSHOT, latest
     from churn.online import OnlineFeatures
     from churn.settings import Settings
-    from adapters.feature_sets import ONLINE_SNAPSHOT, latest
 
     feature_set = latest(Settings.from_env().features_dir)
     frame = pd.read_parquet(feature_set.path / ONLINE_SNAPSHOT)
@@ -51,7 +53,10 @@ def main() -> int:
         return out
 
     naive = lambda chosen: frame[frame[entity].isin(chosen)].to_dict("records")  # noqa: E731
-    print(f"snapshot {feature_set.path.name}: {len(frame):,} entities x {len(names)} features; index built in {build * 1e3:.0f} ms")
+    print(
+        f"snapshot {feature_set.path.name}: {len(frame):,} entities x {len(names)} features; "
+        f"index built in {build * 1e3:.0f} ms"
+    )
     print(f"OnlineFeatures  1 id   {_percentiles(timed(online.lookup, 1, args.lookups))}")
     print(f"pandas filter   1 id   {_percentiles(timed(naive, 1, max(200, args.lookups // 50)))}")
     print(f"OnlineFeatures 100 ids {_percentiles(timed(online.lookup, 100, args.lookups // 10))}")

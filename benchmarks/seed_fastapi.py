@@ -60,8 +60,13 @@ async def predict(request: PredictionRequest):
     prediction = int(model.predict(features_df)[0])
     probability = float(model.predict_proba(features_df)[0][1])
     latency_ms = (time.time() - start_time) * 1000
-    return PredictionResponse(customer_id=request.customer_id, prediction=prediction, probability=probability,
-                              model_version=model_store["version"], latency_ms=round(latency_ms, 2))
+    return PredictionResponse(
+        customer_id=request.customer_id,
+        prediction=prediction,
+        probability=probability,
+        model_version=model_store["version"],
+        latency_ms=round(latency_ms, 2),
+    )
 
 
 @app.post("/predict_batch")
@@ -73,9 +78,16 @@ async def predict_batch(rows: list[PredictionRequest]):
     predictions = model.predict(features_df)
     probabilities = model.predict_proba(features_df)[:, 1]
     latency_ms = round((time.time() - start_time) * 1000, 2)
-    return [{"customer_id": r.customer_id, "prediction": int(p), "probability": float(q),
-             "model_version": model_store["version"], "latency_ms": latency_ms}
-            for r, p, q in zip(rows, predictions, probabilities)]
+    return [
+        {
+            "customer_id": r.customer_id,
+            "prediction": int(p),
+            "probability": float(q),
+            "model_version": model_store["version"],
+            "latency_ms": latency_ms,
+        }
+        for r, p, q in zip(rows, predictions, probabilities)
+    ]
 
 
 @app.get("/health")

@@ -43,7 +43,9 @@ def _payloads(model_dir: Path, count: int) -> tuple[list[dict], list[dict]]:
     ids = rows[info["entity"]].tolist()
     # the seed's FastAPI contract names the id customer_id: the built-in world's entity, as the Bento expects too
     single = [{info["entity"]: i, "features": dict(zip(names, v))} for i, v in zip(ids, values)]
-    batches = [{"rows": single[k:k + BATCH_ROWS]} for k in range(0, count - BATCH_ROWS + 1, BATCH_ROWS)]
+    batches = [
+        {"rows": single[k : k + BATCH_ROWS]} for k in range(0, count - BATCH_ROWS + 1, BATCH_ROWS)
+    ]
     return single, batches
 
 
@@ -59,14 +61,20 @@ def _serve(name: str, cmd: list[str], env: dict, workdir: Path, port: int):
     return lambda: stack.stop_process(name, workdir)
 
 
-def _measure(port: int, single: list, batches: list, requests: int, batch_requests: int,
-             batch_wrap: bool) -> dict[str, LoadResult]:
+def _measure(
+    port: int, single: list, batches: list, requests: int, batch_requests: int, batch_wrap: bool
+) -> dict[str, LoadResult]:
     run_load(port, "/predict", single[:200], 200, 8)  # warm-up: connections, caches, lazy imports
-    out = {f"c={c}": run_load(port, "/predict", single, requests if c > 1 else requests // 2, c) for c in LEVELS}
+    out = {
+        f"c={c}": run_load(port, "/predict", single, requests if c > 1 else requests // 2, c)
+        for c in LEVELS
+    }
     bodies = batches if batch_wrap else [b["rows"] for b in batches]
     run_load(port, "/predict_batch", bodies[:2], 2, 1)
     # batch jobs connect per request, which also spreads them over the service's workers
-    out["batch"] = run_load(port, "/predict_batch", bodies, batch_requests, BATCH_CONCURRENCY, keep_alive=False)
+    out["batch"] = run_load(
+        port, "/predict_batch", bodies, batch_requests, BATCH_CONCURRENCY, keep_alive=False
+    )
     return out
 
 
@@ -86,9 +94,15 @@ def _log_write_cost(one: dict, calls: int = 5000) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=3000, help="single-row requests per concurrency level")
-    parser.add_argument("--batch-requests", type=int, default=40, help="1,000-row /predict_batch requests")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--requests", type=int, default=3000, help="single-row requests per concurrency level"
+    )
+    parser.add_argument(
+        "--batch-requests", type=int, default=40, help="1,000-row /predict_batch requests"
+    )
     args = parser.parse_args()
 
     from adapters.bento_store import use_bentoml_home
@@ -103,56 +117,122 @@ def main() -> int:
     try:
         model = bentoml.models.get(f"{MODEL_NAME}:latest")
     except bentoml.exceptions.NotFound:
-        print("no packaged model in the Bento model store: run `make demo` (or `make package`) first", file=sys.stderr)
+        print(
+            "no packaged model in the Bento model store: run `make demo` (or `make package`) first",
+            file=sys.stderr,
+        )
         return 1
     model_dir = Path(model.path)
     single, batches = _payloads(model_dir, max(args.requests, 10 * BATCH_ROWS))
-    print(f"model {model.tag}; {args.requests} single-row requests per level (c=1: half), "
-          f"{args.batch_requests} x {BATCH_ROWS}-row batches at c={BATCH_CONCURRENCY} (a connection each); 2 cores shared by client and server\n")
+    print(
+        f"model {model.tag}; {args.requests} single-row requests per level (c=1: half), "
+        f"{args.batch_requests} x {BATCH_ROWS}-row batches at c={BATCH_CONCURRENCY} (a connection each); "
+        "2 cores shared by client and server\n"
+    )
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         port = stack.free_port()
-        stop = _serve("baseline", [str(stack.BIN / "python"), "-m", "uvicorn", "benchmarks.seed_fastapi:app",
-                                   "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"],
-                      {"BASELINE_MODEL_DIR": str(model_dir)}, work / "baseline", port)
+        stop = _serve(
+            "baseline",
+            [
+                str(stack.BIN / "python"),
+                "-m",
+                "uvicorn",
+                "benchmarks.seed_fastapi:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            {"BASELINE_MODEL_DIR": str(model_dir)},
+            work / "baseline",
+            port,
+        )
         try:
-            results["seed FastAPI"] = _measure(port, single, batches, args.requests, args.batch_requests, False)
+            results["seed FastAPI"] = _measure(
+                port, single, batches, args.requests, args.batch_requests, False
+            )
         finally:
             stop()
         port = stack.free_port()
         log_dir = work / "predictions"
-        env = {"BENTOML_HOME": str(settings.bentoml_home), "CHURN_PREDICTIONS_DIR": str(log_dir),
-               "CHURN_API_TOKEN": "", "CHURN_MAX_BATCH": str(BATCH_ROWS)}
-        stop = _serve("bentoml", [str(stack.BIN / "bentoml"), "serve", "bentos.service:ChurnService",
-                                  "--host", "127.0.0.1", "--port", str(port)], env, work / "bento", port)
+        env = {
+            "BENTOML_HOME": str(settings.bentoml_home),
+            "CHURN_PREDICTIONS_DIR": str(log_dir),
+            "CHURN_API_TOKEN": "",
+            "CHURN_MAX_BATCH": str(BATCH_ROWS),
+        }
+        stop = _serve(
+            "bentoml",
+            [
+                str(stack.BIN / "bentoml"),
+                "serve",
+                "bentos.service:ChurnService",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env,
+            work / "bento",
+            port,
+        )
         try:
-            results["BentoML"] = _measure(port, single, batches, args.requests, args.batch_requests, True)
+            results["BentoML"] = _measure(
+                port, single, batches, args.requests, args.batch_requests, True
+            )
         finally:
             stop()
         logged = sum(1 for f in log_dir.glob("*.jsonl") for _ in f.open())
 
-    print(f"{'service':<14}{'load':<8}{'req/s':>9}{'rows/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    print(
+        f"{'service':<14}{'load':<8}{'req/s':>9}{'rows/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    )
     for service, runs in results.items():
         for level, r in runs.items():
             rows = r.throughput * (BATCH_ROWS if level == "batch" else 1)
-            print(f"{service:<14}{level:<8}{r.throughput:>9.1f}{rows:>10.0f}{r.percentile(0.5):>9.2f}"
-                  f"{r.percentile(0.99):>9.2f}{r.errors:>8}")
+            print(
+                f"{service:<14}{level:<8}{r.throughput:>9.1f}{rows:>10.0f}{r.percentile(0.5):>9.2f}"
+                f"{r.percentile(0.99):>9.2f}{r.errors:>8}"
+            )
     bento, base = results["BentoML"], results["seed FastAPI"]
     answered = sum(r.requests - r.errors for k, r in bento.items() if k != "batch") + 200
-    answered += sum(r.requests - r.errors for k, r in bento.items() if k == "batch") * BATCH_ROWS + 2 * BATCH_ROWS
+    answered += (
+        sum(r.requests - r.errors for k, r in bento.items() if k == "batch") * BATCH_ROWS
+        + 2 * BATCH_ROWS
+    )
     entity = json.loads((model_dir / "schema.json").read_text())["entity"]
-    one = record(entity, single[0][entity], request_id="0" * 32, row=0, ts="2026-01-01T00:00:00+00:00",
-                 as_of="2026-01-01T00:00:00", prediction=0, probability=0.5, model_version="1", latency_ms=1.0,
-                 features=single[0]["features"])
+    one = record(
+        entity,
+        single[0][entity],
+        request_id="0" * 32,
+        row=0,
+        ts="2026-01-01T00:00:00+00:00",
+        as_of="2026-01-01T00:00:00",
+        prediction=0,
+        probability=0.5,
+        model_version="1",
+        latency_ms=1.0,
+        features=single[0]["features"],
+    )
     cost_ms = _log_write_cost(one) * 1000
-    print(f"\n/predict c=8: BentoML {bento['c=8'].throughput / base['c=8'].throughput:.2f}x the baseline's throughput "
-          f"(target >= 3x), p99 {bento['c=8'].percentile(0.99):.2f} ms (target < 25 ms)")
-    print(f"/predict_batch: {bento['batch'].throughput * BATCH_ROWS:,.0f} rows/s (target >= 50,000)")
-    print(f"prediction log: {logged} records for {answered} answered predictions "
-          f"({'equal' if logged == answered else 'MISMATCH'}); one record costs {cost_ms * 1000:.0f} us = "
-          f"{100 * cost_ms / bento['c=1'].percentile(0.5):.1f}% of the c=1 p50 (target <= 10%)")
+    print(
+        f"\n/predict c=8: BentoML {bento['c=8'].throughput / base['c=8'].throughput:.2f}x the baseline's throughput "
+        f"(target >= 3x), p99 {bento['c=8'].percentile(0.99):.2f} ms (target < 25 ms)"
+    )
+    print(
+        f"/predict_batch: {bento['batch'].throughput * BATCH_ROWS:,.0f} rows/s (target >= 50,000)"
+    )
+    print(
+        f"prediction log: {logged} records for {answered} answered predictions "
+        f"({'equal' if logged == answered else 'MISMATCH'}); one record costs {cost_ms * 1000:.0f} us = "
+        f"{100 * cost_ms / bento['c=1'].percentile(0.5):.1f}% of the c=1 p50 (target <= 10%)"
+    )
     errors = sum(r.errors for runs in results.values() for r in runs.values())
     return 0 if errors == 0 and logged == answered else 1
 

@@ -9,10 +9,10 @@ the MLflow store's creation happen before any timing ("excluding the interpreter
 
 The naive baseline is what a notebook does with no orchestration or tracking: read the training
 set, the same time split, fit, choose the threshold, the same test metrics, feature importance and
-evaluation plots (rendered, not logged). The flow adds Prefect tasks, the MLflow run (params, metrics, datasets, plots, the
-skops model with signature) and the registry, then the training set's Great Expectations suite
-and the validation gates (champion scored on the same holdout, latency, PSI, slices, report,
-promotion). Target: training with its orchestration and tracking <= 1.5x the baseline.
+evaluation plots (rendered, not logged). The flow adds Prefect tasks, the MLflow run (params,
+metrics, datasets, plots, the skops model with signature) and the registry, then the training
+set's Great Expectations suite and the validation gates (champion scored on the same holdout,
+latency, PSI, slices, report, promotion). Target: training with its orchestration and tracking <= 1.5x the baseline.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def bare_fit_and_evaluate(features_dir: Path) -> dict[str, float]:
     frame = pd.read_parquet(feature_set.path / feature_sets.TRAINING_SET)
     schema = training.feature_schema(feature_set.manifest.features)
     params = TrainParams()
-    split = training.split_rows(frame, feature_set.manifest.label, params, feature_set.manifest.horizon_days)
+    split = training.split_rows(
+        frame, feature_set.manifest.label, params, feature_set.manifest.horizon_days
+    )
     data = TrainingData(frame, feature_set, schema)
     x_train, y_train = data.xy(split.train)
     x_valid, y_valid = data.xy(split.valid)
@@ -53,18 +55,26 @@ def bare_fit_and_evaluate(features_dir: Path) -> dict[str, float]:
     pipe.fit(x_train, y_train)
     fit = time.perf_counter() - fit_started
     threshold = training.choose_threshold(y_valid, pipe.predict_proba(x_valid)[:, 1])
-    model = FixedThresholdClassifier(FrozenEstimator(pipe), threshold=threshold, response_method="predict_proba")
+    model = FixedThresholdClassifier(
+        FrozenEstimator(pipe), threshold=threshold, response_method="predict_proba"
+    )
     model.fit(x_valid, y_valid)
     x_test, y_test = data.xy(split.test)
     proba = model.predict_proba(x_test)[:, 1]
     classification_metrics(y_test, proba, decide(proba, threshold))
-    with tempfile.TemporaryDirectory() as tmp:  # the same importance and plots, written and thrown away
-        write_evaluation(Path(tmp), data, split, FittedModel(model, threshold, {}, 0.0, fit), params.seed)
+    with (
+        tempfile.TemporaryDirectory() as tmp
+    ):  # the same importance and plots, written and thrown away
+        write_evaluation(
+            Path(tmp), data, split, FittedModel(model, threshold, {}, 0.0, fit), params.seed
+        )
     return {"fit": fit, "total": time.perf_counter() - started}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
@@ -113,13 +123,22 @@ def main() -> int:
     print(f"  Prefect flow overhead (between tasks)          {median['orchestration']:6.2f} s")
     print(f"  Great Expectations on the training set         {median['validation']:6.2f} s")
     print(f"  validation gates + report + promotion          {median['gates']:6.2f} s")
-    print(f"ratio (training + tracking + Prefect) / baseline {training / total:6.2f}x   (target <= 1.5x)")
+    print(
+        f"ratio (training + tracking + Prefect) / baseline {training / total:6.2f}x   (target <= 1.5x)"
+    )
     print(f"ratio whole flow / baseline                      {median['wall'] / total:6.2f}x")
     return 0
 
 
-GATE_TASKS = ("score_champion", "measure_latency", "measure_drift", "measure_slices", "judge",
-              "publish_gate_report", "promote_if_approved")
+GATE_TASKS = (
+    "score_champion",
+    "measure_latency",
+    "measure_drift",
+    "measure_slices",
+    "judge",
+    "publish_gate_report",
+    "promote_if_approved",
+)
 
 
 def stage_seconds(flow_run_id, wall: float) -> dict[str, float]:
@@ -131,13 +150,21 @@ def stage_seconds(flow_run_id, wall: float) -> dict[str, float]:
 
     async def task_runs():
         async with get_client() as client:
-            return await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            return await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
 
     stages = {"training": 0.0, "validation": 0.0, "gates": 0.0}
     for run in asyncio.run(task_runs()):
         name = run.task_key.rsplit("-", 1)[0] if run.task_key else run.name
         seconds = run.total_run_time.total_seconds()
-        stage = "gates" if name.startswith(GATE_TASKS) else "validation" if name.startswith("validate_") else "training"
+        stage = (
+            "gates"
+            if name.startswith(GATE_TASKS)
+            else "validation"
+            if name.startswith("validate_")
+            else "training"
+        )
         stages[stage] += seconds
         if os.environ.get("BENCH_VERBOSE"):
             print(f"    {name:<28} {seconds:6.2f} s")

@@ -16,7 +16,13 @@ OPEN_PATHS = frozenset({"/health", "/healthz", "/livez", "/readyz", "/metrics"})
 async def _answer(send, status: int, message: str, extra_headers: list | None = None) -> None:
     body = json.dumps({"error": message}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers + (extra_headers or [])})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": headers + (extra_headers or []),
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -30,12 +36,21 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
-        if self.expected is not None and scope["path"] not in OPEN_PATHS:
-            if not hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
-                return await _answer(send, 401, "missing or invalid bearer token", [(b"www-authenticate", b"Bearer")])
+        if (
+            self.expected is not None
+            and scope["path"] not in OPEN_PATHS
+            and not hmac.compare_digest(headers.get(b"authorization", b""), self.expected)
+        ):
+            return await _answer(
+                send, 401, "missing or invalid bearer token", [(b"www-authenticate", b"Bearer")]
+            )
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            return await _answer(send, 413, f"request body of {int(declared)} bytes exceeds the limit of {self.max_body}")
+            return await _answer(
+                send,
+                413,
+                f"request body of {int(declared)} bytes exceeds the limit of {self.max_body}",
+            )
 
         if declared is not None:
             return await self.app(scope, receive, send)
@@ -48,7 +63,9 @@ class Guard:
             chunks.append(message.get("body", b""))
             seen += len(chunks[-1])
             if seen > self.max_body:
-                return await _answer(send, 413, f"request body exceeds the limit of {self.max_body} bytes")
+                return await _answer(
+                    send, 413, f"request body exceeds the limit of {self.max_body} bytes"
+                )
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)

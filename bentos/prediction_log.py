@@ -32,7 +32,8 @@ class PredictionLog:
         if hour != self._hour:
             if self._handle:
                 self._handle.close()
-            self._handle = open(self.directory / file_name(hour, os.getpid()), "ab")
+            # held open for the hour: one open per file, not per request
+            self._handle = open(self.directory / file_name(hour, os.getpid()), "ab")  # noqa: SIM115
             self._hour = hour
         return self._handle
 

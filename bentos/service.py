@@ -88,21 +88,33 @@ class LoadedModel:
         snapshot = pd.read_parquet(root / "online_snapshot.parquet")
         self.online = OnlineFeatures(snapshot, self.schema.entity, self.names)
         sample = plain_rows(snapshot[self.names].head(256))
-        pipeline = model.estimator.estimator  # FixedThresholdClassifier -> FrozenEstimator -> Pipeline
-        self.scorer = compile_scorer(pipeline, self.names, self.schema.features).verified([*sample, [None] * len(self.names)])
+        pipeline = (
+            model.estimator.estimator
+        )  # FixedThresholdClassifier -> FrozenEstimator -> Pipeline
+        self.scorer = compile_scorer(pipeline, self.names, self.schema.features).verified(
+            [*sample, [None] * len(self.names)]
+        )
 
 
 @bentoml.asgi_app(info_app, path="/")
-@bentoml.service(name="churn", workers=SETTINGS.workers, traffic={"timeout": 30},
-                 logging={"access": {"enabled": SETTINGS.access_log}})
+@bentoml.service(
+    name="churn",
+    workers=SETTINGS.workers,
+    traffic={"timeout": 30},
+    logging={"access": {"enabled": SETTINGS.access_log}},
+)
 class ChurnService:
     model_ref = bentoml.models.BentoModel(f"{MODEL_NAME}:latest")
 
     def __init__(self) -> None:
-        self.current = LoadedModel(Path(self.model_ref.path), str(self.model_ref.tag))  # resolved in the store
+        self.current = LoadedModel(
+            Path(self.model_ref.path), str(self.model_ref.tag)
+        )  # resolved in the store
         self.log = PredictionLog(SETTINGS.predictions_dir)
         if SETTINGS.reload_seconds > 0:
-            threading.Thread(target=self._follow_model_store, name="model-reload", daemon=True).start()
+            threading.Thread(
+                target=self._follow_model_store, name="model-reload", daemon=True
+            ).start()
 
     def _follow_model_store(self) -> None:
         """Every worker swaps in a newer packaged model (the package flow after a promotion) by itself.
@@ -117,12 +129,26 @@ class ChurnService:
                 if str(model.tag) != self.current.tag:
                     previous = self.current.info["model_version"]
                     self.current = LoadedModel(Path(model.path), str(model.tag))
-                    log.info("now serving %s v%s (was v%s)", model.tag, self.current.info["model_version"], previous)
+                    log.info(
+                        "now serving %s v%s (was v%s)",
+                        model.tag,
+                        self.current.info["model_version"],
+                        previous,
+                    )
             except Exception:  # keep serving the loaded model; the next poll retries
-                log.exception("could not load the newest packaged model; still serving %s", self.current.tag)
+                log.exception(
+                    "could not load the newest packaged model; still serving %s", self.current.tag
+                )
 
-    def _score(self, ids: list[Any], rows: list[list[Any]], features: list[dict[str, Any]], as_of: list[str | None],
-               started: float, loaded: LoadedModel) -> list[dict[str, Any]]:
+    def _score(
+        self,
+        ids: list[Any],
+        rows: list[list[Any]],
+        features: list[dict[str, Any]],
+        as_of: list[str | None],
+        started: float,
+        loaded: LoadedModel,
+    ) -> list[dict[str, Any]]:
         """One model call for all rows; the prediction applies the model's stored decision threshold.
 
         ``features`` are the checked feature objects as received (or looked up), logged as they are;
@@ -131,16 +157,42 @@ class ChurnService:
         proba = loaded.scorer.proba(rows)
         latency = round((time.perf_counter() - started) * 1000, 3)
         now = datetime.now(UTC).isoformat()
-        entity, version, threshold = loaded.schema.entity, loaded.info["model_version"], loaded.schema.decision_threshold
+        entity, version, threshold = (
+            loaded.schema.entity,
+            loaded.info["model_version"],
+            loaded.schema.decision_threshold,
+        )
         request_id = uuid.uuid4().hex  # one per HTTP request; "row" orders a batch's records
         answers, records = [], []
-        for k, (entity_id, values, when, p) in enumerate(zip(ids, features, as_of, proba.tolist(), strict=True)):
+        for k, (entity_id, values, when, p) in enumerate(
+            zip(ids, features, as_of, proba.tolist(), strict=True)
+        ):
             prediction, probability = int(p >= threshold), round(p, 6)
-            answers.append({entity: entity_id, "prediction": prediction, "probability": probability,
-                            "model_version": version, "latency_ms": latency, "request_id": request_id})
-            records.append(record(entity, entity_id, request_id=request_id, row=k, ts=now, as_of=when or now,
-                                  prediction=prediction, probability=probability, model_version=version,
-                                  latency_ms=latency, features=values))
+            answers.append(
+                {
+                    entity: entity_id,
+                    "prediction": prediction,
+                    "probability": probability,
+                    "model_version": version,
+                    "latency_ms": latency,
+                    "request_id": request_id,
+                }
+            )
+            records.append(
+                record(
+                    entity,
+                    entity_id,
+                    request_id=request_id,
+                    row=k,
+                    ts=now,
+                    as_of=when or now,
+                    prediction=prediction,
+                    probability=probability,
+                    model_version=version,
+                    latency_ms=latency,
+                    features=values,
+                )
+            )
         self.log.write(records)
         return answers
 
@@ -166,7 +218,9 @@ class ChurnService:
         loaded = self.current
         ids, values, times = [], [], []
         try:
-            rows = check_count(check_keys(body, ("rows",), (), "")["rows"], "rows", SETTINGS.max_batch)
+            rows = check_count(
+                check_keys(body, ("rows",), (), "")["rows"], "rows", SETTINGS.max_batch
+            )
             for i, row in enumerate(rows):
                 entity_id, row_values, as_of = check_row(loaded.schema, row, f"rows[{i}]")
                 ids.append(entity_id)
@@ -182,7 +236,9 @@ class ChurnService:
         started = time.perf_counter()
         loaded = self.current
         try:
-            given = check_count(check_keys(body, ("ids",), (), "")["ids"], "ids", SETTINGS.max_batch)
+            given = check_count(
+                check_keys(body, ("ids",), (), "")["ids"], "ids", SETTINGS.max_batch
+            )
             ids = [check_entity_id(loaded.schema, v, f"ids[{i}]") for i, v in enumerate(given)]
         except RequestError as exc:
             raise _reject(exc) from None
@@ -190,19 +246,46 @@ class ChurnService:
         if unknown:
             raise RequestRejected(f"unknown ids: {unknown[:20]}", error_code=HTTPStatus.NOT_FOUND)
         features = [found[i] for i in ids]
-        snapshot_time = [loaded.info["online_as_of"]] * len(ids)  # the time the snapshot's features describe
-        return self._score(ids, [[f[n] for n in loaded.names] for f in features], features, snapshot_time, started, loaded)
+        snapshot_time = [loaded.info["online_as_of"]] * len(
+            ids
+        )  # the time the snapshot's features describe
+        return self._score(
+            ids,
+            [[f[n] for n in loaded.names] for f in features],
+            features,
+            snapshot_time,
+            started,
+            loaded,
+        )
 
     def health(self) -> dict[str, Any]:
         loaded = self.current
-        return {"status": "healthy", "model_loaded": loaded.scorer is not None, "model_version": loaded.info["model_version"]}
+        return {
+            "status": "healthy",
+            "model_loaded": loaded.scorer is not None,
+            "model_version": loaded.info["model_version"],
+        }
 
     def metadata(self) -> dict[str, Any]:
         loaded = self.current
-        keys = ("model_name", "model_version", "run_id", "trained_at", "feature_set_version", "online_as_of",
-                "sql_hashes", "decision_threshold", "entity", "entity_dtype")
-        return {**{k: loaded.info[k] for k in keys}, "features": loaded.schema.features, "bento_model": loaded.tag,
-                "scoring": "compiled" if loaded.scorer.compiled is not None else "pipeline"}
+        keys = (
+            "model_name",
+            "model_version",
+            "run_id",
+            "trained_at",
+            "feature_set_version",
+            "online_as_of",
+            "sql_hashes",
+            "decision_threshold",
+            "entity",
+            "entity_dtype",
+        )
+        return {
+            **{k: loaded.info[k] for k in keys},
+            "features": loaded.schema.features,
+            "bento_model": loaded.tag,
+            "scoring": "compiled" if loaded.scorer.compiled is not None else "pipeline",
+        }
 
 
 ChurnService.add_asgi_middleware(Guard, token=SETTINGS.api_token, max_body=SETTINGS.max_body_bytes)

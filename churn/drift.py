@@ -21,8 +21,9 @@ EPS = 1e-4
 def _smoothed(counts: np.ndarray, eps: float) -> np.ndarray:
     """Shares with empty bins floored at ``eps`` (then renormalised) so the log term stays finite."""
     shares = counts / counts.sum()
-    shares = np.maximum(shares, eps)
-    return shares / shares.sum()
+    floored: np.ndarray = np.maximum(shares, eps)
+    normalised: np.ndarray = floored / floored.sum()
+    return normalised
 
 
 def psi_from_counts(reference: np.ndarray, current: np.ndarray, eps: float = EPS) -> float:
@@ -52,7 +53,10 @@ def numeric_bin_counts_sql(expr: str, edges: np.ndarray, rows: str = "true") -> 
     """DuckDB aggregates giving ``numeric_bin_counts`` over the rows where ``rows`` holds."""
     cuts = [float(e) for e in edges]
     if not cuts:
-        return [f"count({expr}) filter (where {rows})", f"count(*) filter (where {rows} and {expr} is null)"]
+        return [
+            f"count({expr}) filter (where {rows})",
+            f"count(*) filter (where {rows} and {expr} is null)",
+        ]
     parts = [f"count(*) filter (where {rows} and {expr} <= {cuts[0]!r})"]
     parts += [
         f"count(*) filter (where {rows} and {expr} > {lo!r} and {expr} <= {hi!r})"
@@ -63,19 +67,27 @@ def numeric_bin_counts_sql(expr: str, edges: np.ndarray, rows: str = "true") -> 
     return parts
 
 
-def categorical_bin_counts(values: Sequence[object] | pd.Series, levels: Sequence[str]) -> np.ndarray:
+def categorical_bin_counts(
+    values: Sequence[object] | pd.Series, levels: Sequence[str]
+) -> np.ndarray:
     """Counts per reference level, then one bin for levels never seen in the reference, then missing."""
     series = pd.Series(values, dtype=object)
     missing = series.isna()
     counts = series[~missing].astype(str).value_counts()
-    return categorical_counts_from(dict(counts.items()), int(missing.sum()), levels)
+    return categorical_counts_from(
+        {str(k): int(v) for k, v in counts.items()}, int(missing.sum()), levels
+    )
 
 
-def categorical_counts_from(counts: dict[str, int], missing: int, levels: Sequence[str]) -> np.ndarray:
+def categorical_counts_from(
+    counts: dict[str, int], missing: int, levels: Sequence[str]
+) -> np.ndarray:
     """The categorical bins from value counts (e.g. a SQL group-by) and a count of missing values."""
     known = set(levels)
     unseen = sum(n for value, n in counts.items() if value not in known)
-    return np.array([*(float(counts.get(level, 0)) for level in levels), float(unseen), float(missing)])
+    return np.array(
+        [*(float(counts.get(level, 0)) for level in levels), float(unseen), float(missing)]
+    )
 
 
 def reference_levels(reference: pd.Series) -> list[str]:
@@ -86,7 +98,9 @@ def is_numeric(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
-def population_stability_index(reference: pd.Series, current: pd.Series, bins: int = 10, eps: float = EPS) -> float:
+def population_stability_index(
+    reference: pd.Series, current: pd.Series, bins: int = 10, eps: float = EPS
+) -> float:
     """PSI of one feature: quantile bins from the reference for numbers, levels for categories."""
     if is_numeric(reference):
         ref = reference.to_numpy(dtype=float, na_value=np.nan)
@@ -94,4 +108,6 @@ def population_stability_index(reference: pd.Series, current: pd.Series, bins: i
         cur = current.to_numpy(dtype=float, na_value=np.nan)
         return psi_from_counts(numeric_bin_counts(ref, edges), numeric_bin_counts(cur, edges), eps)
     levels = reference_levels(reference)
-    return psi_from_counts(categorical_bin_counts(reference, levels), categorical_bin_counts(current, levels), eps)
+    return psi_from_counts(
+        categorical_bin_counts(reference, levels), categorical_bin_counts(current, levels), eps
+    )

@@ -18,7 +18,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -31,11 +31,26 @@ AS_OF = "as_of"
 
 # DuckDB type names each declared dtype accepts (families, so an INTEGER column satisfies int64).
 _DUCK_TYPES: dict[str, tuple[str, ...]] = {
-    "int64": ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "HUGEINT"),
+    "int64": (
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "HUGEINT",
+    ),
     "float64": ("FLOAT", "DOUBLE", "DECIMAL", "REAL"),
     "str": ("VARCHAR",),
     "bool": ("BOOLEAN",),
-    "timestamp": ("TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S", "TIMESTAMP WITH TIME ZONE"),
+    "timestamp": (
+        "TIMESTAMP",
+        "TIMESTAMP_NS",
+        "TIMESTAMP_MS",
+        "TIMESTAMP_S",
+        "TIMESTAMP WITH TIME ZONE",
+    ),
     "date": ("DATE",),
 }
 
@@ -140,12 +155,18 @@ class StoreConfig(_Strict):
     @model_validator(mode="after")
     def _names(self) -> StoreConfig:
         if self.entity in PREDICTION_LOG_FIELDS:
-            raise ValueError(f"entity {self.entity!r} is the name of a prediction-log field; rename the entity column")
+            raise ValueError(
+                f"entity {self.entity!r} is the name of a prediction-log field; rename the entity column"
+            )
         for name, src in self.sources.items():
             if not IDENT.match(name):
-                raise ValueError(f"source name {name!r} must be a SQL identifier ([a-z_][a-z0-9_]*)")
+                raise ValueError(
+                    f"source name {name!r} must be a SQL identifier ([a-z_][a-z0-9_]*)"
+                )
             if self.entity not in src.columns:
-                raise ValueError(f"source {name!r} does not declare the entity column {self.entity!r}")
+                raise ValueError(
+                    f"source {name!r} does not declare the entity column {self.entity!r}"
+                )
         if self.spine.snapshot_at is None and not any(s.event_ts for s in self.sources.values()):
             raise ValueError("no source declares event_ts: set spine.snapshot_at for snapshot data")
         return self
@@ -189,7 +210,7 @@ def sql_hash(sql: str) -> str:
     return hashlib.sha256(sql.strip().encode()).hexdigest()[:16]
 
 
-def _load_yaml(text: str, where: str) -> dict:
+def _load_yaml(text: str, where: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -200,7 +221,9 @@ def _load_yaml(text: str, where: str) -> dict:
 
 
 def _explain(exc: ValidationError, where: str) -> FeatureRepoError:
-    lines = [f"  {'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()]
+    lines = [
+        f"  {'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
+    ]
     return FeatureRepoError(f"{where}: invalid\n" + "\n".join(lines))
 
 
@@ -238,11 +261,17 @@ def build_repo(
             )
         for col in view.spec.columns:
             if col.name in reserved:
-                raise FeatureRepoError(f"{view.path}: column {col.name!r} is reserved (entity, as_of or label)")
+                raise FeatureRepoError(
+                    f"{view.path}: column {col.name!r} is reserved (entity, as_of or label)"
+                )
             if col.name in seen:
-                raise FeatureRepoError(f"{view.path}: column {col.name!r} is also produced by view {seen[col.name]!r}")
+                raise FeatureRepoError(
+                    f"{view.path}: column {col.name!r} is also produced by view {seen[col.name]!r}"
+                )
             seen[col.name] = view.name
-    return FeatureRepo(config, population_sql, label_sql, tuple(sorted(views, key=lambda v: v.name)), root)
+    return FeatureRepo(
+        config, population_sql, label_sql, tuple(sorted(views, key=lambda v: v.name)), root
+    )
 
 
 def as_of_schedule(spine: SpineSpec, first_event: datetime, last_event: datetime) -> list[datetime]:

@@ -8,7 +8,9 @@ RANKING = ("auc_roc", "pr_auc")
 """Metrics that need both classes; left out when the labels hold only one."""
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+def classification_metrics(
+    y_true: np.ndarray, proba: np.ndarray, y_pred: np.ndarray
+) -> dict[str, float]:
     """Metrics of decisions ``y_pred`` and probabilities ``proba`` against labels ``y_true`` (0/1).
 
     ``y_pred`` is what was decided (probability >= the model's decision threshold), passed in so a

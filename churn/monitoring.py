@@ -33,7 +33,9 @@ class AlertEvent:
     limit: float
 
 
-def conditions(window: WindowMeasurement, training_auc_roc: float | None, rules: AlertRules) -> list[Condition]:
+def conditions(
+    window: WindowMeasurement, training_auc_roc: float | None, rules: AlertRules
+) -> list[Condition]:
     """Every rule that can be judged on this window (too few rows or labels: not judged, state kept)."""
     if window.metrics.count < rules.min_rows:
         return []
@@ -45,7 +47,11 @@ def conditions(window: WindowMeasurement, training_auc_roc: float | None, rules:
     ]
     out += [_above(f"psi:{name}", value, rules.max_psi) for name, value in sorted(psi.items())]
     auc_roc = window.labels.get("auc_roc")
-    if training_auc_roc is not None and auc_roc is not None and window.labels.labelled >= rules.min_labelled:
+    if (
+        training_auc_roc is not None
+        and auc_roc is not None
+        and window.labels.labelled >= rules.min_labelled
+    ):
         out.append(_above("auc_roc_drop", training_auc_roc - auc_roc, rules.max_auc_roc_drop))
     return out
 
@@ -58,7 +64,9 @@ def drifted_share(psi: dict[str, float], rules: AlertRules) -> float:
     return sum(v > rules.max_psi for v in psi.values()) / len(psi) if psi else 0.0
 
 
-def alert_events(current: list[Condition], open_rules: set[str], clear_ratio: float = 1.0) -> list[AlertEvent]:
+def alert_events(
+    current: list[Condition], open_rules: set[str], clear_ratio: float = 1.0
+) -> list[AlertEvent]:
     """Only changes: a breached rule not yet open fires; an open rule clears once its value is back
     below ``limit * clear_ratio`` (hysteresis, so a value hovering at the limit does not flap)."""
     events = []
@@ -81,22 +89,33 @@ class RetrainDecision:
     reason: str
 
 
-def retrain_decision(recent_breaches: list[bool], new_labels: int, last_fired: datetime | None, now: datetime,
-                     policy: RetrainPolicy) -> RetrainDecision:
+def retrain_decision(
+    recent_breaches: list[bool],
+    new_labels: int,
+    last_fired: datetime | None,
+    now: datetime,
+    policy: RetrainPolicy,
+) -> RetrainDecision:
     """``recent_breaches``: newest last, including this window. Every reason to hold back is stated."""
     if not policy.enabled:
         return RetrainDecision(False, "retraining is disabled")
-    window = recent_breaches[-policy.windows:]
+    window = recent_breaches[-policy.windows :]
     hits = sum(window)
     seen = f"breach in {hits} of the last {len(window)} windows"
     if hits < policy.breaches:
         return RetrainDecision(False, f"{seen} (needs {policy.breaches} of {policy.windows})")
     if new_labels < policy.min_new_labels:
-        return RetrainDecision(False, f"{seen}, but only {new_labels} matured labels since the champion's data "
-                                      f"(needs {policy.min_new_labels})")
+        return RetrainDecision(
+            False,
+            f"{seen}, but only {new_labels} matured labels since the champion's data "
+            f"(needs {policy.min_new_labels})",
+        )
     if last_fired is not None and now - last_fired < timedelta(hours=policy.cooldown_hours):
-        return RetrainDecision(False, f"{seen}, but retraining fired at {last_fired:%Y-%m-%d %H:%M} UTC, "
-                                      f"within the {policy.cooldown_hours:g} h cooldown")
+        return RetrainDecision(
+            False,
+            f"{seen}, but retraining fired at {last_fired:%Y-%m-%d %H:%M} UTC, "
+            f"within the {policy.cooldown_hours:g} h cooldown",
+        )
     return RetrainDecision(True, f"{seen} and {new_labels} matured labels")
 
 
@@ -113,7 +132,14 @@ class Verdict:
 
 def retrain_params(policy: RetrainPolicy, model_name: str) -> TrainParams:
     """The train flow's params for a retrain: the policy's overrides, features rebuilt, a promoted model packaged."""
-    return TrainParams(**{**policy.train_overrides, "rebuild_features": True, "package": True, "model_name": model_name})
+    return TrainParams(
+        **{
+            **policy.train_overrides,
+            "rebuild_features": True,
+            "package": True,
+            "model_name": model_name,
+        }
+    )
 
 
 @dataclass(frozen=True)

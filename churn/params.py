@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -15,8 +15,12 @@ class FeaturesParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    first_as_of: datetime | None = Field(None, description="first training as-of (default: warm-up after the first event)")
-    last_as_of: datetime | None = Field(None, description="last training as-of (default: label horizon before the last event)")
+    first_as_of: datetime | None = Field(
+        None, description="first training as-of (default: warm-up after the first event)"
+    )
+    last_as_of: datetime | None = Field(
+        None, description="last training as-of (default: label horizon before the last event)"
+    )
     every_days: int | None = Field(None, gt=0, description="days between training as-of dates")
     online_as_of: datetime | None = Field(
         None, description="as-of of the online snapshot (default: midnight after the latest event)"
@@ -25,7 +29,9 @@ class FeaturesParams(BaseModel):
     @model_validator(mode="after")
     def _ordered(self) -> FeaturesParams:
         if self.first_as_of and self.last_as_of and self.first_as_of > self.last_as_of:
-            raise ValueError(f"first_as_of {self.first_as_of} is after last_as_of {self.last_as_of}")
+            raise ValueError(
+                f"first_as_of {self.first_as_of} is after last_as_of {self.last_as_of}"
+            )
         return self
 
 
@@ -59,7 +65,8 @@ class LogisticRegressionParams(BaseModel):
 
 
 EstimatorParams = Annotated[
-    HistGradientBoostingParams | GradientBoostingParams | LogisticRegressionParams, Field(discriminator="kind")
+    HistGradientBoostingParams | GradientBoostingParams | LogisticRegressionParams,
+    Field(discriminator="kind"),
 ]
 
 
@@ -83,7 +90,9 @@ class RegressionGate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mode: GateMode = "enforce"
     metrics: list[Literal["auc_roc", "pr_auc", "f1", "recall", "precision"]] = ["auc_roc", "pr_auc"]
-    max_degradation: float = Field(0.01, ge=0, le=1, description="a drop up to this is WARN, beyond it FAIL")
+    max_degradation: float = Field(
+        0.01, ge=0, le=1, description="a drop up to this is WARN, beyond it FAIL"
+    )
 
 
 class LatencyGate(BaseModel):
@@ -132,27 +141,45 @@ class TrainParams(BaseModel):
 
     estimator: EstimatorParams = HistGradientBoostingParams()
     class_weight: Literal["balanced", "none"] = Field(
-        "none", description="\"balanced\" reweights the rare churn class; the default keeps probabilities calibrated and handles imbalance by choosing the decision threshold on validation data"
+        "none",
+        description='"balanced" reweights the rare churn class; the default keeps probabilities '
+        "calibrated and handles imbalance by choosing the decision threshold on validation data",
     )
     test_dates: int = Field(2, ge=1, description="latest as-of dates held out for the test set")
-    valid_dates: int = Field(1, ge=1, description="as-of dates before the test set used to pick the decision threshold")
-    random_test_size: float = Field(0.2, gt=0, lt=0.5, description="test share when the data is a single snapshot")
+    valid_dates: int = Field(
+        1, ge=1, description="as-of dates before the test set used to pick the decision threshold"
+    )
+    random_test_size: float = Field(
+        0.2, gt=0, lt=0.5, description="test share when the data is a single snapshot"
+    )
     seed: int = 42
-    search: bool = Field(False, description="random hyperparameter search in nested runs, best by validation AUC")
+    search: bool = Field(
+        False, description="random hyperparameter search in nested runs, best by validation AUC"
+    )
     search_trials: int = Field(6, ge=1, le=50)
-    rebuild_features: bool = Field(False, description="run the features flow first even if a feature set exists")
+    rebuild_features: bool = Field(
+        False, description="run the features flow first even if a feature set exists"
+    )
     experiment: str = Field("churn", min_length=1)
     model_name: str = Field(MODEL_NAME, min_length=1)
     gates: GateParams = GateParams()
-    promote: bool = Field(True, description="move @champion to the challenger when the gates approve it")
-    package: bool = Field(False, description="after a promotion, package the new champion for serving (the service picks it up)")
+    promote: bool = Field(
+        True, description="move @champion to the challenger when the gates approve it"
+    )
+    package: bool = Field(
+        False,
+        description="after a promotion, package the new champion for serving (the service picks it up)",
+    )
 
 
 class RollbackParams(BaseModel):
     """The ``rollback`` flow: why the champion is being rolled back (recorded on the model version)."""
 
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=3, description="why; kept as a tag on the rolled-back version and in the event log")
+    reason: str = Field(
+        min_length=3,
+        description="why; kept as a tag on the rolled-back version and in the event log",
+    )
     model_name: str = Field(MODEL_NAME, min_length=1)
 
 
@@ -163,11 +190,27 @@ class AlertRules(BaseModel):
     min_rows: int = Field(100, ge=1)
     max_positive_rate: float = Field(0.5, gt=0, le=1)
     max_p99_latency_ms: float = Field(250.0, gt=0)
-    max_drifted_share: float = Field(0.3, gt=0, le=1, description="share of features over max_psi that means dataset drift")
-    max_psi: float = Field(0.25, gt=0, description="a feature with a larger PSI against the reference has drifted")
-    max_auc_roc_drop: float = Field(0.05, gt=0, le=1, description="auc_roc on matured labels below the training auc_roc by more than this")
-    min_labelled: int = Field(200, ge=10, description="matured labels a window needs before its AUC is judged")
-    clear_ratio: float = Field(0.8, gt=0, le=1, description="an open alert clears only below its limit x clear_ratio (no flapping)")
+    max_drifted_share: float = Field(
+        0.3, gt=0, le=1, description="share of features over max_psi that means dataset drift"
+    )
+    max_psi: float = Field(
+        0.25, gt=0, description="a feature with a larger PSI against the reference has drifted"
+    )
+    max_auc_roc_drop: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="auc_roc on matured labels below the training auc_roc by more than this",
+    )
+    min_labelled: int = Field(
+        200, ge=10, description="matured labels a window needs before its AUC is judged"
+    )
+    clear_ratio: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="an open alert clears only below its limit x clear_ratio (no flapping)",
+    )
 
 
 class RetrainPolicy(BaseModel):
@@ -180,13 +223,17 @@ class RetrainPolicy(BaseModel):
     windows: int = Field(3, ge=1)
     min_new_labels: int = Field(500, ge=0)
     cooldown_hours: float = Field(24.0, ge=0)
-    deployment: str = Field("train/train-weekly", description="the deployment run_deployment starts")
-    train_overrides: dict = Field(
+    deployment: str = Field(
+        "train/train-weekly", description="the deployment run_deployment starts"
+    )
+    train_overrides: dict[str, Any] = Field(
         default_factory=lambda: {"gates": {"drift": {"mode": "warn"}}},
         description="TrainParams for the retrain run; by default the drift gate only warns, since the population "
-                    "moving is why this run exists; every other gate still enforces",
+        "moving is why this run exists; every other gate still enforces",
     )
-    in_process: bool = Field(False, description="run the train flow as a subflow instead (no worker needed)")
+    in_process: bool = Field(
+        False, description="run the train flow as a subflow instead (no worker needed)"
+    )
 
     @model_validator(mode="after")
     def _fits(self) -> RetrainPolicy:
@@ -200,12 +247,24 @@ class MonitorParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     window_minutes: int = Field(60, ge=1, le=60 * 24 * 31)
-    window_end: datetime | None = Field(None, description="window end (UTC; default: now); the window is [end - window_minutes, end)")
-    window_start: datetime | None = Field(None, description="window start instead of window_end - window_minutes")
+    window_end: datetime | None = Field(
+        None,
+        description="window end (UTC; default: now); the window is [end - window_minutes, end)",
+    )
+    window_start: datetime | None = Field(
+        None, description="window start instead of window_end - window_minutes"
+    )
     model_name: str = Field(MODEL_NAME, min_length=1)
-    report_sample_rows: int = Field(5000, ge=100, le=200_000, description="rows of each side Evidently's HTML report gets")
+    report_sample_rows: int = Field(
+        5000, ge=100, le=200_000, description="rows of each side Evidently's HTML report gets"
+    )
     psi_bins: int = Field(10, ge=2, le=100)
-    label_lookback_days: int = Field(60, ge=1, le=730, description="predictions this far back are joined to matured labels")
+    label_lookback_days: int = Field(
+        60, ge=1, le=730, description="predictions this far back are joined to matured labels"
+    )
     alerts: AlertRules = AlertRules()
-    notify_block: str | None = Field(None, description="Prefect notification block (e.g. a webhook) alerts go to; always also alerts.jsonl")
+    notify_block: str | None = Field(
+        None,
+        description="Prefect notification block (e.g. a webhook) alerts go to; always also alerts.jsonl",
+    )
     retrain: RetrainPolicy = RetrainPolicy()

@@ -10,7 +10,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-FIELDS = ("request_id", "row", "ts", "as_of", "prediction", "probability", "model_version", "latency_ms", "features")
+FIELDS = (
+    "request_id",
+    "row",
+    "ts",
+    "as_of",
+    "prediction",
+    "probability",
+    "model_version",
+    "latency_ms",
+    "features",
+)
 """``ts``: when the service answered (UTC, ISO 8601); ``as_of``: the time the features describe;
 ``row``: the position within its request; ``features``: the values scored, as received or looked up."""
 
@@ -22,8 +32,29 @@ def file_name(hour: str, pid: int) -> str:
     return f"{hour}-{pid}.jsonl"
 
 
-def record(entity: str, entity_id: Any, *, request_id: str, row: int, ts: str, as_of: str, prediction: int,
-           probability: float, model_version: str, latency_ms: float, features: dict[str, Any]) -> dict[str, Any]:
-    return {"request_id": request_id, "row": row, "ts": ts, "as_of": as_of, entity: entity_id,
-            "prediction": prediction, "probability": probability, "model_version": model_version,
-            "latency_ms": latency_ms, "features": features}
+def record(
+    entity: str,
+    entity_id: Any,
+    *,
+    request_id: str,
+    row: int,
+    ts: str,
+    as_of: str,
+    prediction: int,
+    probability: float,
+    model_version: str,
+    latency_ms: float,
+    features: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "row": row,
+        "ts": ts,
+        "as_of": as_of,
+        entity: entity_id,
+        "prediction": prediction,
+        "probability": probability,
+        "model_version": model_version,
+        "latency_ms": latency_ms,
+        "features": features,
+    }

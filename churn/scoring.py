@@ -54,22 +54,37 @@ class _Forest:
     value: np.ndarray
     baseline: float
 
-    SMALL_BATCH = 32  # measured crossover: the flat walk wins below, the estimator's predictor above
+    SMALL_BATCH = (
+        32  # measured crossover: the flat walk wins below, the estimator's predictor above
+    )
 
     @classmethod
     def of(cls, estimator: Any) -> _Forest | None:
-        if type(estimator).__name__ != "HistGradientBoostingClassifier" or estimator.n_trees_per_iteration_ != 1:
+        if (
+            type(estimator).__name__ != "HistGradientBoostingClassifier"
+            or estimator.n_trees_per_iteration_ != 1
+        ):
             return None
         nodes = [predictors[0].nodes for predictors in estimator._predictors]
-        if any(n["is_categorical"].any() for n in nodes) or type(estimator._loss).__name__ != "HalfBinomialLoss":
+        if (
+            any(n["is_categorical"].any() for n in nodes)
+            or type(estimator._loss).__name__ != "HalfBinomialLoss"
+        ):
             return None
         offsets = np.cumsum([0] + [len(n) for n in nodes[:-1]])
         flat = np.concatenate(nodes)
         shift = np.repeat(offsets, [len(n) for n in nodes])
-        return cls(offsets, flat["feature_idx"].astype(np.intp), flat["num_threshold"].copy(),
-                   flat["missing_go_to_left"].astype(bool), flat["left"].astype(np.intp) + shift,
-                   flat["right"].astype(np.intp) + shift, flat["is_leaf"].astype(bool), flat["value"].copy(),
-                   float(np.ravel(estimator._baseline_prediction)[0]))
+        return cls(
+            offsets,
+            flat["feature_idx"].astype(np.intp),
+            flat["num_threshold"].copy(),
+            flat["missing_go_to_left"].astype(bool),
+            flat["left"].astype(np.intp) + shift,
+            flat["right"].astype(np.intp) + shift,
+            flat["is_leaf"].astype(bool),
+            flat["value"].copy(),
+            float(np.ravel(estimator._baseline_prediction)[0]),
+        )
 
     def proba(self, x: np.ndarray) -> np.ndarray:
         """The estimator's predict_proba[:, 1]: every row walks every tree, one level per step."""
@@ -80,15 +95,19 @@ class _Forest:
             if leaf.all():
                 break
             value = x[rows, self.feature[node]]
-            left = np.where(np.isnan(value), self.missing_left[node], value <= self.split_value[node])
+            left = np.where(
+                np.isnan(value), self.missing_left[node], value <= self.split_value[node]
+            )
             node = np.where(leaf, node, np.where(left, self.left[node], self.right[node]))
         raw = self.baseline + self.value[node].sum(axis=1)
-        return 1.0 / (1.0 + np.exp(-raw))
+        proba: np.ndarray = 1.0 / (1.0 + np.exp(-raw))
+        return proba
 
 
-def plain_rows(frame: Any) -> list[list]:
+def plain_rows(frame: Any) -> list[list[Any]]:
     """A DataFrame's rows as the service receives them: Python values, None where missing."""
-    return frame.astype(object).where(frame.notna(), None).values.tolist()
+    rows: list[list[Any]] = frame.astype(object).where(frame.notna(), None).values.tolist()
+    return rows
 
 
 class Scorer:
@@ -101,16 +120,18 @@ class Scorer:
         self.compiled: tuple[_Numeric, _Categorical | None, Any] | None = None
         self.forest: _Forest | None = None
 
-    def proba(self, rows: list[list]) -> np.ndarray:
+    def proba(self, rows: list[list[Any]]) -> np.ndarray:
         if self.compiled is None:
-            return self.pipeline.predict_proba(self.frame(rows))[:, 1]
+            proba: np.ndarray = self.pipeline.predict_proba(self.frame(rows))[:, 1]
+            return proba
         numeric, categorical, estimator = self.compiled
         x = _transform(rows, numeric, categorical)
         if self.forest is not None and len(rows) <= _Forest.SMALL_BATCH:
             return self.forest.proba(x)
-        return estimator.predict_proba(x)[:, 1]
+        proba = estimator.predict_proba(x)[:, 1]
+        return proba
 
-    def frame(self, rows: list[list]):
+    def frame(self, rows: list[list[Any]]) -> Any:
         """The rows as the DataFrame the pipeline was fitted on (the reference path)."""
         import pandas as pd
 
@@ -119,17 +140,22 @@ class Scorer:
             frame[name] = frame[name].astype("object" if dtype == "str" else "float64")
         return frame
 
-    def verified(self, rows: list[list], tolerance: float = 1e-9) -> Scorer:
+    def verified(self, rows: list[list[Any]], tolerance: float = 1e-9) -> Scorer:
         """Keep the compiled path only if it gives the pipeline's probabilities on ``rows``."""
         if self.compiled is None or not rows:
             return self
         slow = self.pipeline.predict_proba(self.frame(rows))[:, 1]
         k = _Forest.SMALL_BATCH
-        small = np.concatenate([self.proba(rows[i:i + k]) for i in range(0, len(rows), k)])
-        large = self.proba(rows * (k // len(rows) + 1))[: len(rows)]  # over k rows: the estimator's own predictor
+        small = np.concatenate([self.proba(rows[i : i + k]) for i in range(0, len(rows), k)])
+        large = self.proba(rows * (k // len(rows) + 1))[
+            : len(rows)
+        ]  # over k rows: the estimator's own predictor
         gap = float(max(np.max(np.abs(small - slow)), np.max(np.abs(large - slow))))
         if gap > tolerance:
-            log.warning("compiled scoring differs from the pipeline by %.3g: scoring through the pipeline", gap)
+            log.warning(
+                "compiled scoring differs from the pipeline by %.3g: scoring through the pipeline",
+                gap,
+            )
             self.compiled = self.forest = None
         return self
 
@@ -150,25 +176,41 @@ def _compile(pipeline: Any, names: list[str]) -> tuple[_Numeric, _Categorical | 
     estimator = pipeline.steps[-1][1]
     if len(pipeline.steps) != 2 or getattr(preprocess, "remainder", "drop") != "drop":
         raise ValueError("expected exactly preprocess -> estimator with nothing passed through")
-    parts = {name: (transformer, list(columns)) for name, transformer, columns in preprocess.transformers_
-             if name in ("numeric", "categorical")}
+    parts = {
+        name: (transformer, list(columns))
+        for name, transformer, columns in preprocess.transformers_
+        if name in ("numeric", "categorical")
+    }
     if set(name for name, *_ in preprocess.transformers_) - {"numeric", "categorical", "remainder"}:
         raise ValueError("unexpected column transformers")
     numeric_pipe, numeric_cols = parts["numeric"]
     steps = dict(numeric_pipe.steps)
     imputer, scaler = steps["impute"], steps.get("scale")
-    if set(steps) - {"impute", "scale"} or imputer.strategy != "median" or not imputer.keep_empty_features:
+    if (
+        set(steps) - {"impute", "scale"}
+        or imputer.strategy != "median"
+        or not imputer.keep_empty_features
+    ):
         raise ValueError("unexpected numeric steps")
     indicator = list(imputer.indicator_.features_) if imputer.add_indicator else []
-    numeric = _Numeric([names.index(c) for c in numeric_cols], np.array(imputer.statistics_, dtype="float64"),
-                       indicator, getattr(scaler, "mean_", None), getattr(scaler, "scale_", None))
+    numeric = _Numeric(
+        [names.index(c) for c in numeric_cols],
+        np.array(imputer.statistics_, dtype="float64"),
+        indicator,
+        getattr(scaler, "mean_", None),
+        getattr(scaler, "scale_", None),
+    )
     if scaler is not None and (not scaler.with_mean or not scaler.with_std):
         raise ValueError("unexpected scaler options")
     categorical = None
     if "categorical" in parts and parts["categorical"][1] and parts["categorical"][0] != "drop":
         cat_pipe, cat_cols = parts["categorical"]
         cat_imputer, encoder = cat_pipe.named_steps["impute"], cat_pipe.named_steps["encode"]
-        if encoder.handle_unknown != "ignore" or encoder.drop is not None or cat_imputer.strategy != "constant":
+        if (
+            encoder.handle_unknown != "ignore"
+            or encoder.drop is not None
+            or cat_imputer.strategy != "constant"
+        ):
             raise ValueError("unexpected categorical steps")
         if getattr(encoder, "_infrequent_enabled", False):
             raise ValueError("infrequent categories are not compiled")
@@ -176,13 +218,19 @@ def _compile(pipeline: Any, names: list[str]) -> tuple[_Numeric, _Categorical | 
         for cats in encoder.categories_:
             levels.append({str(v): offset + i for i, v in enumerate(cats)})
             offset += len(cats)
-        categorical = _Categorical([names.index(c) for c in cat_cols], str(cat_imputer.fill_value), levels)
+        categorical = _Categorical(
+            [names.index(c) for c in cat_cols], str(cat_imputer.fill_value), levels
+        )
     return numeric, categorical, estimator
 
 
-def _transform(rows: list[list], numeric: _Numeric, categorical: _Categorical | None) -> np.ndarray:
-    values = np.array([[np.nan if row[c] is None else row[c] for c in numeric.columns] for row in rows],
-                      dtype="float64").reshape(len(rows), len(numeric.columns))
+def _transform(
+    rows: list[list[Any]], numeric: _Numeric, categorical: _Categorical | None
+) -> np.ndarray:
+    values = np.array(
+        [[np.nan if row[c] is None else row[c] for c in numeric.columns] for row in rows],
+        dtype="float64",
+    ).reshape(len(rows), len(numeric.columns))
     missing = np.isnan(values)
     out = [np.where(missing, numeric.medians, values)]
     if numeric.indicator:

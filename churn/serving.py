@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -22,19 +22,28 @@ class ServingSchema:
     features: dict[str, str]
     """Feature name -> dtype (int64, float64, bool, str) in the order the model was fitted with."""
     decision_threshold: float
+    _order: list[tuple[str, bool, bool]] = field(init=False, repr=False, compare=False)
+    """For the fast path of check_features: (name, is a string, is an integer) in model order."""
+    _names: frozenset[str] = field(init=False, repr=False, compare=False)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ServingSchema:
-        return cls(d["entity"], d["entity_dtype"], dict(d["features"]), float(d["decision_threshold"]))
+        return cls(
+            d["entity"], d["entity_dtype"], dict(d["features"]), float(d["decision_threshold"])
+        )
 
     def __post_init__(self) -> None:
-        # for the fast path of check_features: names in model order, and which ones are strings
-        object.__setattr__(self, "_order", [(name, dtype == "str", dtype == "int64") for name, dtype in self.features.items()])
-        object.__setattr__(self, "_names", set(self.features))
+        order = [(name, dtype == "str", dtype == "int64") for name, dtype in self.features.items()]
+        object.__setattr__(self, "_order", order)
+        object.__setattr__(self, "_names", frozenset(self.features))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"entity": self.entity, "entity_dtype": self.entity_dtype, "features": self.features,
-                "decision_threshold": self.decision_threshold}
+        return {
+            "entity": self.entity,
+            "entity_dtype": self.entity_dtype,
+            "features": self.features,
+            "decision_threshold": self.decision_threshold,
+        }
 
 
 def check_features(schema: ServingSchema, features: Any, where: str = "features") -> list[Any]:
@@ -52,7 +61,7 @@ def check_features(schema: ServingSchema, features: Any, where: str = "features"
 _NUMBER = (int, float)
 
 
-def _well_formed(schema: ServingSchema, features: dict) -> list[Any] | None:
+def _well_formed(schema: ServingSchema, features: dict[str, Any]) -> list[Any] | None:
     """The values in model order when every check passes, else None (the common case, kept cheap)."""
     if len(features) != len(schema._names) or not schema._names.issuperset(features):
         return None
@@ -64,13 +73,17 @@ def _well_formed(schema: ServingSchema, features: dict) -> list[Any] | None:
             if is_str:
                 if kind is not str:
                     return None
-            elif kind not in _NUMBER or not math.isfinite(value) or (is_int and kind is float and not value.is_integer()):
+            elif (
+                kind not in _NUMBER
+                or not math.isfinite(value)
+                or (is_int and kind is float and not value.is_integer())
+            ):
                 return None
         values.append(value)
     return values
 
 
-def _explain(schema: ServingSchema, features: dict, where: str) -> list[Any]:
+def _explain(schema: ServingSchema, features: dict[str, Any], where: str) -> list[Any]:
     """Every problem with ``features`` in one RequestError (or the values, for subclassed types that pass)."""
     problems = []
     missing = [name for name in schema.features if name not in features]
@@ -79,7 +92,7 @@ def _explain(schema: ServingSchema, features: dict, where: str) -> list[Any]:
         problems.append(f"missing {', '.join(f'{where}.{m}' for m in missing)}")
     if unknown:
         problems.append(f"unknown {', '.join(f'{where}.{u}' for u in unknown)}")
-    values = []
+    values: list[Any] = []
     for name, dtype in schema.features.items():
         value = features.get(name)
         if value is None:
@@ -125,7 +138,9 @@ def check_as_of(value: Any, where: str) -> str | None:
     from datetime import UTC, datetime
 
     if not isinstance(value, str):
-        raise RequestError(f"{where}: expected an ISO 8601 date-time string, got {type(value).__name__}")
+        raise RequestError(
+            f"{where}: expected an ISO 8601 date-time string, got {type(value).__name__}"
+        )
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -135,7 +150,9 @@ def check_as_of(value: Any, where: str) -> str | None:
     return parsed.isoformat()
 
 
-def check_keys(body: Any, required: tuple[str, ...], optional: tuple[str, ...], where: str) -> dict[str, Any]:
+def check_keys(
+    body: Any, required: tuple[str, ...], optional: tuple[str, ...], where: str
+) -> dict[str, Any]:
     """``body`` as an object with every required key and no key outside required + optional."""
     if not isinstance(body, dict):
         raise RequestError(f"{where}: expected a JSON object with {', '.join(required)}")
@@ -143,7 +160,9 @@ def check_keys(body: Any, required: tuple[str, ...], optional: tuple[str, ...], 
     unknown = [k for k in body if k not in required and k not in optional]
     problems = [f"missing {_joined(where, missing)}"] if missing else []
     if unknown:
-        problems.append(f"unknown {_joined(where, unknown)} (expected {', '.join((*required, *optional))})")
+        problems.append(
+            f"unknown {_joined(where, unknown)} (expected {', '.join((*required, *optional))})"
+        )
     if problems:
         raise RequestError("; ".join(problems))
     return body

@@ -73,7 +73,9 @@ class Settings:
     duckdb_memory_limit: str
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> Settings:
         env = _Env(environ, cwd)
         home = env.home()
         feature_repo = env.path("CHURN_FEATURE_REPO", env.base / "feature_sql")
@@ -190,7 +192,9 @@ class ServiceSettings:
     api_token: str | None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> ServiceSettings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> ServiceSettings:
         env = _Env(environ, cwd)
         return cls(
             predictions_dir=env.predictions_dir(env.home()),

@@ -27,7 +27,9 @@ PLAN_P = np.array([0.5, 0.35, 0.15])
 PLAN_FEE = np.array([9.99, 19.99, 34.99])
 REGIONS = np.array(["north", "south", "east", "west", "central"])
 REGION_LOGIT = np.array([0.0, 0.15, -0.1, 0.05, 0.1])
-REGION_DRIFT_LOGIT = np.array([1.6, -0.3, 1.2, -0.3, -0.3])  # extra churn in the drift period: a competitor in two regions
+REGION_DRIFT_LOGIT = np.array(
+    [1.6, -0.3, 1.2, -0.3, -0.3]
+)  # extra churn in the drift period: a competitor in two regions
 CHANNELS = np.array(["organic", "paid_search", "referral", "partner"])
 CHANNEL_P = np.array([0.4, 0.3, 0.2, 0.1])
 CHANNEL_LOGIT = np.array([0.0, 0.35, -0.4, 0.1])
@@ -94,7 +96,9 @@ def generate_world(params: WorldParams) -> Iterator[dict[str, pd.DataFrame]]:
         yield _chunk(params, np.random.default_rng(seed), first, count)
 
 
-def split_period(tables: dict[str, pd.DataFrame], boundary: np.datetime64) -> tuple[dict, dict]:
+def split_period(
+    tables: dict[str, pd.DataFrame], boundary: np.datetime64
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
     """Split a chunk into (history, later) by when each row became known: arrival, signup or cancellation."""
     known_at = {
         "customers": "signup_at",
@@ -112,7 +116,9 @@ def split_period(tables: dict[str, pd.DataFrame], boundary: np.datetime64) -> tu
     return history, later
 
 
-def _chunk(params: WorldParams, rng: np.random.Generator, first_id: int, n: int) -> dict[str, pd.DataFrame]:
+def _chunk(
+    params: WorldParams, rng: np.random.Generator, first_id: int, n: int
+) -> dict[str, pd.DataFrame]:
     start, world_end = params.start_ts, params.world_end
     n_days = int((world_end - start) / DAY)
     days = start + np.arange(n_days) * DAY
@@ -140,7 +146,9 @@ def _chunk(params: WorldParams, rng: np.random.Generator, first_id: int, n: int)
     d = np.arange(n_days)
     tenure_months = np.maximum(d[None, :] - signup_day[:, None], 0) / 30.0
     month_of_year = pd.DatetimeIndex(days).month.to_numpy()
-    season = np.where(np.isin(month_of_year, [1, 2]), 0.35, 0.0) + np.where(month_of_year == 8, 0.15, 0.0)
+    season = np.where(np.isin(month_of_year, [1, 2]), 0.35, 0.0) + np.where(
+        month_of_year == 8, 0.15, 0.0
+    )
     # non-linear on purpose: price hurts only the cheaper plans, churn is U-shaped in age and
     # spikes around the first contract anniversary, so trees beat a linear model
     age_effect = np.nan_to_num(0.8 * ((age - 45.0) / 15.0) ** 2 - 0.4, nan=0.0)
@@ -184,7 +192,9 @@ def _chunk(params: WorldParams, rng: np.random.Generator, first_id: int, n: int)
         return np.where(inside, np.clip(progress, 0, 1), 0.0)
 
     decline = np.maximum(ramp(churn_day, wind_len, wind_down), 0.8 * ramp(dip_end, dip_len, dip))
-    weekly = np.array([1.05, 1.1, 1.1, 1.05, 1.0, 0.85, 0.85])[pd.DatetimeIndex(days).dayofweek.to_numpy()]
+    weekly = np.array([1.05, 1.1, 1.1, 1.05, 1.0, 0.85, 0.85])[
+        pd.DatetimeIndex(days).dayofweek.to_numpy()
+    ]
     seasonal = 1.0 + 0.15 * np.cos(2 * np.pi * (month_of_year - 1) / 12.0)
     base = params.activity * np.exp(0.45 * engagement)[:, None] * (weekly * seasonal)[None, :]
     drift = d >= drift_from
@@ -192,7 +202,11 @@ def _chunk(params: WorldParams, rng: np.random.Generator, first_id: int, n: int)
     rate_login = base * (1.0 - 0.85 * decline) * np.where(drift, 0.55, 1.0)
     rate_txn = 0.07 * params.activity * np.exp(0.3 * engagement)[:, None] * (1.0 - 0.6 * decline)
     rate_ticket = (
-        0.006 * params.activity * (1.0 + 0.4 * (plan == 0))[:, None] * (1.0 + 3.0 * decline) * np.where(drift, 2.5, 1.0)
+        0.006
+        * params.activity
+        * (1.0 + 0.4 * (plan == 0))[:, None]
+        * (1.0 + 3.0 * decline)
+        * np.where(drift, 2.5, 1.0)
     )
 
     def draw(rate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -248,7 +262,9 @@ def _chunk(params: WorldParams, rng: np.random.Generator, first_id: int, n: int)
     tk_c, tk_d = draw(rate_ticket)
     tk_ts, tk_in = stamp(tk_d)
     angry = decline[tk_c, tk_d]
-    pr_p = np.stack([0.45 - 0.3 * angry, 0.35 - 0.05 * angry, 0.15 + 0.2 * angry, 0.05 + 0.15 * angry], axis=1)
+    pr_p = np.stack(
+        [0.45 - 0.3 * angry, 0.35 - 0.05 * angry, 0.15 + 0.2 * angry, 0.05 + 0.15 * angry], axis=1
+    )
     priority = (rng.random(len(tk_c))[:, None] > np.cumsum(pr_p, axis=1)).sum(axis=1).clip(0, 3)
     tickets = pd.DataFrame(
         {
@@ -257,7 +273,9 @@ def _chunk(params: WorldParams, rng: np.random.Generator, first_id: int, n: int)
             "created_at": tk_ts,
             "ingested_at": tk_in,
             "priority": PRIORITIES[priority],
-            "category": rng.choice(np.array(["billing", "technical", "account", "other"]), len(tk_c)),
+            "category": rng.choice(
+                np.array(["billing", "technical", "account", "other"]), len(tk_c)
+            ),
         }
     ).sort_values(["customer_id", "created_at"], kind="stable", ignore_index=True)
 
@@ -265,8 +283,12 @@ def _chunk(params: WorldParams, rng: np.random.Generator, first_id: int, n: int)
     cancellations = pd.DataFrame(
         {
             "customer_id": ids[gone],
-            "cancelled_at": start + churn_day[gone] * DAY + rng.integers(0, 86_400, len(gone)) * np.timedelta64(1, "s"),
-            "reason": rng.choice(np.array(["price", "not_using", "competitor", "support", "other"]), len(gone)),
+            "cancelled_at": start
+            + churn_day[gone] * DAY
+            + rng.integers(0, 86_400, len(gone)) * np.timedelta64(1, "s"),
+            "reason": rng.choice(
+                np.array(["price", "not_using", "competitor", "support", "other"]), len(gone)
+            ),
         }
     )
     customers = pd.DataFrame(

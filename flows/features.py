@@ -32,8 +32,16 @@ def features(params: FeaturesParams = FeaturesParams()) -> FeatureSet:
         training = build_training_set(settings, repo, params, sources, staging)
         online = build_online_snapshot(settings, repo, params, sources, staging)
         output_checks = validate_feature_set(settings, repo, staging)
-        return publish_feature_set(settings, repo, version, staging, sources, training, online,
-                                   [source_checks, output_checks])
+        return publish_feature_set(
+            settings,
+            repo,
+            version,
+            staging,
+            sources,
+            training,
+            online,
+            [source_checks, output_checks],
+        )
     except Exception:
         discard_feature_set(staging)
         raise

@@ -34,23 +34,40 @@ def _utc(moment: datetime) -> datetime:
 def monitor(params: MonitorParams = MonitorParams()) -> MonitorResult:
     settings = Settings.from_env()
     end = _utc(params.window_end) if params.window_end else datetime.now(UTC).replace(tzinfo=None)
-    start = _utc(params.window_start) if params.window_start else end - timedelta(minutes=params.window_minutes)
+    start = (
+        _utc(params.window_start)
+        if params.window_start
+        else end - timedelta(minutes=params.window_minutes)
+    )
     reference = load_reference(settings, params.model_name)
     window = measure_window(settings, params, reference, start, end)
     report = render_report(settings, params, reference, window, start, end)
     verdict = judge(settings, params, reference, window, end)
     via = notify(settings, params, verdict.events, start, end)
-    record(settings, reference, window, verdict, report, via, start, end)  # stored before any retraining starts
+    record(
+        settings, reference, window, verdict, report, via, start, end
+    )  # stored before any retraining starts
     publish_monitoring(settings, reference, window, verdict, report, start, end)
     retrain_run = None
     if verdict.decision.fire:
         if params.retrain.in_process:  # a subflow: no worker needed
             result = train(retrain_params(params.retrain, params.model_name))
-            retrain_run = (f"in-process train: v{result.version} "
-                           f"{'promoted' if result.promoted else 'not promoted'} ({result.decision})")
+            retrain_run = (
+                f"in-process train: v{result.version} "
+                f"{'promoted' if result.promoted else 'not promoted'} ({result.decision})"
+            )
         else:
             retrain_run = start_retraining(params)
         note_retraining(settings, end, retrain_run)
-    return MonitorResult(window_start=start, window_end=end, count=window.metrics.count, malformed=window.read.malformed,
-                         psi=window.drift.psi, labels=window.labels, events=verdict.events,
-                         retrain=verdict.decision, retrain_run=retrain_run, report=str(report) if report else None)
+    return MonitorResult(
+        window_start=start,
+        window_end=end,
+        count=window.metrics.count,
+        malformed=window.read.malformed,
+        psi=window.drift.psi,
+        labels=window.labels,
+        events=verdict.events,
+        retrain=verdict.decision,
+        retrain_run=retrain_run,
+        report=str(report) if report else None,
+    )

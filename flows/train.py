@@ -49,7 +49,9 @@ def train(params: TrainParams = TrainParams()) -> TrainResult:
     run = log_training_run(settings, params, data, split, fitted, metrics)
     version = register_challenger(settings, params, run, metrics, data)
     report = judge(
-        params, version, metrics,
+        params,
+        version,
+        metrics,
         score_champion(settings, params, data, split),
         measure_latency(data, split, fitted, params.gates),
         measure_drift(data, split, params.gates),
@@ -57,7 +59,11 @@ def train(params: TrainParams = TrainParams()) -> TrainResult:
     )
     publish_gate_report(settings, params, run, report)
     promotion = promote_if_approved(settings, params, report)
-    result = publish_training_summary(settings, params, run, version, metrics, fitted, report, promotion)
+    result = publish_training_summary(
+        settings, params, run, version, metrics, fitted, report, promotion
+    )
     if params.package and promotion.promoted:
-        result = dataclasses.replace(result, packaged=package(params.model_name))  # a running service picks it up
+        result = dataclasses.replace(
+            result, packaged=package(params.model_name)
+        )  # a running service picks it up
     return result

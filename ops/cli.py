@@ -39,8 +39,8 @@ def _use_prefect() -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from churn.synthetic import WorldParams
     from adapters.raw_data import write_world
+    from churn.synthetic import WorldParams
 
     settings = _settings()
     out = Path(args.out) if args.out else settings.raw_dir
@@ -58,7 +58,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     for period, tables in counts.items():
         total = sum(tables.values())
-        print(f"{period}: {total:,} rows in {seconds:.1f}s -> {out if period == 'history' else out / period}")
+        print(
+            f"{period}: {total:,} rows in {seconds:.1f}s -> {out if period == 'history' else out / period}"
+        )
         for name, n in tables.items():
             print(f"  {name:<14} {n:>12,}")
     return 0
@@ -77,7 +79,10 @@ def cmd_features_list(args: argparse.Namespace) -> int:
         keys = ("feature", "view", "dtype", "sql_hash", "description")
         print(json.dumps([dict(zip(keys, r)) for r in rows], indent=2))
         return 0
-    widths = [max(len(str(r[i])) for r in rows + [("feature", "view", "dtype", "sql_hash", "")]) for i in range(4)]
+    widths = [
+        max(len(str(r[i])) for r in rows + [("feature", "view", "dtype", "sql_hash", "")])
+        for i in range(4)
+    ]
     header = ("feature", "view", "dtype", "sql_hash", "description")
     for row in [header, *rows]:
         print("  ".join(str(v).ljust(w) for v, w in zip(row[:4], widths)) + "  " + row[4])
@@ -117,9 +122,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         params = params.model_copy(update={"search": True})
     result = train(params)
     print(result.report)
-    print(json.dumps({"run_id": result.run.run_id, "model_name": result.model_name, "version": result.version,
-                      "decision": result.decision, "promoted": result.promoted, "champion": result.promotion.champion,
-                      "metrics": result.metrics, "decision_threshold": result.decision_threshold}, indent=2))
+    print(
+        json.dumps(
+            {
+                "run_id": result.run.run_id,
+                "model_name": result.model_name,
+                "version": result.version,
+                "decision": result.decision,
+                "promoted": result.promoted,
+                "champion": result.promotion.champion,
+                "metrics": result.metrics,
+                "decision_threshold": result.decision_threshold,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -130,7 +147,9 @@ def cmd_package(args: argparse.Namespace) -> int:
 
     use_bentoml_home(_settings())
     result = package(args.model)
-    print(f"model {result.tag} (version {result.model_version}, run {result.run_id}); bento {result.bento}")
+    print(
+        f"model {result.tag} (version {result.model_version}, run {result.run_id}); bento {result.bento}"
+    )
     return 0
 
 
@@ -175,7 +194,7 @@ feature set   {result.version}
               ({training.first_as_of} .. {training.last_as_of})
   online      {online.rows:,} entities as of {online.as_of}
   files       {result.path}/
-model         {run.model_name} version {run.version} (@challenger), {run.estimator['kind']}
+model         {run.model_name} version {run.version} (@challenger), {run.estimator["kind"]}
   MLflow run  {run.run.run_id}
   test        {metrics}
   threshold   {run.decision_threshold:.3f} (decision threshold, chosen on validation data)
@@ -189,7 +208,8 @@ MLflow UI     make mlflow-ui   (then open http://127.0.0.1:5000; store {settings
 Prefect UI    make up   (then open http://127.0.0.1:4200; make down to stop)
 serving       bento {packaged.bento} with {packaged.tag} (model version {packaged.model_version})
   serve       make serve   (BentoML on http://127.0.0.1:3000, Swagger UI at /)
-  container   BENTOML_HOME={settings.bentoml_home} .venv/bin/bentoml containerize {packaged.bento}   (needs a docker daemon)
+  container   BENTOML_HOME={settings.bentoml_home} .venv/bin/bentoml containerize {packaged.bento}
+              (needs a docker daemon)
   try         curl -s -X POST http://127.0.0.1:3000/predict_by_id -H 'content-type: application/json' \\
                    -d '{{"ids": [{some_id}]}}'
 monitoring    make monitor   (the last hour of {settings.predictions_dir}; results in {settings.monitoring_dir}/)
@@ -222,12 +242,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     settings = _settings()
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
-    policy = RetrainPolicy(breaches=2, windows=3, min_new_labels=args.min_new_labels, cooldown_hours=0,
-                           in_process=args.deployment is None, **({"deployment": args.deployment} if args.deployment else {}))
+    policy = RetrainPolicy(
+        breaches=2,
+        windows=3,
+        min_new_labels=args.min_new_labels,
+        cooldown_hours=0,
+        in_process=args.deployment is None,
+        **({"deployment": args.deployment} if args.deployment else {}),
+    )
     with httpx.Client(base_url=args.url, headers=headers, timeout=120) as client:
         meta = client.get("/metadata")
         if meta.status_code != 200:
-            raise RuntimeError(f"{args.url}/metadata answered {meta.status_code}: is the service up (make serve)? {meta.text[:200]}")
+            raise RuntimeError(
+                f"{args.url}/metadata answered {meta.status_code}: is the service up (make serve)? {meta.text[:200]}"
+            )
         served = meta.json()
         repo = load_feature_repo(settings.feature_repo)
         names, entity = list(served["features"]), repo.config.entity
@@ -239,7 +267,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             start = datetime.now(UTC).replace(tzinfo=None)
             rows = simulate.send_burst(client, frame, entity, names, as_of)
             end = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=1)
-            print(f"== traffic: {rows:,} predictions for customers as of {as_of:%Y-%m-%d} (drift period)")
+            print(
+                f"== traffic: {rows:,} predictions for customers as of {as_of:%Y-%m-%d} (drift period)"
+            )
             result = monitor(MonitorParams(window_start=start, window_end=end, retrain=policy))
             _say(result)
         print("== labels: the drift period's outcomes arrive in the raw data")
@@ -247,16 +277,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         start = datetime.now(UTC).replace(tzinfo=None)
         rows = simulate.send_burst(client, frame, entity, names, dates[-1])
         end = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=1)
-        print(f"== traffic: {rows:,} more predictions as of {dates[-1]:%Y-%m-%d}; the monitor now has matured labels")
+        print(
+            f"== traffic: {rows:,} more predictions as of {dates[-1]:%Y-%m-%d}; the monitor now has matured labels"
+        )
         result = monitor(MonitorParams(window_start=start, window_end=end, retrain=policy))
         _say(result)
         if result.retrain_run is None:
             print("== retraining did not fire on the last window: see the reasons above")
             return 1
         version = simulate.wait_for_version(client, served["model_version"], args.reload_timeout)
-        print(f"== the service now answers with model version {version}" if version else
-              f"== the service still serves version {served['model_version']} (no promotion, or not yet reloaded)")
-    print(f"monitoring store  {settings.monitoring_db} (tables windows, feature_drift, alerts, retrain_decisions)")
+        print(
+            f"== the service now answers with model version {version}"
+            if version
+            else f"== the service still serves version {served['model_version']} (no promotion, or not yet reloaded)"
+        )
+    print(
+        f"monitoring store  {settings.monitoring_db} (tables windows, feature_drift, alerts, retrain_decisions)"
+    )
     print(f"reports           {settings.reports_dir}/   alerts: {settings.alerts_log}")
     return 0 if version else 1
 
@@ -264,12 +301,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def _say(result: MonitorResult) -> None:
     drifted = sorted(((v, k) for k, v in result.psi.items()), reverse=True)[:3]
     labels, auc_roc = result.labels, result.labels.get("auc_roc")
-    print(f"   monitor {result.window_start:%H:%M:%S}..{result.window_end:%H:%M:%S}: {result.count:,} predictions, "
-          f"top PSI {', '.join(f'{k} {v:.2f}' for v, k in drifted)}; labels {labels.labelled}"
-          + (f", auc_roc {auc_roc:.3f}" if auc_roc is not None else ""))
+    print(
+        f"   monitor {result.window_start:%H:%M:%S}..{result.window_end:%H:%M:%S}: {result.count:,} predictions, "
+        f"top PSI {', '.join(f'{k} {v:.2f}' for v, k in drifted)}; labels {labels.labelled}"
+        + (f", auc_roc {auc_roc:.3f}" if auc_roc is not None else "")
+    )
     for event in result.events:
         print(f"   alert {event.event}: {event.rule} = {event.value:.3f} (limit {event.limit:g})")
-    print(f"   retraining {'FIRED: ' + str(result.retrain_run) if result.retrain.fire else 'not fired: ' + result.retrain.reason}")
+    fired = result.retrain.fire
+    print(
+        f"   retraining {'FIRED: ' + str(result.retrain_run) if fired else 'not fired: ' + result.retrain.reason}"
+    )
 
 
 def _first_online_id(feature_set: Path, entity: str) -> object:
@@ -287,9 +329,13 @@ def cmd_stack(args: argparse.Namespace) -> int:
     project = Path.cwd()
     if args.action == "up":
         stack.up(settings, project, port=args.port)
-        print(f"Prefect server  http://127.0.0.1:{args.port}  (UI and API; logs in {settings.stack_dir})")
+        print(
+            f"Prefect server  http://127.0.0.1:{args.port}  (UI and API; logs in {settings.stack_dir})"
+        )
         print(f"process worker  pool {stack.POOL!r}")
-        print(f"MLflow server   http://127.0.0.1:{stack.MLFLOW_PORT}  (UI; the same store as {settings.tracking_uri})")
+        print(
+            f"MLflow server   http://127.0.0.1:{stack.MLFLOW_PORT}  (UI; the same store as {settings.tracking_uri})"
+        )
         print(f"shell setup     source {settings.stack_dir / 'env.sh'}")
     elif args.action == "down":
         stopped = stack.down(settings)
@@ -301,7 +347,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
         print(stack.deploy(settings, project, port))
     else:
         port = stack.running_port(settings)
-        print(f"prefect server: {'up on port %d' % port if port else 'down'}")
+        print(f"prefect server: {f'up on port {port}' if port else 'down'}")
     return 0
 
 
@@ -313,15 +359,26 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--customers", type=int, default=20_000)
     gen.add_argument("--months", type=int, default=18)
     gen.add_argument("--start", default="2025-01-01", help="first day of the world (YYYY-MM-DD)")
-    gen.add_argument("--drift-months", type=int, default=0, help="extra months with a price rise, written to <out>/drift")
-    gen.add_argument("--late-fraction", type=float, default=0.03, help="share of rows that arrive 1-10 days late")
+    gen.add_argument(
+        "--drift-months",
+        type=int,
+        default=0,
+        help="extra months with a price rise, written to <out>/drift",
+    )
+    gen.add_argument(
+        "--late-fraction", type=float, default=0.03, help="share of rows that arrive 1-10 days late"
+    )
     gen.add_argument("--activity", type=float, default=1.0, help="multiplier on every event rate")
     gen.add_argument("--seed", type=int, default=7)
     gen.add_argument("--out", help="output directory (default: CHURN_RAW_DIR)")
     gen.set_defaults(func=cmd_generate)
 
-    feats = sub.add_parser("features", help="feature repo commands").add_subparsers(dest="action", required=True)
-    lst = feats.add_parser("list", help="every feature with its view, dtype, SQL hash and description")
+    feats = sub.add_parser("features", help="feature repo commands").add_subparsers(
+        dest="action", required=True
+    )
+    lst = feats.add_parser(
+        "list", help="every feature with its view, dtype, SQL hash and description"
+    )
     lst.add_argument("--repo", help="feature repo directory (default: CHURN_FEATURE_REPO)")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=cmd_features_list)
@@ -330,11 +387,18 @@ def _parser() -> argparse.ArgumentParser:
     build.set_defaults(func=cmd_features_build)
 
     trn = sub.add_parser("train", help="run the train flow in-process")
-    trn.add_argument("--params", help='TrainParams as JSON, e.g. \'{"estimator": {"kind": "logistic_regression"}}\'')
-    trn.add_argument("--search", action="store_true", help="small hyperparameter search (nested MLflow runs)")
+    trn.add_argument(
+        "--params",
+        help='TrainParams as JSON, e.g. \'{"estimator": {"kind": "logistic_regression"}}\'',
+    )
+    trn.add_argument(
+        "--search", action="store_true", help="small hyperparameter search (nested MLflow runs)"
+    )
     trn.set_defaults(func=cmd_train)
 
-    pkg = sub.add_parser("package", help="run the package flow: @champion into the Bento model store")
+    pkg = sub.add_parser(
+        "package", help="run the package flow: @champion into the Bento model store"
+    )
     pkg.add_argument("--model", default=MODEL_NAME)
     pkg.set_defaults(func=cmd_package)
 
@@ -348,21 +412,37 @@ def _parser() -> argparse.ArgumentParser:
     stk.add_argument("--port", type=int, default=4200)
     stk.set_defaults(func=cmd_stack)
 
-    exp = sub.add_parser("expectations", help="Great Expectations suites").add_subparsers(dest="action", required=True)
-    gen_exp = exp.add_parser("generate", help="(re)generate the suites from the feature repo's metadata, keeping hand-tuned expectations")
+    exp = sub.add_parser("expectations", help="Great Expectations suites").add_subparsers(
+        dest="action", required=True
+    )
+    gen_exp = exp.add_parser(
+        "generate",
+        help="(re)generate the suites from the feature repo's metadata, keeping hand-tuned expectations",
+    )
     gen_exp.add_argument("--out", help="directory (default: CHURN_EXPECTATIONS_DIR)")
     gen_exp.set_defaults(func=cmd_expectations_generate)
 
     mon = sub.add_parser("monitor", help="run the monitor flow in-process (default: the last hour)")
-    mon.add_argument("--params", help='MonitorParams as JSON, e.g. \'{"window_minutes": 1440}\'')
+    mon.add_argument("--params", help="MonitorParams as JSON, e.g. '{\"window_minutes\": 1440}'")
     mon.set_defaults(func=cmd_monitor)
 
-    sim = sub.add_parser("simulate", help="replay drifted traffic to a running service, deliver labels, watch the loop")
+    sim = sub.add_parser(
+        "simulate",
+        help="replay drifted traffic to a running service, deliver labels, watch the loop",
+    )
     sim.add_argument("--url", default="http://127.0.0.1:3000")
     sim.add_argument("--token", help="bearer token when the service has CHURN_API_TOKEN")
-    sim.add_argument("--bursts", type=int, default=4, help="as-of dates of the drift period replayed, one window each")
+    sim.add_argument(
+        "--bursts",
+        type=int,
+        default=4,
+        help="as-of dates of the drift period replayed, one window each",
+    )
     sim.add_argument("--min-new-labels", type=int, default=500)
-    sim.add_argument("--deployment", help="trigger this training deployment (needs make up + make deploy) instead of an in-process run")
+    sim.add_argument(
+        "--deployment",
+        help="trigger this training deployment (needs make up + make deploy) instead of an in-process run",
+    )
     sim.add_argument("--reload-timeout", type=float, default=120)
     sim.set_defaults(func=cmd_simulate)
 
@@ -372,7 +452,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_GENERATE_DEFAULTS = _parser().parse_args(["generate", "--drift-months", "2"])  # the drift period feeds `churn simulate`
+_GENERATE_DEFAULTS = _parser().parse_args(
+    ["generate", "--drift-months", "2"]
+)  # the drift period feeds `churn simulate`
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,15 +41,19 @@ def drift_dates(settings: Settings, count: int) -> list[datetime]:
     """``count`` as-of dates in the drift period whose labels mature before the drifted data ends."""
     world = json.loads((settings.raw_dir / "world.json").read_text())
     if not (settings.raw_dir / DRIFT_DIR).is_dir():
-        raise RuntimeError(f"{settings.raw_dir} has no {DRIFT_DIR}/ period (already delivered, or generated without one): "
-                           "run `churn generate --drift-months 2` first")
+        raise RuntimeError(
+            f"{settings.raw_dir} has no {DRIFT_DIR}/ period (already delivered, or generated without one): "
+            "run `churn generate --drift-months 2` first"
+        )
     params = WorldParams(**world["params"])
     history_end = pd.Timestamp(params.history_end).to_pydatetime()
     horizon = feature_engine.load_feature_repo(settings.feature_repo).config.spine.horizon_days
     last = pd.Timestamp(params.world_end).to_pydatetime() - timedelta(days=horizon + 1)
     if last <= history_end:
-        raise RuntimeError(f"the drift period ({params.drift_months} months) is shorter than the {horizon}-day label "
-                           "horizon: generate with more --drift-months")
+        raise RuntimeError(
+            f"the drift period ({params.drift_months} months) is shorter than the {horizon}-day label "
+            "horizon: generate with more --drift-months"
+        )
     return [history_end + (last - history_end) * (i + 1) / count for i in range(count)]
 
 
@@ -60,20 +64,40 @@ def combined_world(settings: Settings) -> Path:
     out.mkdir(parents=True)
     with feature_engine.connect(settings) as con:
         for table in sorted(settings.raw_dir.glob("*.parquet")):
-            parts = [str(table)] + ([str(d)] if (d := settings.raw_dir / DRIFT_DIR / table.name).is_file() else [])
-            con.execute(f"copy (select * from read_parquet($parts, union_by_name = true)) to '{out / table.name}' (format parquet)",
-                        {"parts": parts})
+            parts = [str(table)] + (
+                [str(d)] if (d := settings.raw_dir / DRIFT_DIR / table.name).is_file() else []
+            )
+            con.execute(
+                "copy (select * from read_parquet($parts, union_by_name = true)) "
+                f"to '{out / table.name}' (format parquet)",
+                {"parts": parts},
+            )
     shutil.copyfile(settings.raw_dir / "world.json", out / "world.json")
     return out
 
 
-def send_burst(client: httpx.Client, frame: pd.DataFrame, entity: str, names: list[str], as_of: datetime, batch: int = 1000) -> int:
-    rows = [{entity: int(i) if isinstance(i, (int, np.integer)) else i, "features": dict(zip(names, v)),
-             "as_of": as_of.isoformat()} for i, v in zip(frame[entity].tolist(), plain_rows(frame[names]))]
+def send_burst(
+    client: httpx.Client,
+    frame: pd.DataFrame,
+    entity: str,
+    names: list[str],
+    as_of: datetime,
+    batch: int = 1000,
+) -> int:
+    rows = [
+        {
+            entity: int(i) if isinstance(i, (int, np.integer)) else i,
+            "features": dict(zip(names, v)),
+            "as_of": as_of.isoformat(),
+        }
+        for i, v in zip(frame[entity].tolist(), plain_rows(frame[names]))
+    ]
     for k in range(0, len(rows), batch):
-        response = client.post("/predict_batch", json={"rows": rows[k:k + batch]})
+        response = client.post("/predict_batch", json={"rows": rows[k : k + batch]})
         if response.status_code != 200:
-            raise RuntimeError(f"the service refused a batch: {response.status_code} {response.text[:300]}")
+            raise RuntimeError(
+                f"the service refused a batch: {response.status_code} {response.text[:300]}"
+            )
     return len(rows)
 
 
@@ -82,7 +106,10 @@ def deliver_labels(settings: Settings, combined: Path) -> None:
     staging = settings.raw_dir.with_name(settings.raw_dir.name + ".delivering")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(combined, staging)
-    shutil.move(str(settings.raw_dir / DRIFT_DIR), str(staging.with_name(settings.raw_dir.name + ".drift-delivered")))
+    shutil.move(
+        str(settings.raw_dir / DRIFT_DIR),
+        str(staging.with_name(settings.raw_dir.name + ".drift-delivered")),
+    )
     backup = settings.raw_dir.with_name(settings.raw_dir.name + ".before-delivery")
     shutil.rmtree(backup, ignore_errors=True)
     settings.raw_dir.rename(backup)

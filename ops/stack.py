@@ -86,15 +86,24 @@ def wait_healthy(url: str, timeout: float, log: Path | None = None) -> None:
     raise StackError(f"{url} did not answer within {timeout:.0f}s\n{tail}")
 
 
-def start_process(name: str, cmd: list[str], env: dict[str, str], directory: Path, cwd: Path) -> int:
+def start_process(
+    name: str, cmd: list[str], env: dict[str, str], directory: Path, cwd: Path
+) -> int:
     """Start ``cmd`` in its own session with output to ``<name>.log``; record its pid in ``<name>.pid``."""
     directory.mkdir(parents=True, exist_ok=True)
     if _pid(directory / f"{name}.pid") is not None:
-        raise StackError(f"{name} is already running (pid file {directory / f'{name}.pid'}); run `churn stack down`")
-    log = open(directory / f"{name}.log", "ab")
+        raise StackError(
+            f"{name} is already running (pid file {directory / f'{name}.pid'}); run `churn stack down`"
+        )
+    log = open(directory / f"{name}.log", "ab")  # noqa: SIM115  (the child keeps writing to it)
     proc = subprocess.Popen(
-        cmd, env={**os.environ, **env}, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, start_new_session=True,
+        cmd,
+        env={**os.environ, **env},
+        cwd=cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     (directory / f"{name}.pid").write_text(str(proc.pid))
     return proc.pid
@@ -179,29 +188,48 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-def start_mlflow_server(settings: Settings, directory: Path, cwd: Path, port: int = MLFLOW_PORT, timeout: float = 180) -> str:
+def start_mlflow_server(
+    settings: Settings, directory: Path, cwd: Path, port: int = MLFLOW_PORT, timeout: float = 180
+) -> str:
     """An MLflow server on the pipeline's embedded SQLite store (one web worker: more only slow start-up here)."""
     settings.home.mkdir(parents=True, exist_ok=True)
     start_process(
         "mlflow-server",
-        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{settings.mlflow_db}",
-         "--artifacts-destination", str(settings.mlartifacts_dir),
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        {}, directory, cwd,
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{settings.mlflow_db}",
+            "--artifacts-destination",
+            str(settings.mlartifacts_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        {},
+        directory,
+        cwd,
     )
     url = f"http://127.0.0.1:{port}"
     wait_healthy(f"{url}/health", timeout, directory / "mlflow-server.log")
     return url
 
 
-def up(settings: Settings, project_dir: Path, port: int = DEFAULT_PORT, timeout: float = 180) -> dict[str, str]:
+def up(
+    settings: Settings, project_dir: Path, port: int = DEFAULT_PORT, timeout: float = 180
+) -> dict[str, str]:
     """Start the Prefect server, the process work pool and a worker on it, and the MLflow server."""
     directory = settings.stack_dir
     env = prefect_env(settings, port)
     start_process(
         "prefect-server",
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env, directory, project_dir,
+        env,
+        directory,
+        project_dir,
     )
     (directory / "prefect-server.port").write_text(str(port))
     wait_healthy(f"http://127.0.0.1:{port}/api/health", timeout, directory / "prefect-server.log")
@@ -209,11 +237,14 @@ def up(settings: Settings, project_dir: Path, port: int = DEFAULT_PORT, timeout:
     start_process(
         "prefect-worker",
         [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
-        {**env, "CHURN_HOME": str(settings.home)}, directory, project_dir,
+        {**env, "CHURN_HOME": str(settings.home)},
+        directory,
+        project_dir,
     )
     start_mlflow_server(settings, directory, project_dir, timeout=timeout)
     (directory / "env.sh").write_text(
-        "".join(f"export {k}={v}\n" for k, v in env.items()) + f"export CHURN_HOME={settings.home}\n"
+        "".join(f"export {k}={v}\n" for k, v in env.items())
+        + f"export CHURN_HOME={settings.home}\n"
     )
     return env
 
@@ -221,11 +252,16 @@ def up(settings: Settings, project_dir: Path, port: int = DEFAULT_PORT, timeout:
 def ensure_pool(env: dict[str, str], project_dir: Path) -> None:
     prefect = str(BIN / "prefect")
     full_env = {**os.environ, **env}
-    exists = subprocess.run([prefect, "work-pool", "inspect", POOL], env=full_env, cwd=project_dir, capture_output=True)
+    exists = subprocess.run(
+        [prefect, "work-pool", "inspect", POOL], env=full_env, cwd=project_dir, capture_output=True
+    )
     if exists.returncode != 0:
         subprocess.run(
-            [prefect, "work-pool", "create", POOL, "--type", "process"], env=full_env, cwd=project_dir,
-            check=True, capture_output=True,
+            [prefect, "work-pool", "create", POOL, "--type", "process"],
+            env=full_env,
+            cwd=project_dir,
+            check=True,
+            capture_output=True,
         )
 
 
@@ -233,16 +269,25 @@ def deploy(settings: Settings, project_dir: Path, port: int) -> str:
     """Register every deployment in prefect.yaml against the running server."""
     env = {**os.environ, **prefect_env(settings, port), "CHURN_PROJECT_DIR": str(project_dir)}
     result = subprocess.run(
-        [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env=env, cwd=project_dir,
-        capture_output=True, text=True,
+        [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"],
+        env=env,
+        cwd=project_dir,
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
-        raise StackError(f"prefect deploy failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise StackError(
+            f"prefect deploy failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     return result.stdout
 
 
 def down(settings: Settings) -> list[str]:
     directory = settings.stack_dir
-    stopped = [name for name in ("prefect-worker", "prefect-server", "mlflow-server") if stop_process(name, directory)]
+    stopped = [
+        name
+        for name in ("prefect-worker", "prefect-server", "mlflow-server")
+        if stop_process(name, directory)
+    ]
     (directory / "env.sh").unlink(missing_ok=True)
     return stopped

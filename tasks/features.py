@@ -33,7 +33,12 @@ from churn.settings import Settings
 def load_repo(settings: Settings) -> FeatureRepo:
     """Parse and cross-check the feature repo (config, spine SQL, views and their metadata)."""
     repo = feature_engine.load_feature_repo(settings.feature_repo)
-    get_run_logger().info("feature repo %s: %d views, %d features", repo.root, len(repo.views), len(repo.feature_columns))
+    get_run_logger().info(
+        "feature repo %s: %d views, %d features",
+        repo.root,
+        len(repo.views),
+        len(repo.feature_columns),
+    )
     return repo
 
 
@@ -53,7 +58,9 @@ def discard_feature_set(staging: Path) -> None:
 def check_sources(settings: Settings, repo: FeatureRepo) -> CheckedSources:
     """Every source exists with its declared columns and types; file digests and data bounds."""
     checked = feature_engine.check_sources(settings, repo)
-    get_run_logger().info("sources ok: %s", ", ".join(f"{k}={v.rows}" for k, v in checked.sources.items()))
+    get_run_logger().info(
+        "sources ok: %s", ", ".join(f"{k}={v.rows}" for k, v in checked.sources.items())
+    )
     return checked
 
 
@@ -61,12 +68,17 @@ def check_sources(settings: Settings, repo: FeatureRepo) -> CheckedSources:
 def publish_validation_failures(failed: list[validation.ValidationOutcome]) -> None:
     """Each failing suite as a Prefect artifact listing its failing expectations."""
     for outcome in failed:
-        create_markdown_artifact(key=outcome.artifact_key, markdown=outcome.to_markdown(),
-                                 description=f"failing expectations of {outcome.suite}")
+        create_markdown_artifact(
+            key=outcome.artifact_key,
+            markdown=outcome.to_markdown(),
+            description=f"failing expectations of {outcome.suite}",
+        )
 
 
 @task(cache_policy=NO_CACHE)
-def enforce_suites(settings: Settings, batches: list[validation.Batch]) -> list[validation.ValidationOutcome]:
+def enforce_suites(
+    settings: Settings, batches: list[validation.Batch]
+) -> list[validation.ValidationOutcome]:
     """Validate every batch against its suite; on any failure publish every failing expectation and stop."""
     logger = get_run_logger()
     try:
@@ -82,42 +94,74 @@ def enforce_suites(settings: Settings, batches: list[validation.Batch]) -> list[
 
 
 @task(cache_policy=NO_CACHE)
-def validate_sources(settings: Settings, repo: FeatureRepo, sources: CheckedSources) -> ValidationSummary:
+def validate_sources(
+    settings: Settings, repo: FeatureRepo, sources: CheckedSources
+) -> ValidationSummary:
     """Every source against its Great Expectations suite (schema, nulls, keys, ranges, freshness)."""
     suites, generated = validation.load_suites(repo, settings.expectations_dir)
     if generated:
-        get_run_logger().warning("no suite files for %s in %s: validating with suites generated from the metadata "
-                                 "(`churn expectations generate` writes them)", generated, settings.expectations_dir)
+        get_run_logger().warning(
+            "no suite files for %s in %s: validating with suites generated from the metadata "
+            "(`churn expectations generate` writes them)",
+            generated,
+            settings.expectations_dir,
+        )
     newest = pd.Timestamp(sources.bounds.covered_to)
     batches = []
     for name, spec in repo.config.sources.items():
         frame = pd.read_parquet(list(sources.sources[name].files))
         parameters = {}
         if spec.max_staleness_days:
-            parameters[freshness_parameter(name)] = newest - pd.Timedelta(days=spec.max_staleness_days)
+            parameters[freshness_parameter(name)] = newest - pd.Timedelta(
+                days=spec.max_staleness_days
+            )
         batches.append((frame, suites[f"source.{name}"], parameters))
     outcomes = enforce_suites(settings, batches)
-    return ValidationSummary(suites={o.suite: SuiteResult(success=o.success, evaluated=o.evaluated) for o in outcomes},
-                             data_docs=outcomes[0].docs)
+    return ValidationSummary(
+        suites={o.suite: SuiteResult(success=o.success, evaluated=o.evaluated) for o in outcomes},
+        data_docs=outcomes[0].docs,
+    )
 
 
 @task(cache_policy=NO_CACHE)
-def build_training_set(settings: Settings, repo: FeatureRepo, params: FeaturesParams, sources: CheckedSources,
-                       staging: Path) -> TrainingSetSummary:
+def build_training_set(
+    settings: Settings,
+    repo: FeatureRepo,
+    params: FeaturesParams,
+    sources: CheckedSources,
+    staging: Path,
+) -> TrainingSetSummary:
     """Evaluate every view against the labelled spine (population.sql + label.sql) at each as-of."""
-    overrides = {"start": params.first_as_of, "end": params.last_as_of, "every_days": params.every_days}
+    overrides = {
+        "start": params.first_as_of,
+        "end": params.last_as_of,
+        "every_days": params.every_days,
+    }
     spine = repo.config.spine.model_copy(update={k: v for k, v in overrides.items() if v})
     dates = as_of_schedule(spine, sources.bounds.covered_from, sources.bounds.covered_to)
     out = staging / feature_sets.TRAINING_SET
     rows, positives = feature_engine.write_features(settings, repo, dates, with_label=True, out=out)
-    get_run_logger().info("training set: %d rows over %d as-of dates, %d positive", rows, len(dates), positives)
-    return TrainingSetSummary(rows=rows, positives=positives, as_of_count=len(dates), first_as_of=dates[0],
-                              last_as_of=dates[-1], every_days=spine.every_days)
+    get_run_logger().info(
+        "training set: %d rows over %d as-of dates, %d positive", rows, len(dates), positives
+    )
+    return TrainingSetSummary(
+        rows=rows,
+        positives=positives,
+        as_of_count=len(dates),
+        first_as_of=dates[0],
+        last_as_of=dates[-1],
+        every_days=spine.every_days,
+    )
 
 
 @task(cache_policy=NO_CACHE)
-def build_online_snapshot(settings: Settings, repo: FeatureRepo, params: FeaturesParams, sources: CheckedSources,
-                          staging: Path) -> OnlineSnapshotSummary:
+def build_online_snapshot(
+    settings: Settings,
+    repo: FeatureRepo,
+    params: FeaturesParams,
+    sources: CheckedSources,
+    staging: Path,
+) -> OnlineSnapshotSummary:
     """Evaluate the same views for every entity eligible at one as-of: the serving snapshot."""
     as_of = params.online_as_of or online_as_of(repo.config.spine, sources.bounds.covered_to)
     out = staging / feature_sets.ONLINE_SNAPSHOT
@@ -130,29 +174,57 @@ def build_online_snapshot(settings: Settings, repo: FeatureRepo, params: Feature
 def validate_feature_set(settings: Settings, repo: FeatureRepo, staging: Path) -> ValidationSummary:
     """The built training set and online snapshot against their suites, before they are published."""
     suites, _ = validation.load_suites(repo, settings.expectations_dir)
-    files = {TRAINING_SET: staging / feature_sets.TRAINING_SET, ONLINE_SNAPSHOT: staging / feature_sets.ONLINE_SNAPSHOT}
-    outcomes = enforce_suites(settings, [(pd.read_parquet(path), suites[name], {}) for name, path in files.items()])
+    files = {
+        TRAINING_SET: staging / feature_sets.TRAINING_SET,
+        ONLINE_SNAPSHOT: staging / feature_sets.ONLINE_SNAPSHOT,
+    }
+    outcomes = enforce_suites(
+        settings, [(pd.read_parquet(path), suites[name], {}) for name, path in files.items()]
+    )
     # the stamp lets the train flow skip re-validating exactly these bytes with exactly this suite
     return ValidationSummary(
-        suites={o.suite: SuiteResult(success=o.success, evaluated=o.evaluated,
-                                     stamp=validation.validation_stamp(suites[o.suite], files[o.suite]))
-                for o in outcomes},
-        data_docs=outcomes[0].docs)
+        suites={
+            o.suite: SuiteResult(
+                success=o.success,
+                evaluated=o.evaluated,
+                stamp=validation.validation_stamp(suites[o.suite], files[o.suite]),
+            )
+            for o in outcomes
+        },
+        data_docs=outcomes[0].docs,
+    )
 
 
 @task(cache_policy=NO_CACHE)
-def publish_feature_set(settings: Settings, repo: FeatureRepo, version: str, staging: Path, sources: CheckedSources,
-                        training: TrainingSetSummary, online: OnlineSnapshotSummary,
-                        validated: list[ValidationSummary]) -> FeatureSet:
+def publish_feature_set(
+    settings: Settings,
+    repo: FeatureRepo,
+    version: str,
+    staging: Path,
+    sources: CheckedSources,
+    training: TrainingSetSummary,
+    online: OnlineSnapshotSummary,
+    validated: list[ValidationSummary],
+) -> FeatureSet:
     """Write the manifest and make this version the latest; only reached when every step succeeded."""
     manifest = FeatureSetManifest(
-        version=version, created_at=datetime.now(UTC), feature_repo=repo.root, entity=repo.config.entity,
-        entity_dtype=repo.config.entity_dtype, label=repo.config.label,
+        version=version,
+        created_at=datetime.now(UTC),
+        feature_repo=repo.root,
+        entity=repo.config.entity,
+        entity_dtype=repo.config.entity_dtype,
+        label=repo.config.label,
         features=[FeatureColumn(name=c.name, dtype=c.dtype) for c in repo.feature_columns],
-        sql_hashes=repo.sql_hashes(), horizon_days=repo.config.spine.horizon_days, training_set=training,
-        online_snapshot=online, sources=sources.sources, data_bounds=sources.bounds,
-        validation=ValidationSummary(suites={k: v for part in validated for k, v in part.suites.items()},
-                                     data_docs=next((v.data_docs for v in validated if v.data_docs), None)),
+        sql_hashes=repo.sql_hashes(),
+        horizon_days=repo.config.spine.horizon_days,
+        training_set=training,
+        online_snapshot=online,
+        sources=sources.sources,
+        data_bounds=sources.bounds,
+        validation=ValidationSummary(
+            suites={k: v for part in validated for k, v in part.suites.items()},
+            data_docs=next((v.data_docs for v in validated if v.data_docs), None),
+        ),
     )
     feature_set = feature_sets.publish(settings.features_dir, staging, manifest)
     create_markdown_artifact(

@@ -10,7 +10,14 @@ from prefect.logging import get_run_logger
 
 from adapters import feature_sets, mlflow_store, registry
 from churn import gates, training
-from churn.contracts import ChampionScore, FittedModel, Latency, Promotion, TrainingData, TrainingRun
+from churn.contracts import (
+    ChampionScore,
+    FittedModel,
+    Latency,
+    Promotion,
+    TrainingData,
+    TrainingRun,
+)
 from churn.metrics import classification_metrics, decide
 from churn.params import GateParams, TrainParams
 from churn.scoring import compile_scorer, plain_rows
@@ -18,44 +25,71 @@ from churn.settings import Settings
 
 
 @task(cache_policy=NO_CACHE)
-def score_champion(settings: Settings, params: TrainParams, data: TrainingData, split: training.Split) -> ChampionScore:
+def score_champion(
+    settings: Settings, params: TrainParams, data: TrainingData, split: training.Split
+) -> ChampionScore:
     """The current champion's metrics on the challenger's test set, or why it cannot be scored."""
     client = mlflow_store.connect(settings)
     version = registry.alias_version(client, params.model_name, registry.CHAMPION)
     if version is None:
         return ChampionScore(None)
-    info = mlflow_store.model_info(settings, params.model_name, version)  # pinned: the alias may move while we score
-    needed = (info.metadata or {}).get("feature_names") or [c.name for c in info.signature.inputs.inputs]
+    info = mlflow_store.model_info(
+        settings, params.model_name, version
+    )  # pinned: the alias may move while we score
+    needed = (info.metadata or {}).get("feature_names") or [
+        c.name for c in info.signature.inputs.inputs
+    ]
     missing = [c for c in needed if c not in data.frame.columns]
     if missing:
-        return ChampionScore(version, note=f"champion v{version} needs features missing from the current holdout: {missing}")
+        return ChampionScore(
+            version,
+            note=f"champion v{version} needs features missing from the current holdout: {missing}",
+        )
     model, _ = mlflow_store.load_model(settings, params.model_name, version)
     test = data.frame.iloc[split.test]
     proba = model.predict_proba(test[needed])[:, 1]
-    metrics = classification_metrics(test[data.label].to_numpy(), proba, decide(proba, float(model.threshold)))
-    get_run_logger().info("champion v%s on the current holdout: %s", version, {k: round(v, 4) for k, v in metrics.items()})
+    metrics = classification_metrics(
+        test[data.label].to_numpy(), proba, decide(proba, float(model.threshold))
+    )
+    get_run_logger().info(
+        "champion v%s on the current holdout: %s",
+        version,
+        {k: round(v, 4) for k, v in metrics.items()},
+    )
     return ChampionScore(version, metrics)
 
 
 @task(cache_policy=NO_CACHE)
-def measure_latency(data: TrainingData, split: training.Split, fitted: FittedModel, gate: GateParams) -> Latency:
+def measure_latency(
+    data: TrainingData, split: training.Split, fitted: FittedModel, gate: GateParams
+) -> Latency:
     """p50/p99 milliseconds of the service's scoring path (churn.scoring, verified against the
     pipeline) for one row and for 1,000 rows."""
     x_test, _ = data.xy(split.test)
-    rows = plain_rows(x_test.sample(n=min(1000, len(x_test)), random_state=0, replace=len(x_test) < 1000))
-    scorer = compile_scorer(fitted.pipeline, data.schema.names, data.schema.dtypes()).verified(rows[:256])
+    rows = plain_rows(
+        x_test.sample(n=min(1000, len(x_test)), random_state=0, replace=len(x_test) < 1000)
+    )
+    scorer = compile_scorer(fitted.pipeline, data.schema.names, data.schema.dtypes()).verified(
+        rows[:256]
+    )
     return gates.time_scoring(scorer.proba, rows, gate.latency.calls)
 
 
 @task(cache_policy=NO_CACHE)
 def measure_drift(data: TrainingData, split: training.Split, gate: GateParams) -> dict[str, float]:
     """PSI per feature: the training rows (reference) vs the online snapshot serving will use."""
-    online = pd.read_parquet(data.feature_set.path / feature_sets.ONLINE_SNAPSHOT, columns=data.schema.names)
-    return gates.feature_drift(data.frame.iloc[split.train], online, data.schema.names, gate.drift.bins)
+    online = pd.read_parquet(
+        data.feature_set.path / feature_sets.ONLINE_SNAPSHOT, columns=data.schema.names
+    )
+    return gates.feature_drift(
+        data.frame.iloc[split.train], online, data.schema.names, gate.drift.bins
+    )
 
 
 @task(cache_policy=NO_CACHE)
-def measure_slices(data: TrainingData, split: training.Split, fitted: FittedModel, gate: GateParams) -> dict[str, dict[str, float]]:
+def measure_slices(
+    data: TrainingData, split: training.Split, fitted: FittedModel, gate: GateParams
+) -> dict[str, dict[str, float]]:
     """Test AUC per level of each slice column (default: every categorical feature)."""
     test = data.frame.iloc[split.test]
     columns = gate.slices.columns if gate.slices.columns is not None else data.schema.categorical
@@ -64,36 +98,70 @@ def measure_slices(data: TrainingData, split: training.Split, fitted: FittedMode
 
 
 @task(cache_policy=NO_CACHE)
-def judge(params: TrainParams, version: str, metrics: dict[str, float], champion: ChampionScore, latency: Latency,
-          psi: dict[str, float], slices: dict[str, dict[str, float]]) -> gates.GateReport:
+def judge(
+    params: TrainParams,
+    version: str,
+    metrics: dict[str, float],
+    champion: ChampionScore,
+    latency: Latency,
+    psi: dict[str, float],
+    slices: dict[str, dict[str, float]],
+) -> gates.GateReport:
     """Every gate's checks and the overall APPROVED / REJECTED."""
-    report = gates.evaluate_gates(params.gates, model_name=params.model_name, challenger_version=version,
-                                  challenger_metrics=metrics, champion=champion, latency=latency, psi=psi, slices=slices)
+    report = gates.evaluate_gates(
+        params.gates,
+        model_name=params.model_name,
+        challenger_version=version,
+        challenger_metrics=metrics,
+        champion=champion,
+        latency=latency,
+        psi=psi,
+        slices=slices,
+    )
     get_run_logger().info("validation report\n%s", report.to_text())
     return report
 
 
 @task(cache_policy=NO_CACHE)
-def publish_gate_report(settings: Settings, params: TrainParams, run: TrainingRun, report: gates.GateReport) -> None:
+def publish_gate_report(
+    settings: Settings, params: TrainParams, run: TrainingRun, report: gates.GateReport
+) -> None:
     """The report as text and JSON on the challenger's MLflow run, a Prefect artifact and version tags."""
     mlflow_store.log_gate_report(settings, run, params.model_name, report)
-    create_markdown_artifact(key="validation-report", markdown=report.to_markdown() + "\n```\n" + report.to_text() + "\n```\n",
-                             description=f"{report.decision}: {params.model_name} v{report.challenger_version}")
+    create_markdown_artifact(
+        key="validation-report",
+        markdown=report.to_markdown() + "\n```\n" + report.to_text() + "\n```\n",
+        description=f"{report.decision}: {params.model_name} v{report.challenger_version}",
+    )
 
 
 @task(cache_policy=NO_CACHE)
-def promote_if_approved(settings: Settings, params: TrainParams, report: gates.GateReport) -> Promotion:
+def promote_if_approved(
+    settings: Settings, params: TrainParams, report: gates.GateReport
+) -> Promotion:
     """Move @champion to the challenger only when APPROVED (and the champion is still the one compared)."""
     logger = get_run_logger()
     if not report.approved:
-        logger.warning("%s v%s REJECTED (%d failed checks): champion unchanged",
-                       params.model_name, report.challenger_version, report.counts["FAIL"])
+        logger.warning(
+            "%s v%s REJECTED (%d failed checks): champion unchanged",
+            params.model_name,
+            report.challenger_version,
+            report.counts["FAIL"],
+        )
         return Promotion(False, report.champion_version)
     if not params.promote:
         logger.info("approved, but promote=false: champion unchanged")
         return Promotion(False, report.champion_version)
     client = mlflow_store.connect(settings)
-    event = registry.promote(settings, client, params.model_name, report.challenger_version,
-                             report.champion_version, reason=f"gates APPROVED ({report.counts})")
-    logger.info("%s v%s is now @champion (previous: %s)", params.model_name, event.champion, event.previous)
+    event = registry.promote(
+        settings,
+        client,
+        params.model_name,
+        report.challenger_version,
+        report.champion_version,
+        reason=f"gates APPROVED ({report.counts})",
+    )
+    logger.info(
+        "%s v%s is now @champion (previous: %s)", params.model_name, event.champion, event.previous
+    )
     return Promotion(True, event.champion, event.previous)

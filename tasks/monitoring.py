@@ -26,25 +26,41 @@ def load_reference(settings: Settings, model_name: str) -> Reference:
 
 
 @task(cache_policy=NO_CACHE)
-def measure_window(settings: Settings, params: MonitorParams, reference: Reference, start: datetime,
-                   end: datetime) -> WindowMeasurement:
+def measure_window(
+    settings: Settings, params: MonitorParams, reference: Reference, start: datetime, end: datetime
+) -> WindowMeasurement:
     """Metrics, PSI per feature and of the prediction, and matured-label quality, over every row of the window."""
     window = monitor_window.measure(settings, params, reference, start, end)
-    get_run_logger().info("window [%s, %s): %d predictions; %s", start, end, window.metrics.count, window.labels.note)
+    get_run_logger().info(
+        "window [%s, %s): %d predictions; %s", start, end, window.metrics.count, window.labels.note
+    )
     return window
 
 
 @task(cache_policy=NO_CACHE)
-def render_report(settings: Settings, params: MonitorParams, reference: Reference, window: WindowMeasurement,
-                  start: datetime, end: datetime) -> Path | None:
+def render_report(
+    settings: Settings,
+    params: MonitorParams,
+    reference: Reference,
+    window: WindowMeasurement,
+    start: datetime,
+    end: datetime,
+) -> Path | None:
     """Evidently data drift (and classification quality on matured labels) on bounded samples, as HTML."""
     out = settings.reports_dir / f"drift-{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}.html"
-    return evidently_reports.render(out, reference, window, params.report_sample_rows, params.alerts.max_psi)
+    return evidently_reports.render(
+        out, reference, window, params.report_sample_rows, params.alerts.max_psi
+    )
 
 
 @task(cache_policy=NO_CACHE)
-def judge(settings: Settings, params: MonitorParams, reference: Reference, window: WindowMeasurement,
-          end: datetime) -> Verdict:
+def judge(
+    settings: Settings,
+    params: MonitorParams,
+    reference: Reference,
+    window: WindowMeasurement,
+    end: datetime,
+) -> Verdict:
     """Alert conditions for this window, the changes against open alerts, and the retraining decision."""
     current = monitoring.conditions(window, reference.training_auc_roc, params.alerts)
     con = monitoring_store.open_store(settings)
@@ -56,20 +72,34 @@ def judge(settings: Settings, params: MonitorParams, reference: Reference, windo
         con.close()
     breach = monitoring.is_breach(current)
     # matured labels in the look-back are what a retrained model can learn from
-    decision = monitoring.retrain_decision([*recent, breach], window.labels.labelled, last,
-                                           datetime.now(UTC).replace(tzinfo=None), params.retrain)
+    decision = monitoring.retrain_decision(
+        [*recent, breach],
+        window.labels.labelled,
+        last,
+        datetime.now(UTC).replace(tzinfo=None),
+        params.retrain,
+    )
     events = monitoring.alert_events(current, opened, params.alerts.clear_ratio)
     return Verdict(current, events, breach, decision, opened)
 
 
 @task(cache_policy=NO_CACHE)
-def notify(settings: Settings, params: MonitorParams, events: list[AlertEvent], start: datetime, end: datetime) -> str:
+def notify(
+    settings: Settings,
+    params: MonitorParams,
+    events: list[AlertEvent],
+    start: datetime,
+    end: datetime,
+) -> str:
     """Each alert change to the Prefect notification block (when named) and always to alerts.jsonl."""
     if not events:
         return "none"
     logger = get_run_logger()
-    lines = [f"[{e.event.upper()}] {e.rule}: {e.value:.4f} (limit {e.limit:g}) in window "
-             f"{start:%Y-%m-%d %H:%M}..{end:%H:%M} UTC" for e in events]
+    lines = [
+        f"[{e.event.upper()}] {e.rule}: {e.value:.4f} (limit {e.limit:g}) in window "
+        f"{start:%Y-%m-%d %H:%M}..{end:%H:%M} UTC"
+        for e in events
+    ]
     for line in lines:
         logger.warning(line)
     via = "file"
@@ -77,42 +107,74 @@ def notify(settings: Settings, params: MonitorParams, events: list[AlertEvent], 
         from prefect.blocks.core import Block
 
         try:
-            Block.load(params.notify_block).notify("\n".join(lines), subject=f"churn monitor: {len(events)} alert change(s)")
+            Block.load(params.notify_block).notify(
+                "\n".join(lines), subject=f"churn monitor: {len(events)} alert change(s)"
+            )
             via = f"block {params.notify_block}"
         except Exception as exc:  # the file below still records every alert
-            logger.error("notification block %s failed (%s); alerts are in alerts.jsonl", params.notify_block, exc)
+            logger.error(
+                "notification block %s failed (%s); alerts are in alerts.jsonl",
+                params.notify_block,
+                exc,
+            )
             via = f"file (block {params.notify_block} failed: {exc})"
     monitoring_store.append_alerts(settings, events, start, end, via)
     return via
 
 
 @task(cache_policy=NO_CACHE)
-def record(settings: Settings, reference: Reference, window: WindowMeasurement, verdict: Verdict, report: Path | None,
-           delivered_via: str, start: datetime, end: datetime) -> None:
+def record(
+    settings: Settings,
+    reference: Reference,
+    window: WindowMeasurement,
+    verdict: Verdict,
+    report: Path | None,
+    delivered_via: str,
+    start: datetime,
+    end: datetime,
+) -> None:
     """One transaction: the window row, its per-feature drift rows, alert changes and the decision."""
-    monitoring_store.record_window(settings, reference, window, verdict, report, delivered_via, start, end)
+    monitoring_store.record_window(
+        settings, reference, window, verdict, report, delivered_via, start, end
+    )
 
 
 @task(cache_policy=NO_CACHE)
-def publish_monitoring(settings: Settings, reference: Reference, window: WindowMeasurement, verdict: Verdict,
-                       report: Path | None, start: datetime, end: datetime) -> None:
+def publish_monitoring(
+    settings: Settings,
+    reference: Reference,
+    window: WindowMeasurement,
+    verdict: Verdict,
+    report: Path | None,
+    start: datetime,
+    end: datetime,
+) -> None:
     """A Prefect markdown summary (and a link to the HTML report), and an MLflow run for trends."""
     m, labels, drift = window.metrics, window.labels, window.drift
     fired = {e.rule for e in verdict.events if e.event == "fired"}
-    drifted = sorted((v, k) for k, v in drift.psi.items() if f"psi:{k}" in verdict.open_rules | fired)
+    drifted = sorted(
+        (v, k) for k, v in drift.psi.items() if f"psi:{k}" in verdict.open_rules | fired
+    )
     prediction_psi = None if drift.prediction_psi is None else round(drift.prediction_psi, 4)
     auc_roc = labels.get("auc_roc")
-    lines = [f"# Monitoring {start:%Y-%m-%d %H:%M}..{end:%H:%M} UTC (champion v{reference.model_version})", "",
-             f"- predictions: {m.count} (malformed lines skipped: {window.read.malformed})",
-             f"- positive rate {m.positive_rate:.3f}, p99 latency {m.latency_p99_ms:.1f} ms",
-             f"- prediction PSI: {prediction_psi}",
-             f"- labels: {labels.note}" + (f"; auc_roc {auc_roc:.4f}" if auc_roc is not None else ""),
-             f"- drifted features: {', '.join(f'{k} (PSI {v:.3f})' for v, k in reversed(drifted)) or 'none'}",
-             f"- alert changes: {', '.join(e.event + ' ' + e.rule for e in verdict.events) or 'none'}",
-             f"- retraining: {'FIRED' if verdict.decision.fire else 'not fired'}: {verdict.decision.reason}"]
-    create_markdown_artifact("\n".join(lines), key="monitoring-summary", description="monitor window summary")
+    lines = [
+        f"# Monitoring {start:%Y-%m-%d %H:%M}..{end:%H:%M} UTC (champion v{reference.model_version})",
+        "",
+        f"- predictions: {m.count} (malformed lines skipped: {window.read.malformed})",
+        f"- positive rate {m.positive_rate:.3f}, p99 latency {m.latency_p99_ms:.1f} ms",
+        f"- prediction PSI: {prediction_psi}",
+        f"- labels: {labels.note}" + (f"; auc_roc {auc_roc:.4f}" if auc_roc is not None else ""),
+        f"- drifted features: {', '.join(f'{k} (PSI {v:.3f})' for v, k in reversed(drifted)) or 'none'}",
+        f"- alert changes: {', '.join(e.event + ' ' + e.rule for e in verdict.events) or 'none'}",
+        f"- retraining: {'FIRED' if verdict.decision.fire else 'not fired'}: {verdict.decision.reason}",
+    ]
+    create_markdown_artifact(
+        "\n".join(lines), key="monitoring-summary", description="monitor window summary"
+    )
     if report is not None:
-        create_link_artifact(report.resolve().as_uri(), link_text=report.name, key="monitoring-report")
+        create_link_artifact(
+            report.resolve().as_uri(), link_text=report.name, key="monitoring-report"
+        )
     mlflow_store.log_monitoring_window(settings, reference, window, report, start, end)
     get_run_logger().info("\n".join(lines))
 
@@ -122,7 +184,9 @@ def start_retraining(params: MonitorParams) -> str:
     """A run of the training deployment with the retrain overrides (needs a worker); returns what started."""
     from prefect.deployments import run_deployment
 
-    overrides = monitoring.retrain_params(params.retrain, params.model_name).model_dump(mode="json", exclude_unset=True)
+    overrides = monitoring.retrain_params(params.retrain, params.model_name).model_dump(
+        mode="json", exclude_unset=True
+    )
     run = run_deployment(params.retrain.deployment, parameters={"params": overrides}, timeout=0)
     return f"flow run {run.id} of {params.retrain.deployment}"
 

@@ -18,11 +18,16 @@ def roll_back_champion(settings: Settings, params: RollbackParams) -> RegistryEv
     """Move @champion back to @previous; the rolled-back version keeps the reason as a tag."""
     client = mlflow_store.connect(settings)
     event = registry.rollback(settings, client, params.model_name, params.reason)
-    get_run_logger().warning("rolled back %s: champion v%s -> v%s (%s)", params.model_name,
-                             event.rolled_back, event.champion, params.reason)
+    get_run_logger().warning(
+        "rolled back %s: champion v%s -> v%s (%s)",
+        params.model_name,
+        event.rolled_back,
+        event.champion,
+        params.reason,
+    )
     create_markdown_artifact(
         key="rollback",
         markdown=f"# Rollback of {params.model_name}\n\nchampion v{event.rolled_back} -> v{event.champion}\n\n"
-                 f"reason: {params.reason}\n",
+        f"reason: {params.reason}\n",
     )
     return event

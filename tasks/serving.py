@@ -15,8 +15,12 @@ from churn.settings import Settings
 def import_champion(settings: Settings, model_name: str) -> PackagedModel:
     """Import @champion with the latest online snapshot into the Bento model store, labelled with its lineage."""
     packaged = bento_store.import_champion(settings, model_name)
-    get_run_logger().info("imported %s v%s into the Bento model store as %s", model_name, packaged.model_version,
-                          packaged.tag)
+    get_run_logger().info(
+        "imported %s v%s into the Bento model store as %s",
+        model_name,
+        packaged.model_version,
+        packaged.tag,
+    )
     return packaged
 
 

@@ -38,7 +38,9 @@ def load_training_data(settings: Settings) -> TrainingData:
     frame = pd.read_parquet(path)
     schema = training.feature_schema(feature_set.manifest.features)
     training.check_training_frame(frame, feature_set.manifest.label, schema, str(path))
-    get_run_logger().info("training set %s: %d rows, %d features", feature_set.version, len(frame), len(schema.names))
+    get_run_logger().info(
+        "training set %s: %d rows, %d features", feature_set.version, len(frame), len(schema.names)
+    )
     return TrainingData(frame, feature_set, schema)
 
 
@@ -48,12 +50,17 @@ def validate_training_data(settings: Settings, data: TrainingData) -> None:
 
     Skipped when the features flow already validated these exact bytes with this exact suite.
     """
-    suites, _ = validation.load_suites(feature_engine.load_feature_repo(settings.feature_repo), settings.expectations_dir)
+    suites, _ = validation.load_suites(
+        feature_engine.load_feature_repo(settings.feature_repo), settings.expectations_dir
+    )
     suite = suites[TRAINING_SET]
     recorded = data.manifest.validation.suites.get(TRAINING_SET)
     stamp = validation.validation_stamp(suite, data.feature_set.path / feature_sets.TRAINING_SET)
     if recorded is not None and recorded.success and recorded.stamp == stamp:
-        get_run_logger().info("training set already passed suite %r when it was published: not re-validated", suite["name"])
+        get_run_logger().info(
+            "training set already passed suite %r when it was published: not re-validated",
+            suite["name"],
+        )
         return
     enforce_suites(settings, [(data.frame, suite, {})])
 
@@ -63,8 +70,14 @@ def split_training_data(data: TrainingData, params: TrainParams) -> training.Spl
     """Time split with purge gaps (or a stratified split for a single snapshot); each part has both classes."""
     split = training.split_rows(data.frame, data.label, params, data.manifest.horizon_days)
     training.check_split(data, split)
-    get_run_logger().info("%s split: train %d, valid %d, test %d rows %s", split.strategy, len(split.train),
-                          len(split.valid), len(split.test), split.details)
+    get_run_logger().info(
+        "%s split: train %d, valid %d, test %d rows %s",
+        split.strategy,
+        len(split.train),
+        len(split.valid),
+        len(split.test),
+        split.details,
+    )
     return split
 
 
@@ -72,13 +85,20 @@ def split_training_data(data: TrainingData, params: TrainParams) -> training.Spl
 def fit_model(data: TrainingData, split: training.Split, params: TrainParams) -> FittedModel:
     """Fit the estimator (or the best of a small search, by validation AUC) and fix its decision threshold."""
     fitted = training.fit(data, split, params)
-    get_run_logger().info("fitted %s in %.1f s: valid auc_roc %.4f, decision threshold %.3f", fitted.estimator_params["kind"],
-                          fitted.fit_seconds, fitted.valid_auc_roc, fitted.decision_threshold)
+    get_run_logger().info(
+        "fitted %s in %.1f s: valid auc_roc %.4f, decision threshold %.3f",
+        fitted.estimator_params["kind"],
+        fitted.fit_seconds,
+        fitted.valid_auc_roc,
+        fitted.decision_threshold,
+    )
     return fitted
 
 
 @task(cache_policy=NO_CACHE)
-def evaluate_model(data: TrainingData, split: training.Split, fitted: FittedModel) -> dict[str, float]:
+def evaluate_model(
+    data: TrainingData, split: training.Split, fitted: FittedModel
+) -> dict[str, float]:
     """Test-set metrics at the stored decision threshold."""
     metrics = training.evaluate(data, split, fitted)
     get_run_logger().info("test metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
@@ -86,8 +106,14 @@ def evaluate_model(data: TrainingData, split: training.Split, fitted: FittedMode
 
 
 @task(cache_policy=NO_CACHE)
-def log_training_run(settings: Settings, params: TrainParams, data: TrainingData, split: training.Split,
-                     fitted: FittedModel, metrics: dict[str, float]) -> TrainingRun:
+def log_training_run(
+    settings: Settings,
+    params: TrainParams,
+    data: TrainingData,
+    split: training.Split,
+    fitted: FittedModel,
+    metrics: dict[str, float],
+) -> TrainingRun:
     """One MLflow run: params, metrics, datasets, evaluation plots, the manifest, tags and the model."""
     run = mlflow_store.log_training_run(settings, params, data, split, fitted, metrics)
     get_run_logger().info("MLflow run %s logged (model %s)", run.run_id, run.model_uri)
@@ -95,29 +121,59 @@ def log_training_run(settings: Settings, params: TrainParams, data: TrainingData
 
 
 @task(cache_policy=NO_CACHE)
-def register_challenger(settings: Settings, params: TrainParams, run: TrainingRun, metrics: dict[str, float],
-                        data: TrainingData) -> str:
+def register_challenger(
+    settings: Settings,
+    params: TrainParams,
+    run: TrainingRun,
+    metrics: dict[str, float],
+    data: TrainingData,
+) -> str:
     """Register the run's model and point the ``challenger`` alias at the new version."""
-    version = mlflow_store.register_challenger(settings, params.model_name, run, metrics, data.manifest.version)
+    version = mlflow_store.register_challenger(
+        settings, params.model_name, run, metrics, data.manifest.version
+    )
     get_run_logger().info("registered %s version %s as @challenger", params.model_name, version)
     return version
 
 
 @task(cache_policy=NO_CACHE)
-def publish_training_summary(settings: Settings, params: TrainParams, run: TrainingRun, version: str,
-                             metrics: dict[str, float], fitted: FittedModel, report: GateReport,
-                             promotion: Promotion) -> TrainResult:
+def publish_training_summary(
+    settings: Settings,
+    params: TrainParams,
+    run: TrainingRun,
+    version: str,
+    metrics: dict[str, float],
+    fitted: FittedModel,
+    report: GateReport,
+    promotion: Promotion,
+) -> TrainResult:
     """The run's metrics as a Prefect table artifact with a link to the MLflow run."""
     create_table_artifact(
         key="training-metrics",
-        table=[{"metric": k, "value": round(v, 4)} for k, v in
-               {**metrics, "valid_auc_roc": fitted.valid_auc_roc, "decision_threshold": fitted.decision_threshold}.items()],
+        table=[
+            {"metric": k, "value": round(v, 4)}
+            for k, v in {
+                **metrics,
+                "valid_auc_roc": fitted.valid_auc_roc,
+                "decision_threshold": fitted.decision_threshold,
+            }.items()
+        ],
         description=f"test metrics of {params.model_name} v{version} (@challenger), run {run.run_id}",
     )
     create_link_artifact(
-        key="mlflow-run", link=mlflow_store.run_url(run), link_text=f"MLflow run {run.run_id}",
+        key="mlflow-run",
+        link=mlflow_store.run_url(run),
+        link_text=f"MLflow run {run.run_id}",
         description=f"open with `make mlflow-ui` (store: {settings.tracking_uri})",
     )
-    return TrainResult(run=run, model_name=params.model_name, version=version, metrics=metrics,
-                       decision_threshold=fitted.decision_threshold, estimator=fitted.estimator_params,
-                       decision=report.decision, report=report.to_text(), promotion=promotion)
+    return TrainResult(
+        run=run,
+        model_name=params.model_name,
+        version=version,
+        metrics=metrics,
+        decision_threshold=fitted.decision_threshold,
+        estimator=fitted.estimator_params,
+        decision=report.decision,
+        report=report.to_text(),
+        promotion=promotion,
+    )

@@ -24,14 +24,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
     session_dir = Path(tempfile.mkdtemp(prefix="churn-tests-"))
     SESSION.update(dir=session_dir, port=free_port())
-    os.environ.update({
-        "PREFECT_HOME": str(session_dir / "prefect"),
-        "PREFECT_API_URL": f"http://127.0.0.1:{SESSION['port']}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-        # nothing in the tests may write into the checkout's own .churn/
-        "CHURN_HOME": str(session_dir / "home"),
-    })
+    os.environ.update(
+        {
+            "PREFECT_HOME": str(session_dir / "prefect"),
+            "PREFECT_API_URL": f"http://127.0.0.1:{SESSION['port']}/api",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+            # nothing in the tests may write into the checkout's own .churn/
+            "CHURN_HOME": str(session_dir / "home"),
+        }
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -39,7 +41,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         layer = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
         if layer in LAYERS:
             item.add_marker(getattr(pytest.mark, layer))
-        if layer == "integration":  # every integration test runs against a real Prefect server at least
+        if (
+            layer == "integration"
+        ):  # every integration test runs against a real Prefect server at least
             item.add_marker(pytest.mark.slow)
 
 
@@ -53,10 +57,14 @@ def prefect_server():
     stack.start_process(
         "prefect-server",
         [str(stack.BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        {}, directory, ROOT,
+        {},
+        directory,
+        ROOT,
     )
     try:
-        stack.wait_healthy(f"http://127.0.0.1:{port}/api/health", 240, directory / "prefect-server.log")
+        stack.wait_healthy(
+            f"http://127.0.0.1:{port}/api/health", 240, directory / "prefect-server.log"
+        )
         yield os.environ["PREFECT_API_URL"]
     finally:
         # flush pending logs and events while the server still answers, or exit waits on retries

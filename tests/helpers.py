@@ -55,8 +55,10 @@ def build(settings: Settings, as_of_dates: list[datetime], with_label: bool = Tr
 
 # latency depends on how busy the box is: tests keep that gate in warn mode (its logic is unit-tested);
 # the small test world gives a noisier threshold, so recall is held to a lower bar than the default
-SMALL_WORLD_PARAMS = TrainParams(estimator={"kind": "hist_gradient_boosting", "max_iter": 60},
-                                 gates=GateParams(latency={"mode": "warn"}, performance={"min_recall": 0.1}))
+SMALL_WORLD_PARAMS = TrainParams(
+    estimator={"kind": "hist_gradient_boosting", "max_iter": 60},
+    gates=GateParams(latency={"mode": "warn"}, performance={"min_recall": 0.1}),
+)
 
 
 # a fast estimator for flow tests that only need some trained model
@@ -79,8 +81,14 @@ def toy_frame(dates: int, rows_per_date: int = 40, seed: int = 0) -> pd.DataFram
     """A tiny training frame: ``dates`` monthly as-of dates, a numeric and a categorical feature, random labels."""
     rng = np.random.default_rng(seed)
     n = dates * rows_per_date
-    return pd.DataFrame({
-        "customer_id": np.tile(np.arange(rows_per_date), dates),
-        "as_of": np.repeat(pd.date_range("2025-01-01", periods=dates, freq="30D"), rows_per_date),
-        "x": rng.normal(size=n), "plan": rng.choice(["a", "b"], n), "label": rng.integers(0, 2, n),
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": np.tile(np.arange(rows_per_date), dates),
+            "as_of": np.repeat(
+                pd.date_range("2025-01-01", periods=dates, freq="30D"), rows_per_date
+            ),
+            "x": rng.normal(size=n),
+            "plan": rng.choice(["a", "b"], n),
+            "label": rng.integers(0, 2, n),
+        }
+    )

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from churn import expectations
-from adapters.validation import StaleSuiteError, load_suites, suite_path, write_suites
 from adapters.feature_engine import load_feature_repo
+from adapters.validation import StaleSuiteError, load_suites, suite_path, write_suites
+from churn import expectations
 from tests.helpers import ROOT, copy_repo
 
 EXPECTATIONS = ROOT / "expectations"
@@ -19,9 +19,13 @@ def test_committed_suites_match_their_views_and_sources():
     repo = load_feature_repo(ROOT / "feature_sql")
     for name, generated in expectations.generated_suites(repo).items():
         committed = json.loads(suite_path(EXPECTATIONS, name).read_text())
-        assert not expectations.stale(committed, generated), f"{name}: run `churn expectations generate`"
+        assert not expectations.stale(committed, generated), (
+            f"{name}: run `churn expectations generate`"
+        )
         ours = [e for e in committed["expectations"] if e["meta"].get("generated")]
-        assert ours == generated["expectations"], f"{name}: generated expectations were edited by hand"
+        assert ours == generated["expectations"], (
+            f"{name}: generated expectations were edited by hand"
+        )
 
 
 def test_every_suite_loads_as_a_gx_suite():
@@ -39,15 +43,22 @@ def test_regenerating_keeps_hand_tuned_expectations(tmp_path):
     before = {p.name: p.read_text() for p in target.glob("*.json")}
     write_suites(load_feature_repo(ROOT / "feature_sql"), target)
     assert {p.name: p.read_text() for p in target.glob("*.json")} == before
-    tuned = [e for e in json.loads((target / "source.transactions.json").read_text())["expectations"]
-             if not e["meta"].get("generated")]
-    assert any(e["kwargs"].get("column") == "amount" and e["kwargs"].get("min_value") == 0 for e in tuned)
+    tuned = [
+        e
+        for e in json.loads((target / "source.transactions.json").read_text())["expectations"]
+        if not e["meta"].get("generated")
+    ]
+    assert any(
+        e["kwargs"].get("column") == "amount" and e["kwargs"].get("min_value") == 0 for e in tuned
+    )
 
 
 def test_a_view_whose_metadata_changed_makes_its_suite_stale(tmp_path):
     repo_dir = copy_repo(tmp_path)
     yml = repo_dir / "views" / "customer_profile.yml"
-    yml.write_text(yml.read_text().replace("nullable: false, min: 0}", "nullable: false, min: 1}", 1))
+    yml.write_text(
+        yml.read_text().replace("nullable: false, min: 0}", "nullable: false, min: 1}", 1)
+    )
     with pytest.raises(StaleSuiteError, match="training_set.json: generated from other metadata"):
         load_suites(load_feature_repo(repo_dir), EXPECTATIONS)
 

@@ -8,8 +8,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from churn.params import TrainParams
 from adapters.validation import DataValidationError
+from churn.params import TrainParams
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -24,12 +24,16 @@ def corrupted(tmp_path, monkeypatch, small_world):
 
 
 def nothing_trained(home):
-    from churn.settings import Settings
     from adapters.mlflow_store import connect
+    from churn.settings import Settings
 
     client = connect(Settings.from_env())
     runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
-    return runs == [] and client.search_registered_models() == [] and not (home / "features" / "latest.json").exists()
+    return (
+        runs == []
+        and client.search_registered_models() == []
+        and not (home / "features" / "latest.json").exists()
+    )
 
 
 def test_nulls_negative_amounts_and_duplicate_ids_fail_validation(corrupted, tmp_path):
@@ -58,8 +62,12 @@ def test_nulls_negative_amounts_and_duplicate_ids_fail_validation(corrupted, tmp
 def test_a_missing_column_stops_the_pipeline_before_training(corrupted, tmp_path):
     from flows.train import train
 
-    pd.read_parquet(corrupted / "tickets.parquet").drop(columns=["priority"]).to_parquet(corrupted / "tickets.parquet")
-    with pytest.raises(Exception, match="source 'tickets' .*missing column 'priority'; expected str"):
+    pd.read_parquet(corrupted / "tickets.parquet").drop(columns=["priority"]).to_parquet(
+        corrupted / "tickets.parquet"
+    )
+    with pytest.raises(
+        Exception, match="source 'tickets' .*missing column 'priority'; expected str"
+    ):
         train(TrainParams(rebuild_features=True))
     assert nothing_trained(tmp_path / "home")
 
@@ -69,7 +77,9 @@ def test_a_stale_feed_fails_freshness(corrupted, tmp_path):
 
     events = pd.read_parquet(corrupted / "events.parquet")
     cutoff = events["ts"].max() - pd.Timedelta(days=10)
-    events[events["ts"] < cutoff].to_parquet(corrupted / "events.parquet")  # the feed stopped 10 days early
+    events[events["ts"] < cutoff].to_parquet(
+        corrupted / "events.parquet"
+    )  # the feed stopped 10 days early
     with pytest.raises(DataValidationError, match="expect_column_max_to_be_between on 'ts'"):
         features()
     assert not (tmp_path / "home" / "features" / "latest.json").exists()

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from churn.online import OnlineFeatures
 from adapters.feature_sets import ONLINE_SNAPSHOT, TRAINING_SET, latest
+from churn.online import OnlineFeatures
 from tests.fixtures.toy_data import SNAPSHOT_REPO, STREAMING_REPO, write_snapshot, write_streaming
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -35,8 +35,13 @@ def test_flow_publishes_a_versioned_feature_set_with_manifest(churn_env):
     assert manifest["online_snapshot"]["rows"] == len(online) > 100
     assert (manifest["entity"], manifest["entity_dtype"]) == ("customer_id", "int64")
     assert set(manifest["sql_hashes"]) == {
-        "population", "label", "customer_profile", "customer_engagement_30d",
-        "customer_transactions_90d", "customer_support_90d"}
+        "population",
+        "label",
+        "customer_profile",
+        "customer_engagement_30d",
+        "customer_transactions_90d",
+        "customer_support_90d",
+    }
     for source in ("customers", "transactions", "events", "tickets", "cancellations"):
         (digest,) = manifest["sources"][source]["files"].values()
         assert len(digest) == 64
@@ -59,7 +64,11 @@ def test_failed_run_leaves_the_last_good_feature_set(churn_env, tmp_path, monkey
 
     repo = copy_repo(tmp_path)
     view = repo / "views" / "customer_profile.sql"
-    view.write_text(view.read_text().replace("select * from final", "select * from final union all select * from final"))
+    view.write_text(
+        view.read_text().replace(
+            "select * from final", "select * from final union all select * from final"
+        )
+    )
     monkeypatch.setenv("CHURN_FEATURE_REPO", str(repo))
     with pytest.raises(Exception, match="duplicate"):
         run_flow()
@@ -73,7 +82,9 @@ def test_flow_params_are_validated():
 
     with pytest.raises(ValueError, match="every_days\n  Input should be greater than 0"):
         FeaturesParams(every_days=0)
-    with pytest.raises(ValueError, match="first_as_of 2025-05-01 00:00:00 is after last_as_of 2025-01-01"):
+    with pytest.raises(
+        ValueError, match="first_as_of 2025-05-01 00:00:00 is after last_as_of 2025-01-01"
+    ):
         FeaturesParams(first_as_of="2025-05-01", last_as_of="2025-01-01")
 
 
@@ -85,7 +96,14 @@ def test_bring_your_own_event_history(tmp_path, monkeypatch):
     result = run_flow()
     training = pd.read_parquet(result.path / TRAINING_SET)
     online = pd.read_parquet(result.path / ONLINE_SNAPSHOT)
-    assert list(training.columns) == ["account_ref", "as_of", "closed_soon", "plays_14d", "minutes_14d", "tier"]
+    assert list(training.columns) == [
+        "account_ref",
+        "as_of",
+        "closed_soon",
+        "plays_14d",
+        "minutes_14d",
+        "tier",
+    ]
     assert training["as_of"].nunique() > 5 and training["closed_soon"].isin([0, 1]).all()
     assert 0 < training["closed_soon"].sum() < len(training)
     assert training["account_ref"].str.startswith("acct-").all()
@@ -98,13 +116,19 @@ def test_bring_your_own_snapshot_table(tmp_path, monkeypatch):
     monkeypatch.setenv("CHURN_RAW_DIR", str(raw))
     monkeypatch.setenv("CHURN_FEATURE_REPO", str(SNAPSHOT_REPO))
     result = run_flow()
-    source = pd.read_parquet(raw / "telco_snapshot.parquet").sort_values("subscriber", ignore_index=True)
-    training = pd.read_parquet(result.path / TRAINING_SET).sort_values("subscriber", ignore_index=True)
+    source = pd.read_parquet(raw / "telco_snapshot.parquet").sort_values(
+        "subscriber", ignore_index=True
+    )
+    training = pd.read_parquet(result.path / TRAINING_SET).sort_values(
+        "subscriber", ignore_index=True
+    )
     assert len(training) == len(source)
     assert (training["as_of"] == pd.Timestamp("2024-06-30")).all()
     pd.testing.assert_series_equal(training["churned"], source["churned"], check_dtype=False)
     assert training["monthly_charges"].isna().sum() == source["monthly_charges"].isna().sum() > 0
-    manifest = json.loads((tmp_path / "home" / "features" / "runs" / result.version / "manifest.json").read_text())
+    manifest = json.loads(
+        (tmp_path / "home" / "features" / "runs" / result.version / "manifest.json").read_text()
+    )
     assert manifest["online_snapshot"]["rows"] == len(source)
 
 
@@ -117,4 +141,6 @@ def test_same_sources_and_sql_rebuild_the_identical_training_set(churn_env):
     for name in (TRAINING_SET, ONLINE_SNAPSHOT):
         assert file_digest(str(first.path / name)) == file_digest(str(second.path / name))
     keys = ("sql_hashes", "sources", "training_set", "online_snapshot", "features")
-    assert {k: getattr(first.manifest, k) for k in keys} == {k: getattr(second.manifest, k) for k in keys}
+    assert {k: getattr(first.manifest, k) for k in keys} == {
+        k: getattr(second.manifest, k) for k in keys
+    }

@@ -11,7 +11,6 @@ import os
 import subprocess
 
 import duckdb
-import pytest
 
 from ops import stack
 from tests.helpers import ROOT
@@ -21,26 +20,75 @@ TOKEN = "loop-token"
 
 def churn(*args: str, env: dict) -> subprocess.CompletedProcess:
     """The CLI in its own process, as a user runs it (BentoML binds its store to one home per process)."""
-    return subprocess.run([str(stack.BIN / "churn"), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    return subprocess.run(
+        [str(stack.BIN / "churn"), *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
 
 
 def test_drift_alert_retrain_promotion_and_the_new_model_served(prefect_server, tmp_path):
     home = tmp_path / "home"
-    env = {**os.environ, "CHURN_HOME": str(home), "CHURN_RAW_DIR": str(home / "raw"), "BENTOML_HOME": str(home / "bentoml")}
-    generated = churn("generate", "--customers", "8000", "--months", "14", "--drift-months", "2", "--seed", "5", env=env)
+    env = {
+        **os.environ,
+        "CHURN_HOME": str(home),
+        "CHURN_RAW_DIR": str(home / "raw"),
+        "BENTOML_HOME": str(home / "bentoml"),
+    }
+    generated = churn(
+        "generate",
+        "--customers",
+        "8000",
+        "--months",
+        "14",
+        "--drift-months",
+        "2",
+        "--seed",
+        "5",
+        env=env,
+    )
     assert generated.returncode == 0, generated.stderr
     demo = churn("demo", env=env)  # features, train (v1 approved), package
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
 
     port = stack.free_port()
     directory = home / "serve"
-    env = {"CHURN_HOME": str(home), "BENTOML_HOME": str(home / "bentoml"), "CHURN_API_TOKEN": TOKEN,
-           "CHURN_RELOAD_SECONDS": "1"}
-    stack.start_process("bentoml", [str(stack.BIN / "bentoml"), "serve", "bentos.service:ChurnService",
-                                    "--host", "127.0.0.1", "--port", str(port)], env, directory, ROOT)
+    env = {
+        "CHURN_HOME": str(home),
+        "BENTOML_HOME": str(home / "bentoml"),
+        "CHURN_API_TOKEN": TOKEN,
+        "CHURN_RELOAD_SECONDS": "1",
+    }
+    stack.start_process(
+        "bentoml",
+        [
+            str(stack.BIN / "bentoml"),
+            "serve",
+            "bentos.service:ChurnService",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env,
+        directory,
+        ROOT,
+    )
     try:
         stack.wait_healthy(f"http://127.0.0.1:{port}/readyz", 180, directory / "bentoml.log")
-        simulated = churn("simulate", "--url", f"http://127.0.0.1:{port}", "--token", TOKEN, "--min-new-labels", "100", env=env)
+        simulated = churn(
+            "simulate",
+            "--url",
+            f"http://127.0.0.1:{port}",
+            "--token",
+            TOKEN,
+            "--min-new-labels",
+            "100",
+            env=env,
+        )
         out = simulated.stdout
     finally:
         stack.stop_process("bentoml", directory)
@@ -48,8 +96,12 @@ def test_drift_alert_retrain_promotion_and_the_new_model_served(prefect_server, 
     assert "alert fired: drifted_share" in out and "retraining FIRED" in out
     assert "the service now answers with model version 2" in out
     with duckdb.connect(str(home / "monitoring" / "monitoring.duckdb"), read_only=True) as con:
-        windows = con.execute("select count(*), max(labelled), bool_or(dataset_drift) from windows").fetchall()[0]
-        decisions = con.execute("select fired, reason, flow_run from retrain_decisions order by created_at").fetchall()
+        windows = con.execute(
+            "select count(*), max(labelled), bool_or(dataset_drift) from windows"
+        ).fetchall()[0]
+        decisions = con.execute(
+            "select fired, reason, flow_run from retrain_decisions order by created_at"
+        ).fetchall()
     assert windows[0] == 5 and windows[1] > 0 and windows[2]
     assert [d[0] for d in decisions] == [False, False, False, False, True]
     assert "promoted" in decisions[-1][2] and "needs 2 of 3" in decisions[0][1]

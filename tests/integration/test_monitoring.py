@@ -9,6 +9,7 @@ import json
 import threading
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -30,7 +31,12 @@ def champion(prefect_server, small_world, tmp_path_factory):
 
         trained = train_champion()
         features = pd.read_parquet(next((home / "features").rglob("training_set.parquet")))
-        yield {"home": home, "settings": Settings.from_env(), "trained": trained, "features": features}
+        yield {
+            "home": home,
+            "settings": Settings.from_env(),
+            "trained": trained,
+            "features": features,
+        }
 
 
 def write_log(home, name: str, records: list[dict], extra_lines: list[str] = ()) -> None:
@@ -43,27 +49,61 @@ def write_log(home, name: str, records: list[dict], extra_lines: list[str] = ())
             handle.write(line + "\n")
 
 
-def records(champion, start: datetime, n: int, shift: float = 0.0, version: str = "1", as_of=None, drop=(), seed=0) -> list[dict]:
+def records(
+    champion,
+    start: datetime,
+    n: int,
+    shift: float = 0.0,
+    version: str = "1",
+    as_of=None,
+    drop=(),
+    seed=0,
+) -> list[dict]:
     rows = champion["features"].sample(n=n, random_state=seed, replace=True)
     names = [c for c in rows.columns if c not in ("customer_id", "as_of", "label")]
     out = []
     for k, (_, row) in enumerate(rows.iterrows()):
-        features = {c: (None if pd.isna(row[c]) else (row[c].item() if hasattr(row[c], "item") else row[c])) for c in names if c not in drop}
+        features = {
+            c: (None if pd.isna(row[c]) else (row[c].item() if hasattr(row[c], "item") else row[c]))
+            for c in names
+            if c not in drop
+        }
         if shift:
-            features = {c: (v * shift + 10 if isinstance(v, (int, float)) and v is not None else v) for c, v in features.items()}
+            features = {
+                c: (v * shift + 10 if isinstance(v, (int, float)) and v is not None else v)
+                for c, v in features.items()
+            }
         ts = start + timedelta(seconds=k)
-        out.append({"request_id": f"r{seed}-{k}", "row": 0, "ts": ts.isoformat() + "+00:00",
-                    "as_of": (as_of or row["as_of"]).isoformat() if as_of is not False else ts.isoformat() + "+00:00",
-                    "customer_id": int(row["customer_id"]), "prediction": int(k % 7 == 0), "probability": 0.1 + (k % 7) / 10,
-                    "model_version": version, "latency_ms": 2.0, "features": features})
+        out.append(
+            {
+                "request_id": f"r{seed}-{k}",
+                "row": 0,
+                "ts": ts.isoformat() + "+00:00",
+                "as_of": (as_of or row["as_of"]).isoformat()
+                if as_of is not False
+                else ts.isoformat() + "+00:00",
+                "customer_id": int(row["customer_id"]),
+                "prediction": int(k % 7 == 0),
+                "probability": 0.1 + (k % 7) / 10,
+                "model_version": version,
+                "latency_ms": 2.0,
+                "features": features,
+            }
+        )
     return out
 
 
 def run(start: datetime, minutes: int = 60, **overrides):
     from flows.monitor import monitor
 
-    params = MonitorParams(window_start=start, window_end=start + timedelta(minutes=minutes), report_sample_rows=500,
-                           alerts={"min_rows": 20, "min_labelled": 20}, retrain=RetrainPolicy(enabled=False), **overrides)
+    params = MonitorParams(
+        window_start=start,
+        window_end=start + timedelta(minutes=minutes),
+        report_sample_rows=500,
+        alerts={"min_rows": 20, "min_labelled": 20},
+        retrain=RetrainPolicy(enabled=False),
+        **overrides,
+    )
     return monitor(params)
 
 
@@ -75,8 +115,10 @@ def test_an_empty_window_is_recorded_and_judges_nothing(champion):
     result = run(HOUR - timedelta(days=30))
     assert result.count == 0 and result.events == [] and result.report is None
     with store(champion) as con:
-        assert con.execute("select count from windows where window_end = $e",
-                           {"e": HOUR - timedelta(days=30) + timedelta(minutes=60)}).fetchall() == [(0,)]
+        assert con.execute(
+            "select count from windows where window_end = $e",
+            {"e": HOUR - timedelta(days=30) + timedelta(minutes=60)},
+        ).fetchall() == [(0,)]
 
 
 def test_malformed_and_truncated_lines_are_skipped_and_counted(champion):
@@ -84,10 +126,15 @@ def test_malformed_and_truncated_lines_are_skipped_and_counted(champion):
     good = records(champion, start, 60)
     truncated = json.dumps(good[0])[:40]
     no_probability = json.dumps({k: v for k, v in good[1].items() if k != "probability"})
-    write_log(champion["home"], f"{start:%Y%m%dT%H}-1.jsonl", good, ["not json at all", truncated, no_probability])
+    write_log(
+        champion["home"],
+        f"{start:%Y%m%dT%H}-1.jsonl",
+        good,
+        ["not json at all", truncated, no_probability],
+    )
     result = run(start)
     assert result.count == 60 and result.malformed == 3
-    assert result.report and "<html" in open(result.report).read(2000).lower()
+    assert result.report and "<html" in Path(result.report).read_text()[:2000].lower()
     features = set(champion["features"].columns) - {"customer_id", "as_of", "label"}
     assert set(result.psi) == features and all(v >= 0 for v in result.psi.values())
 
@@ -97,34 +144,50 @@ def test_an_older_models_log_is_judged_on_the_features_it_shares(champion):
     old = records(champion, start, 40, version="0", drop=("plan", "tenure_days"), seed=3)
     for r in old:
         r["features"]["legacy_score"] = 1.0
-    write_log(champion["home"], f"{start:%Y%m%dT%H}-2.jsonl", old + records(champion, start + timedelta(minutes=5), 40, seed=4))
+    write_log(
+        champion["home"],
+        f"{start:%Y%m%dT%H}-2.jsonl",
+        old + records(champion, start + timedelta(minutes=5), 40, seed=4),
+    )
     result = run(start)
     assert result.count == 80 and "legacy_score" not in result.psi and "plan" in result.psi
     with store(champion) as con:
-        carried = dict(con.execute("select feature, rows_with_feature from feature_drift where window_end = $e",
-                                   {"e": start + timedelta(minutes=60)}).fetchall())
+        carried = dict(
+            con.execute(
+                "select feature, rows_with_feature from feature_drift where window_end = $e",
+                {"e": start + timedelta(minutes=60)},
+            ).fetchall()
+        )
     assert carried["plan"] == 40 and carried["tenure_days"] == 40 and carried["orders_30d"] == 80
 
 
 def test_labels_join_only_once_matured(champion):
     start = HOUR - timedelta(days=10)  # a day of its own: the one-day look-back sees only these
     matured = records(champion, start, 50, seed=5)  # as_of from the training set: outcomes observed
-    fresh = records(champion, start + timedelta(minutes=1), 50, as_of=False, seed=6)  # as_of = now-ish: not yet
+    fresh = records(
+        champion, start + timedelta(minutes=1), 50, as_of=False, seed=6
+    )  # as_of = now-ish: not yet
     write_log(champion["home"], f"{start:%Y%m%dT%H}-3.jsonl", matured + fresh)
     result = run(start, label_lookback_days=1)
     assert result.labels.labelled == 50 and 0 <= result.labels.get("accuracy") <= 1
     quality = result.report.replace("drift-", "quality-")
-    assert "<html" in open(quality).read(2000).lower()
+    assert "<html" in Path(quality).read_text()[:2000].lower()
     only_fresh = start + timedelta(hours=2)
-    write_log(champion["home"], f"{only_fresh:%Y%m%dT%H}-3.jsonl", records(champion, only_fresh, 30, as_of=False, seed=7))
+    write_log(
+        champion["home"],
+        f"{only_fresh:%Y%m%dT%H}-3.jsonl",
+        records(champion, only_fresh, 30, as_of=False, seed=7),
+    )
     later = run(only_fresh, label_lookback_days=1)
-    assert later.count == 30 and later.labels.labelled == 50  # matured ones from the look-back, not the fresh
+    assert (
+        later.count == 30 and later.labels.labelled == 50
+    )  # matured ones from the look-back, not the fresh
 
 
 class Receiver(BaseHTTPRequestHandler):
     received: list[dict] = []
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         Receiver.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
         self.send_response(200)
         self.end_headers()
@@ -139,11 +202,19 @@ def test_alerts_fire_once_and_clear_once_through_the_webhook_block(champion):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        CustomWebhookNotificationBlock(name="churn", url=f"http://127.0.0.1:{server.server_port}/hook",
-                                       json_data={"text": "{{body}}"}, allow_private_urls=True).save("churn-alerts", overwrite=True)
+        CustomWebhookNotificationBlock(
+            name="churn",
+            url=f"http://127.0.0.1:{server.server_port}/hook",
+            json_data={"text": "{{body}}"},
+            allow_private_urls=True,
+        ).save("churn-alerts", overwrite=True)
         windows = [HOUR + timedelta(days=1, hours=h) for h in range(3)]
         for k, (start, shift) in enumerate(zip(windows, (3.0, 3.0, 0.0))):
-            write_log(champion["home"], f"{start:%Y%m%dT%H}-9.jsonl", records(champion, start, 120, shift=shift, seed=10 + k))
+            write_log(
+                champion["home"],
+                f"{start:%Y%m%dT%H}-9.jsonl",
+                records(champion, start, 120, shift=shift, seed=10 + k),
+            )
         Receiver.received.clear()
         first = run(windows[0], notify_block="custom-webhook/churn-alerts")
         fired = {e.rule for e in first.events}
@@ -157,20 +228,38 @@ def test_alerts_fire_once_and_clear_once_through_the_webhook_block(champion):
     finally:
         server.shutdown()
     lines = [json.loads(line) for line in champion["settings"].alerts_log.read_text().splitlines()]
-    assert {line["delivered_via"] for line in lines[-len(fired) - len(third.events):]} == {"block custom-webhook/churn-alerts"}
+    assert {line["delivered_via"] for line in lines[-len(fired) - len(third.events) :]} == {
+        "block custom-webhook/churn-alerts"
+    }
     with store(champion) as con:
-        events = [e for (e,) in con.execute("select event from alerts where rule = 'drifted_share' order by created_at").fetchall()]
-    assert events[-1] == "cleared" and all(a != b for a, b in zip(events, events[1:]))  # strictly alternating
+        events = [
+            e
+            for (e,) in con.execute(
+                "select event from alerts where rule = 'drifted_share' order by created_at"
+            ).fetchall()
+        ]
+    assert events[-1] == "cleared" and all(
+        a != b for a, b in zip(events, events[1:])
+    )  # strictly alternating
 
 
 def test_a_failing_webhook_falls_back_to_the_file(champion):
     start = HOUR + timedelta(days=2)
-    write_log(champion["home"], f"{start:%Y%m%dT%H}-8.jsonl", records(champion, start, 120, shift=5.0, seed=20))
+    write_log(
+        champion["home"],
+        f"{start:%Y%m%dT%H}-8.jsonl",
+        records(champion, start, 120, shift=5.0, seed=20),
+    )
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
     from ops.stack import free_port
 
-    CustomWebhookNotificationBlock(name="dead", url=f"http://127.0.0.1:{free_port()}/hook", json_data={"text": "{{body}}"},
-                                   allow_private_urls=True).save("dead-hook", overwrite=True)
+    CustomWebhookNotificationBlock(
+        name="dead",
+        url=f"http://127.0.0.1:{free_port()}/hook",
+        json_data={"text": "{{body}}"},
+        allow_private_urls=True,
+    ).save("dead-hook", overwrite=True)
     result = run(start, notify_block="custom-webhook/dead-hook")
     assert result.events
     last = json.loads(champion["settings"].alerts_log.read_text().splitlines()[-1])

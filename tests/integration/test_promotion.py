@@ -27,7 +27,10 @@ def aliases(settings):
     from adapters import mlflow_store, registry
 
     client = mlflow_store.connect(settings)
-    return {a: registry.alias_version(client, "churn-classifier", a) for a in ("champion", "previous", "challenger")}
+    return {
+        a: registry.alias_version(client, "churn-classifier", a)
+        for a in ("champion", "previous", "challenger")
+    }
 
 
 def degrade_training_labels(settings):
@@ -38,18 +41,24 @@ def degrade_training_labels(settings):
     frame = pd.read_parquet(source.path / feature_sets.TRAINING_SET)
     test_start = sorted(frame["as_of"].unique())[-SMALL_WORLD_PARAMS.test_dates]
     early = frame["as_of"] < test_start
-    frame.loc[early, "label"] = np.random.default_rng(0).permutation(frame.loc[early, "label"].to_numpy())
+    frame.loc[early, "label"] = np.random.default_rng(0).permutation(
+        frame.loc[early, "label"].to_numpy()
+    )
     version, staging = feature_sets.new_staging(settings.features_dir)
     frame.to_parquet(staging / feature_sets.TRAINING_SET)
-    (staging / feature_sets.ONLINE_SNAPSHOT).write_bytes((source.path / feature_sets.ONLINE_SNAPSHOT).read_bytes())
-    feature_sets.publish(settings.features_dir, staging, source.manifest.model_copy(update={"version": version}))
+    (staging / feature_sets.ONLINE_SNAPSHOT).write_bytes(
+        (source.path / feature_sets.ONLINE_SNAPSHOT).read_bytes()
+    )
+    feature_sets.publish(
+        settings.features_dir, staging, source.manifest.model_copy(update={"version": version})
+    )
 
 
 def test_gates_promote_reject_and_roll_back(home):
+    from adapters import mlflow_store
+    from churn.params import RollbackParams
     from flows.rollback import rollback
     from flows.train import train
-    from churn.params import RollbackParams
-    from adapters import mlflow_store
 
     first = train(SMALL_WORLD_PARAMS)
     assert first.decision == "APPROVED" and first.promoted
@@ -63,7 +72,10 @@ def test_gates_promote_reject_and_roll_back(home):
     degrade_training_labels(home)
     third = train(SMALL_WORLD_PARAMS)
     assert third.decision == "REJECTED" and not third.promoted
-    assert "[FAIL] regression: auc_roc" in third.report and "[FAIL] performance: auc_roc" in third.report
+    assert (
+        "[FAIL] regression: auc_roc" in third.report
+        and "[FAIL] performance: auc_roc" in third.report
+    )
     assert aliases(home) == {"champion": "2", "previous": "1", "challenger": "3"}
     client = mlflow_store.connect(home)
     files = {f.path for f in client.list_artifacts(third.run.run_id, "gates")}
@@ -73,7 +85,10 @@ def test_gates_promote_reject_and_roll_back(home):
     event = rollback(RollbackParams(reason="bad predictions reported by the retention team"))
     assert (event.champion, event.rolled_back) == ("1", "2")
     assert aliases(home)["champion"] == "1"
-    assert client.get_model_version("churn-classifier", "2").tags["rolled_back"] == "bad predictions reported by the retention team"
+    assert (
+        client.get_model_version("churn-classifier", "2").tags["rolled_back"]
+        == "bad predictions reported by the retention team"
+    )
     log = home.registry_log.read_text().splitlines()
     assert [line.count('"action": "rollback"') for line in log][-1] == 1
     with pytest.raises(Exception, match="nothing to roll back to"):
@@ -89,7 +104,9 @@ def test_racing_promotions_leave_exactly_one_champion(home):
     client.create_registered_model("churn-classifier")
     source = home.home / "dummy-model"
     source.mkdir(parents=True)
-    versions = [client.create_model_version("churn-classifier", str(source)).version for _ in range(5)]
+    versions = [
+        client.create_model_version("churn-classifier", str(source)).version for _ in range(5)
+    ]
     registry.promote(home, client, "churn-classifier", str(versions[0]), None, reason="first")
 
     outcomes, barrier = [], threading.Barrier(4)
@@ -97,7 +114,14 @@ def test_racing_promotions_leave_exactly_one_champion(home):
     def contender(version):
         barrier.wait()
         try:
-            registry.promote(home, mlflow_store.connect(home), "churn-classifier", str(version), "1", reason="race")
+            registry.promote(
+                home,
+                mlflow_store.connect(home),
+                "churn-classifier",
+                str(version),
+                "1",
+                reason="race",
+            )
             outcomes.append(("won", version))
         except registry.PromotionConflict:
             outcomes.append(("lost", version))
@@ -111,6 +135,9 @@ def test_racing_promotions_leave_exactly_one_champion(home):
     assert len(winners) == 1 and len(outcomes) == 4
     state = aliases(home)
     assert state["champion"] == winners[0] and state["previous"] == "1"
-    holders = [mv.version for mv in client.search_model_versions("name='churn-classifier'")
-               if "champion" in client.get_model_version("churn-classifier", mv.version).aliases]
+    holders = [
+        mv.version
+        for mv in client.search_model_versions("name='churn-classifier'")
+        if "champion" in client.get_model_version("churn-classifier", mv.version).aliases
+    ]
     assert [str(v) for v in holders] == winners

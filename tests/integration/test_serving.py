@@ -35,43 +35,87 @@ def service(prefect_server, small_world, tmp_path_factory):
         trained = train_champion()
         packaged = package()
         port = free_port()
-        env = {"CHURN_HOME": str(home), "BENTOML_HOME": str(home / "bentoml"), "CHURN_MAX_BATCH": str(MAX_BATCH),
-               "CHURN_API_TOKEN": TOKEN, "CHURN_MAX_BODY_BYTES": str(MAX_BODY), "CHURN_RELOAD_SECONDS": "1"}
+        env = {
+            "CHURN_HOME": str(home),
+            "BENTOML_HOME": str(home / "bentoml"),
+            "CHURN_MAX_BATCH": str(MAX_BATCH),
+            "CHURN_API_TOKEN": TOKEN,
+            "CHURN_MAX_BODY_BYTES": str(MAX_BODY),
+            "CHURN_RELOAD_SECONDS": "1",
+        }
         directory = home / "serve"
 
         def start():
-            stack.start_process("bentoml", [str(stack.BIN / "bentoml"), "serve", "bentos.service:ChurnService",
-                                            "--host", "127.0.0.1", "--port", str(port)], env, directory, ROOT)
+            stack.start_process(
+                "bentoml",
+                [
+                    str(stack.BIN / "bentoml"),
+                    "serve",
+                    "bentos.service:ChurnService",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
+                env,
+                directory,
+                ROOT,
+            )
             stack.wait_healthy(f"http://127.0.0.1:{port}/readyz", 180, directory / "bentoml.log")
 
         try:
             start()
-            snapshot = pd.read_parquet(next((home / "bentoml" / "models").rglob("online_snapshot.parquet")))
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
-                              headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-                yield {"client": client, "home": home, "snapshot": snapshot, "trained": trained, "packaged": packaged,
-                       "url": f"http://127.0.0.1:{port}", "start": start, "pid_file": directory / "bentoml.pid"}
+            snapshot = pd.read_parquet(
+                next((home / "bentoml" / "models").rglob("online_snapshot.parquet"))
+            )
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{port}",
+                timeout=30,
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            ) as client:
+                yield {
+                    "client": client,
+                    "home": home,
+                    "snapshot": snapshot,
+                    "trained": trained,
+                    "packaged": packaged,
+                    "url": f"http://127.0.0.1:{port}",
+                    "start": start,
+                    "pid_file": directory / "bentoml.pid",
+                }
         finally:
             stack.stop_process("bentoml", directory)
 
 
 def features_of(service, index: int) -> tuple[int, dict]:
     row = service["snapshot"].iloc[index]
-    values = {k: (None if pd.isna(v) else (v.item() if hasattr(v, "item") else v))
-              for k, v in row.drop(["customer_id", "as_of"]).items()}
+    values = {
+        k: (None if pd.isna(v) else (v.item() if hasattr(v, "item") else v))
+        for k, v in row.drop(["customer_id", "as_of"]).items()
+    }
     return int(row["customer_id"]), values
 
 
 def logged(service) -> list[dict]:
-    return [json.loads(line) for path in (service["home"] / "predictions").glob("*.jsonl") for line in path.read_text().splitlines()]
+    return [
+        json.loads(line)
+        for path in (service["home"] / "predictions").glob("*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
 
 
 def test_health_and_metadata(service):
     client = service["client"]
-    assert client.get("/health").json() == {"status": "healthy", "model_loaded": True,
-                                            "model_version": service["packaged"].model_version}
+    assert client.get("/health").json() == {
+        "status": "healthy",
+        "model_loaded": True,
+        "model_version": service["packaged"].model_version,
+    }
     meta = client.get("/metadata").json()
-    assert meta["model_version"] == service["packaged"].model_version and meta["run_id"] == service["trained"].run.run_id
+    assert (
+        meta["model_version"] == service["packaged"].model_version
+        and meta["run_id"] == service["trained"].run.run_id
+    )
     assert meta["decision_threshold"] == pytest.approx(service["trained"].decision_threshold)
     assert (meta["entity"], meta["entity_dtype"]) == ("customer_id", "int64")
     assert meta["features"]["plan"] == "str" and meta["features"]["tenure_days"] == "int64"
@@ -86,42 +130,108 @@ def test_predict_single_batch_and_by_id_agree(service):
     single = client.post("/predict", json={"customer_id": str(ids[0]), "features": rows[0]})
     assert single.status_code == 200, single.text
     body = single.json()
-    assert body["customer_id"] == ids[0] and body["model_version"] == service["packaged"].model_version
-    assert body["prediction"] == int(body["probability"] >= service["trained"].decision_threshold) and body["latency_ms"] > 0
+    assert (
+        body["customer_id"] == ids[0] and body["model_version"] == service["packaged"].model_version
+    )
+    assert (
+        body["prediction"] == int(body["probability"] >= service["trained"].decision_threshold)
+        and body["latency_ms"] > 0
+    )
     assert body["request_id"] in {r["request_id"] for r in logged(service)}
-    batch = client.post("/predict_batch", json={"rows": [{"customer_id": i, "features": r} for i, r in zip(ids, rows)]})
+    batch = client.post(
+        "/predict_batch",
+        json={"rows": [{"customer_id": i, "features": r} for i, r in zip(ids, rows)]},
+    )
     assert [b["customer_id"] for b in batch.json()] == list(ids)
     assert batch.json()[0]["probability"] == pytest.approx(body["probability"])
     by_id = client.post("/predict_by_id", json={"ids": list(reversed(ids))})
     assert [b["customer_id"] for b in by_id.json()] == list(reversed(ids))
     assert {b["customer_id"]: b["probability"] for b in by_id.json()} == pytest.approx(
-        {b["customer_id"]: b["probability"] for b in batch.json()})
+        {b["customer_id"]: b["probability"] for b in batch.json()}
+    )
 
 
 @pytest.mark.parametrize(
     ("path", "payload", "status", "message"),
     [
-        ("/predict", lambda f: {"customer_id": 1, "features": {k: v for k, v in f.items() if k != "plan"}}, 422, "missing features.plan"),
-        ("/predict", lambda f: {"customer_id": 1, "features": {**f, "shoe_size": 3}}, 422, "unknown features.shoe_size"),
-        ("/predict", lambda f: {"customer_id": 1, "features": {**f, "tenure_days": "long"}}, 422, "features.tenure_days: expected a number"),
-        ("/predict", lambda f: {"customer_id": 1, "features": {**f, "plan": 2}}, 422, "features.plan: expected a string"),
-        ("/predict", lambda f: {"customer_id": 1, "features": {**f, "monthly_fee_usd": float("inf")}}, 422, "monthly_fee_usd"),
-        ("/predict", lambda f: {"customer_id": "abc", "features": f}, 422, "customer_id: expected an integer id"),
+        (
+            "/predict",
+            lambda f: {"customer_id": 1, "features": {k: v for k, v in f.items() if k != "plan"}},
+            422,
+            "missing features.plan",
+        ),
+        (
+            "/predict",
+            lambda f: {"customer_id": 1, "features": {**f, "shoe_size": 3}},
+            422,
+            "unknown features.shoe_size",
+        ),
+        (
+            "/predict",
+            lambda f: {"customer_id": 1, "features": {**f, "tenure_days": "long"}},
+            422,
+            "features.tenure_days: expected a number",
+        ),
+        (
+            "/predict",
+            lambda f: {"customer_id": 1, "features": {**f, "plan": 2}},
+            422,
+            "features.plan: expected a string",
+        ),
+        (
+            "/predict",
+            lambda f: {"customer_id": 1, "features": {**f, "monthly_fee_usd": float("inf")}},
+            422,
+            "monthly_fee_usd",
+        ),
+        (
+            "/predict",
+            lambda f: {"customer_id": "abc", "features": f},
+            422,
+            "customer_id: expected an integer id",
+        ),
         ("/predict_batch", lambda f: {"rows": []}, 422, "rows: empty list"),
         ("/predict", lambda f: {"id": 1, "features": f}, 422, "missing customer_id; unknown id"),
-        ("/predict", lambda f: {"customer_id": 1, "features": f, "as_off": "2026-01-01"}, 422, "unknown as_off"),
-        ("/predict_batch", lambda f: {"rows": [{"customer_id": 1, "features": f}], "extra": 1}, 422, "unknown extra"),
-        ("/predict_batch", lambda f: {"rows": [{"customer_id": 1, "features": f}] * (MAX_BATCH + 1)}, 413, "exceed the limit"),
-        ("/predict_batch", lambda f: {"rows": [{"customer_id": 1, "features": f}, {"customer_id": 2}]}, 422, "rows[1]"),
+        (
+            "/predict",
+            lambda f: {"customer_id": 1, "features": f, "as_off": "2026-01-01"},
+            422,
+            "unknown as_off",
+        ),
+        (
+            "/predict_batch",
+            lambda f: {"rows": [{"customer_id": 1, "features": f}], "extra": 1},
+            422,
+            "unknown extra",
+        ),
+        (
+            "/predict_batch",
+            lambda f: {"rows": [{"customer_id": 1, "features": f}] * (MAX_BATCH + 1)},
+            413,
+            "exceed the limit",
+        ),
+        (
+            "/predict_batch",
+            lambda f: {"rows": [{"customer_id": 1, "features": f}, {"customer_id": 2}]},
+            422,
+            "rows[1]",
+        ),
         ("/predict_by_id", lambda f: {"ids": [1, 2]}, 404, "unknown ids: [1, 2]"),
-        ("/predict_by_id", lambda f: {"customer_ids": [1]}, 422, "missing ids; unknown customer_ids"),
+        (
+            "/predict_by_id",
+            lambda f: {"customer_ids": [1]},
+            422,
+            "missing ids; unknown customer_ids",
+        ),
     ],
 )
 def test_bad_requests_get_a_4xx_naming_the_field(service, path, payload, status, message):
     client = service["client"]
     before = len(logged(service))
     _, features = features_of(service, 0)
-    response = client.post(path, content=json.dumps(payload(features)), headers={"content-type": "application/json"})
+    response = client.post(
+        path, content=json.dumps(payload(features)), headers={"content-type": "application/json"}
+    )
     assert response.status_code == status, response.text
     assert message in response.text
     assert len(logged(service)) == before  # nothing answered, nothing logged
@@ -134,15 +244,26 @@ def test_every_answered_prediction_is_logged(service):
     ids = [features_of(service, i)[0] for i in range(20)]
     answered = 0
     for start in range(0, 20, 4):
-        response = client.post("/predict_by_id", json={"ids": ids[start:start + 4]})
+        response = client.post("/predict_by_id", json={"ids": ids[start : start + 4]})
         assert response.status_code == 200
         answered += len(response.json())
     records = logged(service)[before:]
     assert len(records) == answered == 20
-    assert {"request_id", "ts", "customer_id", "features", "probability", "prediction", "model_version", "latency_ms"} <= set(records[0])
+    assert {
+        "request_id",
+        "ts",
+        "customer_id",
+        "features",
+        "probability",
+        "prediction",
+        "model_version",
+        "latency_ms",
+    } <= set(records[0])
     import duckdb
 
-    count = duckdb.sql(f"select count(*) from read_json('{service['home']}/predictions/*.jsonl')").fetchall()[0][0]
+    count = duckdb.sql(
+        f"select count(*) from read_json('{service['home']}/predictions/*.jsonl')"
+    ).fetchall()[0][0]
     assert count == len(logged(service))
 
 
@@ -153,7 +274,9 @@ def test_bearer_token_guards_everything_but_health_readiness_and_metrics(service
         assert anonymous.get("/metadata").status_code == 401
         denied = anonymous.post("/predict_by_id", json={"ids": [features_of(service, 0)[0]]})
         assert denied.status_code == 401 and "bearer token" in denied.text
-        wrong = anonymous.post("/predict_by_id", json={"ids": [1]}, headers={"Authorization": "Bearer nope"})
+        wrong = anonymous.post(
+            "/predict_by_id", json={"ids": [1]}, headers={"Authorization": "Bearer nope"}
+        )
         assert wrong.status_code == 401
 
 
@@ -168,36 +291,76 @@ def test_oversized_bodies_are_refused_before_the_model(service):
     def chunks():  # no Content-Length: the limit still holds while streaming
         blob = json.dumps(huge).encode()
         for start in range(0, len(blob), 65536):
-            yield blob[start:start + 65536]
+            yield blob[start : start + 65536]
 
-    streamed = client.post("/predict_batch", content=chunks(), headers={"content-type": "application/json"})
+    streamed = client.post(
+        "/predict_batch", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert streamed.status_code == 413
     assert len(logged(service)) == before and client.get("/health").status_code == 200
 
 
-DOCKER_INSTRUCTIONS = {"FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME",
-                       "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL"}
+DOCKER_INSTRUCTIONS = {
+    "FROM",
+    "RUN",
+    "CMD",
+    "LABEL",
+    "EXPOSE",
+    "ENV",
+    "ADD",
+    "COPY",
+    "ENTRYPOINT",
+    "VOLUME",
+    "USER",
+    "WORKDIR",
+    "ARG",
+    "ONBUILD",
+    "STOPSIGNAL",
+    "HEALTHCHECK",
+    "SHELL",
+}
 
 
 def test_built_bento_carries_model_labels_lean_requirements_and_a_dockerfile(service):
     import yaml
 
     packaged = service["packaged"]
-    bento = yaml.safe_load(open(f"{packaged.bento_path}/bento.yaml"))
-    assert bento["labels"]["model_version"] == packaged.model_version and bento["labels"]["run_id"] == service["trained"].run.run_id
+    bento_dir = Path(packaged.bento_path)
+    bento = yaml.safe_load((bento_dir / "bento.yaml").read_text())
+    assert (
+        bento["labels"]["model_version"] == packaged.model_version
+        and bento["labels"]["run_id"] == service["trained"].run.run_id
+    )
     assert any(k.startswith("sql_customer_") for k in bento["labels"])
     assert [m["tag"] for s in bento["services"] for m in s["models"]] == [packaged.tag]
     import re
 
-    imported = set(re.findall(r"from (churn\.\w+) import", (ROOT / "bentos" / "service.py").read_text()))
-    imported |= set(re.findall(r"from (churn\.\w+) import", (ROOT / "bentos" / "prediction_log.py").read_text()))
-    assert imported and all((Path(packaged.bento_path) / "src" / (m.replace(".", "/") + ".py")).is_file() for m in imported)
-    requirements = open(f"{packaged.bento_path}/env/python/requirements.txt").read()
-    assert "scikit-learn" in requirements and "mlflow" not in requirements and "prefect" not in requirements
-    dockerfile = open(f"{packaged.bento_path}/env/docker/Dockerfile").read()
-    lines = [l.strip() for l in dockerfile.replace("\\\n", " ").splitlines() if l.strip() and not l.strip().startswith("#")]
+    imported = set(
+        re.findall(r"from (churn\.\w+) import", (ROOT / "bentos" / "service.py").read_text())
+    )
+    imported |= set(
+        re.findall(r"from (churn\.\w+) import", (ROOT / "bentos" / "prediction_log.py").read_text())
+    )
+    assert imported and all(
+        (Path(packaged.bento_path) / "src" / (m.replace(".", "/") + ".py")).is_file()
+        for m in imported
+    )
+    requirements = (bento_dir / "env" / "python" / "requirements.txt").read_text()
+    assert (
+        "scikit-learn" in requirements
+        and "mlflow" not in requirements
+        and "prefect" not in requirements
+    )
+    dockerfile = (bento_dir / "env" / "docker" / "Dockerfile").read_text()
+    lines = [
+        l.strip()
+        for l in dockerfile.replace("\\\n", " ").splitlines()
+        if l.strip() and not l.strip().startswith("#")
+    ]
     assert lines and lines[0].split()[0].upper() in {"FROM", "ARG"}
-    assert all(l.split()[0].upper() in DOCKER_INSTRUCTIONS for l in lines), [l for l in lines if l.split()[0].upper() not in DOCKER_INSTRUCTIONS]
+    assert all(l.split()[0].upper() in DOCKER_INSTRUCTIONS for l in lines), [
+        l for l in lines if l.split()[0].upper() not in DOCKER_INSTRUCTIONS
+    ]
     assert any(l.upper().startswith("ENTRYPOINT") for l in lines)
 
 
@@ -210,8 +373,12 @@ def test_a_newly_packaged_model_is_picked_up_by_every_worker(service):
     seen = set()
     while time.monotonic() < deadline and seen != {repackaged.tag}:
         # new connections spread over the workers; each must answer with the new model
-        seen = {httpx.get(f"{service['url']}/metadata", headers={"Authorization": f"Bearer {TOKEN}"}).json()["bento_model"]
-                for _ in range(8)}
+        seen = {
+            httpx.get(
+                f"{service['url']}/metadata", headers={"Authorization": f"Bearer {TOKEN}"}
+            ).json()["bento_model"]
+            for _ in range(8)
+        }
         time.sleep(0.5)
     assert seen == {repackaged.tag}
     assert service["client"].get("/metadata").json()["scoring"] == "compiled"
@@ -223,11 +390,15 @@ def test_under_load_a_killed_service_loses_no_answered_prediction(service):
     answered, failures, stop = [], [], threading.Event()
 
     def client_loop(offset: int):
-        with httpx.Client(base_url=service["url"], timeout=30, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        with httpx.Client(
+            base_url=service["url"], timeout=30, headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as client:
             k = offset
             while not stop.is_set():
                 try:
-                    response = client.post("/predict_by_id", json={"ids": [ids[k % len(ids)], ids[(k + 1) % len(ids)]]})
+                    response = client.post(
+                        "/predict_by_id", json={"ids": [ids[k % len(ids)], ids[(k + 1) % len(ids)]]}
+                    )
                 except httpx.HTTPError:
                     failures.append(k)
                     return
@@ -242,7 +413,10 @@ def test_under_load_a_killed_service_loses_no_answered_prediction(service):
     while len(answered) < 400 and time.monotonic() < deadline:
         time.sleep(0.05)
     server = int(service["pid_file"].read_text())
-    for pid in [server, *stack.descendants(server)]:  # the server and its workers; no shutdown hook runs
+    for pid in [
+        server,
+        *stack.descendants(server),
+    ]:  # the server and its workers; no shutdown hook runs
         os.kill(pid, signal.SIGKILL)
     for t in threads:  # each client runs until the dead service fails its request
         t.join(60)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -43,19 +41,48 @@ def test_run_logs_params_metrics_datasets_artifacts_and_tags(trained):
     run = client.get_run(result.run.run_id)
     assert run.info.status == "FINISHED"
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
-    for key in ("estimator.kind", "estimator.max_iter", "train_size", "test_size", "feature_count",
-                "positive_rate", "first_as_of", "last_as_of", "decision_threshold", "split_strategy"):
+    for key in (
+        "estimator.kind",
+        "estimator.max_iter",
+        "train_size",
+        "test_size",
+        "feature_count",
+        "positive_rate",
+        "first_as_of",
+        "last_as_of",
+        "decision_threshold",
+        "split_strategy",
+    ):
         assert key in params, key
     assert params["split_strategy"] == "time" and params["estimator.max_iter"] == "60"
-    assert {"accuracy", "precision", "recall", "f1", "auc_roc", "pr_auc", "log_loss", "brier"} <= set(metrics)
+    assert {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "auc_roc",
+        "pr_auc",
+        "log_loss",
+        "brier",
+    } <= set(metrics)
     assert 0.5 < metrics["auc_roc"] <= 1.0
     inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
-    assert set(inputs) == {"train", "test"} and all(len(d.dataset.digest) == 16 for d in inputs.values())
-    assert {t.value for d in inputs.values() for t in d.tags if t.key == "mlflow.data.context"} == {"training", "testing"}
+    assert set(inputs) == {"train", "test"} and all(
+        len(d.dataset.digest) == 16 for d in inputs.values()
+    )
+    assert {t.value for d in inputs.values() for t in d.tags if t.key == "mlflow.data.context"} == {
+        "training",
+        "testing",
+    }
     assert tags["git_commit"] and len(tags["feature_set.training_sha256"]) == 64
     assert "sql_hash.customer_profile" in tags and "sql_hash.label" in tags
     files = {f.path for f in client.list_artifacts(result.run.run_id, "evaluation")}
-    for name in ("feature_importance.csv", "feature_importance.png", "evaluation_curves.png", "feature_set_manifest.json"):
+    for name in (
+        "feature_importance.csv",
+        "feature_importance.png",
+        "evaluation_curves.png",
+        "feature_set_manifest.json",
+    ):
         assert f"evaluation/{name}" in files
 
 
@@ -111,17 +138,23 @@ def _runs_and_models(settings):
         (lambda d: d.assign(label=d["label"].replace({1: 3})), "must hold only 0 and 1; found 3"),
     ],
 )
-def test_bad_training_sets_fail_clearly_and_leave_nothing(trained, tmp_path, monkeypatch, change, message):
-    from flows.train import train
+def test_bad_training_sets_fail_clearly_and_leave_nothing(
+    trained, tmp_path, monkeypatch, change, message
+):
     from adapters import feature_sets
+    from flows.train import train
 
     settings, _ = trained
     source = feature_sets.latest(settings.features_dir)
     monkeypatch.setenv("CHURN_HOME", str(tmp_path / "home"))
     features_dir = tmp_path / "home" / "features"
     version, staging = feature_sets.new_staging(features_dir)
-    change(pd.read_parquet(source.path / feature_sets.TRAINING_SET)).to_parquet(staging / feature_sets.TRAINING_SET)
-    feature_sets.publish(features_dir, staging, source.manifest.model_copy(update={"version": version}))
+    change(pd.read_parquet(source.path / feature_sets.TRAINING_SET)).to_parquet(
+        staging / feature_sets.TRAINING_SET
+    )
+    feature_sets.publish(
+        features_dir, staging, source.manifest.model_copy(update={"version": version})
+    )
     from churn.settings import Settings
 
     with pytest.raises(Exception, match=message):
@@ -136,7 +169,9 @@ def test_unreachable_tracking_uri_fails_before_any_work(tmp_path, monkeypatch):
 
     monkeypatch.setenv("CHURN_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CHURN_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
-    with pytest.raises(Exception, match="cannot reach the MLflow tracking store at http://127.0.0.1"):
+    with pytest.raises(
+        Exception, match="cannot reach the MLflow tracking store at http://127.0.0.1"
+    ):
         train(FAST)
     assert not (tmp_path / "home" / "features").exists()
 
@@ -147,10 +182,14 @@ def test_search_logs_nested_trials_and_keeps_the_best(trained, tmp_path, monkeyp
     settings, _ = trained
     monkeypatch.setenv("CHURN_HOME", str(settings.home))
     monkeypatch.setenv("CHURN_RAW_DIR", str(settings.raw_dir))
-    params = FAST.model_copy(update={"search": True, "search_trials": 2, "experiment": "churn-search"})
+    params = FAST.model_copy(
+        update={"search": True, "search_trials": 2, "experiment": "churn-search"}
+    )
     result = train(params)
     client = client_for(settings)
-    children = client.search_runs([result.run.experiment_id], f"tags.mlflow.parentRunId = '{result.run.run_id}'")
+    children = client.search_runs(
+        [result.run.experiment_id], f"tags.mlflow.parentRunId = '{result.run.run_id}'"
+    )
     assert len(children) == 3  # the default estimator plus two sampled candidates
     best = max(c.data.metrics["valid_auc_roc"] for c in children)
     assert client.get_run(result.run.run_id).data.metrics["valid_auc_roc"] == pytest.approx(best)
@@ -160,12 +199,19 @@ def test_search_logs_nested_trials_and_keeps_the_best(trained, tmp_path, monkeyp
 def test_trains_on_bring_your_own_data_without_code_changes(tmp_path, monkeypatch, shape):
     from flows.train import train
 
-    repo, write = {"streaming": (STREAMING_REPO, write_streaming), "snapshot": (SNAPSHOT_REPO, write_snapshot)}[shape]
+    repo, write = {
+        "streaming": (STREAMING_REPO, write_streaming),
+        "snapshot": (SNAPSHOT_REPO, write_snapshot),
+    }[shape]
     raw = write(tmp_path / "raw", 1200) if shape == "snapshot" else write(tmp_path / "raw", 400)
     monkeypatch.setenv("CHURN_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CHURN_RAW_DIR", str(raw))
     monkeypatch.setenv("CHURN_FEATURE_REPO", str(repo))
-    params = FAST if shape == "snapshot" else FAST.model_copy(update={"estimator": LogisticRegressionParams()})
+    params = (
+        FAST
+        if shape == "snapshot"
+        else FAST.model_copy(update={"estimator": LogisticRegressionParams()})
+    )
     result = train(params)
     from churn.settings import Settings
 

@@ -23,7 +23,12 @@ def default_training_set(tmp_path_factory):
     with engine.connect(settings) as con:
         engine.register_sources(con, repo, engine.resolve_sources(repo, raw))
         bounds = engine.data_bounds(con, repo)
-        engine.build_spine(con, repo, as_of_schedule(repo.config.spine, bounds.covered_from, bounds.covered_to), True)
+        engine.build_spine(
+            con,
+            repo,
+            as_of_schedule(repo.config.spine, bounds.covered_from, bounds.covered_to),
+            True,
+        )
         frame = engine.evaluate_views(con, repo).df()
     schema = training.feature_schema(repo.feature_columns)
     return frame, schema

@@ -19,20 +19,29 @@ def proba(pipe, frame: pd.DataFrame, names: list[str]) -> np.ndarray:
 def test_more_support_tickets_never_lower_churn_risk_much(default_model):
     pipe, test, schema = default_model
     before = proba(pipe, test, schema.names)
-    angrier = test.assign(support_tickets_30d=test["support_tickets_30d"] + 3,
-                          support_tickets_90d=test["support_tickets_90d"] + 3,
-                          high_priority_tickets_90d=test["high_priority_tickets_90d"] + 2,
-                          days_since_last_ticket=0)
+    angrier = test.assign(
+        support_tickets_30d=test["support_tickets_30d"] + 3,
+        support_tickets_90d=test["support_tickets_90d"] + 3,
+        high_priority_tickets_90d=test["high_priority_tickets_90d"] + 2,
+        days_since_last_ticket=0,
+    )
     after = proba(pipe, angrier, schema.names)
     assert after.mean() > before.mean()
-    assert np.mean(after < before - 0.05) < 0.01, "more tickets lowered the churn probability by > 0.05"
+    assert np.mean(after < before - 0.05) < 0.01, (
+        "more tickets lowered the churn probability by > 0.05"
+    )
 
 
 def test_a_customer_who_stopped_logging_in_is_riskier(default_model):
     pipe, test, schema = default_model
     before = proba(pipe, test, schema.names)
-    gone_quiet = test.assign(login_frequency_7d=0, logins_30d=0, active_days_30d=0, days_since_last_login=30,
-                             login_trend_7d_vs_30d=np.nan)
+    gone_quiet = test.assign(
+        login_frequency_7d=0,
+        logins_30d=0,
+        active_days_30d=0,
+        days_since_last_login=30,
+        login_trend_7d_vs_30d=np.nan,
+    )
     after = proba(pipe, gone_quiet, schema.names)
     assert after.mean() > before.mean() * 1.2
     assert np.mean(after < before - 0.05) < 0.01

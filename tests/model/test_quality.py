@@ -23,7 +23,9 @@ def test_default_model_beats_baselines(default_training_set):
 
     model_auc = test_auc(params.estimator)
     logistic_auc = test_auc(LogisticRegressionParams())
-    recency_auc = roc_auc_score(y[split.test], frame["days_since_last_login"].to_numpy()[split.test])
+    recency_auc = roc_auc_score(
+        y[split.test], frame["days_since_last_login"].to_numpy()[split.test]
+    )
 
     assert 0.75 <= model_auc <= 0.9, model_auc  # learnable, never trivial
     assert model_auc >= logistic_auc + 0.01, (model_auc, logistic_auc)

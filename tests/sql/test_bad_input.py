@@ -8,8 +8,8 @@ from datetime import datetime
 import pandas as pd
 import pytest
 
-from churn.featurestore import FeatureRepoError
 from adapters.feature_engine import FeatureBuildError
+from churn.featurestore import FeatureRepoError
 from tests.helpers import build, copy_repo, settings_for
 
 AS_OF = [datetime(2025, 6, 1), datetime(2025, 7, 1)]
@@ -33,14 +33,19 @@ def run(tmp_path, raw, repo, dates=AS_OF):
 
 def test_missing_source_file(tmp_path, raw, repo):
     (raw / "tickets.parquet").unlink()
-    with pytest.raises(FeatureBuildError, match=r"source 'tickets': no file matches .*tickets\.parquet"):
+    with pytest.raises(
+        FeatureBuildError, match=r"source 'tickets': no file matches .*tickets\.parquet"
+    ):
         run(tmp_path, raw, repo)
 
 
 def test_missing_column(tmp_path, raw, repo):
     frame = pd.read_parquet(raw / "transactions.parquet").drop(columns=["amount"])
     frame.to_parquet(raw / "transactions.parquet")
-    with pytest.raises(FeatureBuildError, match=r"source 'transactions' .*missing column 'amount'; expected float64"):
+    with pytest.raises(
+        FeatureBuildError,
+        match=r"source 'transactions' .*missing column 'amount'; expected float64",
+    ):
         run(tmp_path, raw, repo)
 
 
@@ -48,55 +53,88 @@ def test_mistyped_column(tmp_path, raw, repo):
     frame = pd.read_parquet(raw / "transactions.parquet")
     frame["amount"] = frame["amount"].astype(str)
     frame.to_parquet(raw / "transactions.parquet")
-    with pytest.raises(FeatureBuildError, match=r"column 'amount' has type VARCHAR; expected float64"):
+    with pytest.raises(
+        FeatureBuildError, match=r"column 'amount' has type VARCHAR; expected float64"
+    ):
         run(tmp_path, raw, repo)
 
 
 def test_view_sql_that_fails(tmp_path, raw, repo):
     path = repo / "views" / "customer_support_90d.sql"
     path.write_text(path.read_text().replace("o.priority", "o.severity"))
-    with pytest.raises(FeatureBuildError, match=r"view 'customer_support_90d' \(.*customer_support_90d\.sql\): SQL failed.*severity"):
+    with pytest.raises(
+        FeatureBuildError,
+        match=r"view 'customer_support_90d' \(.*customer_support_90d\.sql\): SQL failed.*severity",
+    ):
         run(tmp_path, raw, repo)
 
 
 def test_view_returning_duplicate_rows(tmp_path, raw, repo):
     path = repo / "views" / "customer_profile.sql"
-    path.write_text(path.read_text().replace("select * from final", "select * from final union all select * from final"))
-    with pytest.raises(FeatureBuildError, match=r"view 'customer_profile' .*duplicate \(customer_id, as_of\) rows"):
+    path.write_text(
+        path.read_text().replace(
+            "select * from final", "select * from final union all select * from final"
+        )
+    )
+    with pytest.raises(
+        FeatureBuildError, match=r"view 'customer_profile' .*duplicate \(customer_id, as_of\) rows"
+    ):
         run(tmp_path, raw, repo)
 
 
 def test_yml_declares_a_column_the_sql_does_not_return(tmp_path, raw, repo):
     path = repo / "views" / "customer_profile.yml"
-    path.write_text(path.read_text() + "  - {name: lifetime_value_usd, dtype: float64, description: not computed}\n")
-    with pytest.raises(FeatureBuildError, match=r"view 'customer_profile' .*'lifetime_value_usd' is in customer_profile\.yml but not returned"):
+    path.write_text(
+        path.read_text()
+        + "  - {name: lifetime_value_usd, dtype: float64, description: not computed}\n"
+    )
+    with pytest.raises(
+        FeatureBuildError,
+        match=r"view 'customer_profile' .*'lifetime_value_usd' is in customer_profile\.yml but not returned",
+    ):
         run(tmp_path, raw, repo)
 
 
 def test_sql_returns_a_column_the_yml_does_not_declare(tmp_path, raw, repo):
     path = repo / "views" / "customer_profile.yml"
-    path.write_text("\n".join(l for l in path.read_text().splitlines() if "age_years" not in l) + "\n")
-    with pytest.raises(FeatureBuildError, match=r"column 'age_years' is returned by the SQL but not declared in customer_profile\.yml"):
+    path.write_text(
+        "\n".join(l for l in path.read_text().splitlines() if "age_years" not in l) + "\n"
+    )
+    with pytest.raises(
+        FeatureBuildError,
+        match=r"column 'age_years' is returned by the SQL but not declared in customer_profile\.yml",
+    ):
         run(tmp_path, raw, repo)
 
 
 def test_yml_dtype_disagrees_with_sql(tmp_path, raw, repo):
     path = repo / "views" / "customer_profile.yml"
-    path.write_text(path.read_text().replace("{name: plan,            dtype: str", "{name: plan,            dtype: int64"))
-    with pytest.raises(FeatureBuildError, match=r"column 'plan' is VARCHAR but customer_profile\.yml declares int64"):
+    path.write_text(
+        path.read_text().replace(
+            "{name: plan,            dtype: str", "{name: plan,            dtype: int64"
+        )
+    )
+    with pytest.raises(
+        FeatureBuildError,
+        match=r"column 'plan' is VARCHAR but customer_profile\.yml declares int64",
+    ):
         run(tmp_path, raw, repo)
 
 
 def test_yml_name_must_match_file(tmp_path, raw, repo):
     path = repo / "views" / "customer_profile.yml"
     path.write_text(path.read_text().replace("name: customer_profile", "name: profile"))
-    with pytest.raises(FeatureRepoError, match=r"customer_profile\.yml: name 'profile' must equal the file stem"):
+    with pytest.raises(
+        FeatureRepoError, match=r"customer_profile\.yml: name 'profile' must equal the file stem"
+    ):
         run(tmp_path, raw, repo)
 
 
 def test_view_without_metadata(tmp_path, raw, repo):
     (repo / "views" / "customer_profile.yml").unlink()
-    with pytest.raises(FeatureRepoError, match=r"customer_profile\.sql: view has no sibling customer_profile\.yml"):
+    with pytest.raises(
+        FeatureRepoError, match=r"customer_profile\.sql: view has no sibling customer_profile\.yml"
+    ):
         run(tmp_path, raw, repo)
 
 
@@ -115,5 +153,7 @@ def test_label_outside_zero_one(tmp_path, raw, repo):
 def test_unknown_key_in_feature_store_yml(tmp_path, raw, repo):
     path = repo / "feature_store.yml"
     path.write_text(path.read_text().replace("  every_days: 30", "  every_day: 30"))
-    with pytest.raises(FeatureRepoError, match=r"feature_store\.yml: invalid\n  spine\.every_day: Extra inputs"):
+    with pytest.raises(
+        FeatureRepoError, match=r"feature_store\.yml: invalid\n  spine\.every_day: Extra inputs"
+    ):
         run(tmp_path, raw, repo)

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pandas as pd
 
-from churn.featurestore import as_of_schedule
 from adapters import feature_engine as engine
+from churn.featurestore import as_of_schedule
 from tests.helpers import build, settings_for, write_tables
 
 
@@ -36,11 +36,28 @@ def test_future_and_late_rows_never_reach_the_training_set(tmp_path, small_world
     def planted(when, arrived):
         n = len(ids)
         return (
-            pd.DataFrame({"transaction_id": range(10**9, 10**9 + n), "customer_id": ids,
-                          "ts": when, "ingested_at": arrived, "amount": 99_999.0}),
-            pd.DataFrame({"customer_id": ids, "event_type": "login", "ts": when, "ingested_at": arrived}),
-            pd.DataFrame({"ticket_id": range(10**9, 10**9 + n), "customer_id": ids, "created_at": when,
-                          "ingested_at": arrived, "priority": "urgent", "category": "billing"}),
+            pd.DataFrame(
+                {
+                    "transaction_id": range(10**9, 10**9 + n),
+                    "customer_id": ids,
+                    "ts": when,
+                    "ingested_at": arrived,
+                    "amount": 99_999.0,
+                }
+            ),
+            pd.DataFrame(
+                {"customer_id": ids, "event_type": "login", "ts": when, "ingested_at": arrived}
+            ),
+            pd.DataFrame(
+                {
+                    "ticket_id": range(10**9, 10**9 + n),
+                    "customer_id": ids,
+                    "created_at": when,
+                    "ingested_at": arrived,
+                    "priority": "urgent",
+                    "category": "billing",
+                }
+            ),
         )
 
     future = planted(at, at + hour)  # happens exactly at as_of
@@ -57,6 +74,12 @@ def test_future_and_late_rows_never_reach_the_training_set(tmp_path, small_world
     pd.testing.assert_frame_equal(clean, leaky)
 
     # The plant is a real signal: one microsecond after as_of it shows in every churner's features.
-    later = build(settings_for(tmp_path / "later", leaky_raw), [d + timedelta(hours=2) for d in dates])
-    shifted = later.merge(churners[["customer_id", "as_of"]].assign(as_of=lambda f: f["as_of"] + pd.Timedelta(hours=2)))
+    later = build(
+        settings_for(tmp_path / "later", leaky_raw), [d + timedelta(hours=2) for d in dates]
+    )
+    shifted = later.merge(
+        churners[["customer_id", "as_of"]].assign(
+            as_of=lambda f: f["as_of"] + pd.Timedelta(hours=2)
+        )
+    )
     assert (shifted["total_purchases_30d"] >= 2 * 99_999.0).all()

@@ -18,12 +18,26 @@ from churn.predictions import file_name
 
 def test_duckdb_psi_matches_the_pandas_psi_row_for_row(tmp_path):
     rng = np.random.default_rng(3)
-    reference = pd.DataFrame({"x": rng.normal(size=2000), "n": rng.integers(0, 9, 2000).astype(float),
-                              "plan": rng.choice(["basic", "pro", None], 2000), "probability": rng.random(2000)})
+    reference = pd.DataFrame(
+        {
+            "x": rng.normal(size=2000),
+            "n": rng.integers(0, 9, 2000).astype(float),
+            "plan": rng.choice(["basic", "pro", None], 2000),
+            "probability": rng.random(2000),
+        }
+    )
     reference.loc[rng.random(2000) < 0.05, "x"] = np.nan
-    ref = Reference("1", 0.8, "account", "int64", {"x": "num", "n": "num", "plan": "str"}, reference)
-    current = pd.DataFrame({"x": rng.normal(0.4, 1.2, 600), "n": rng.integers(0, 12, 600).astype(float),
-                            "plan": rng.choice(["basic", "pro", "enterprise", None], 600), "probability": rng.random(600) ** 2})
+    ref = Reference(
+        "1", 0.8, "account", "int64", {"x": "num", "n": "num", "plan": "str"}, reference
+    )
+    current = pd.DataFrame(
+        {
+            "x": rng.normal(0.4, 1.2, 600),
+            "n": rng.integers(0, 12, 600).astype(float),
+            "plan": rng.choice(["basic", "pro", "enterprise", None], 600),
+            "probability": rng.random(600) ** 2,
+        }
+    )
     current.loc[rng.random(600) < 0.1, "x"] = np.nan
     start = datetime(2030, 1, 1)
     lines = []
@@ -31,18 +45,39 @@ def test_duckdb_psi_matches_the_pandas_psi_row_for_row(tmp_path):
         features = {c: (None if pd.isna(row[c]) else row[c]) for c in ("x", "n", "plan")}
         if k < 50:  # an older model's rows: no 'n'
             features.pop("n")
-        lines.append(json.dumps({"ts": (start + timedelta(seconds=k)).isoformat() + "+00:00", "account": k,
-                                 "probability": row["probability"], "prediction": 0, "model_version": "1",
-                                 "latency_ms": 1.0, "features": features}))
+        lines.append(
+            json.dumps(
+                {
+                    "ts": (start + timedelta(seconds=k)).isoformat() + "+00:00",
+                    "account": k,
+                    "probability": row["probability"],
+                    "prediction": 0,
+                    "model_version": "1",
+                    "latency_ms": 1.0,
+                    "features": features,
+                }
+            )
+        )
     (tmp_path / file_name("20300101T00", 1)).write_text("\n".join(lines) + "\n")
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
-    assert prediction_log.load_window(con, tmp_path, "account", start, start + timedelta(hours=1)).malformed == 0
+    assert (
+        prediction_log.load_window(
+            con, tmp_path, "account", start, start + timedelta(hours=1)
+        ).malformed
+        == 0
+    )
     measured = log_drift.measure(con, ref, bins=10)
     psi, carried, prediction_psi = measured.psi, measured.carried, measured.prediction_psi
     assert carried == {"x": 600, "n": 550, "plan": 600}
     assert psi["x"] == pytest.approx(drift.population_stability_index(reference["x"], current["x"]))
-    assert psi["n"] == pytest.approx(drift.population_stability_index(reference["n"], current["n"].iloc[50:]))
-    assert psi["plan"] == pytest.approx(drift.population_stability_index(reference["plan"], current["plan"]))
-    assert prediction_psi == pytest.approx(drift.population_stability_index(reference["probability"], current["probability"]))
+    assert psi["n"] == pytest.approx(
+        drift.population_stability_index(reference["n"], current["n"].iloc[50:])
+    )
+    assert psi["plan"] == pytest.approx(
+        drift.population_stability_index(reference["plan"], current["plan"])
+    )
+    assert prediction_psi == pytest.approx(
+        drift.population_stability_index(reference["probability"], current["probability"])
+    )
     assert psi["x"] > 0.05 and psi["plan"] > 0.01

@@ -24,7 +24,9 @@ def features(tmp_path):
     customers = pd.DataFrame(
         {
             "customer_id": [1, 2, 3, 4, 5],
-            "signup_at": ts(AS_OF - 100 * DAY, AS_OF, AS_OF - 10 * DAY, AS_OF - 50 * DAY, AS_OF - 40 * DAY),
+            "signup_at": ts(
+                AS_OF - 100 * DAY, AS_OF, AS_OF - 10 * DAY, AS_OF - 50 * DAY, AS_OF - 40 * DAY
+            ),
             "plan": ["basic", "premium", "standard", "basic", "basic"],
             "region": ["north", "south", "east", "west", "central"],
             "channel": ["organic", "referral", "partner", "organic", "paid_search"],
@@ -33,10 +35,24 @@ def features(tmp_path):
         }
     )
     # customer 1: every edge case on amounts that identify which rows were counted
-    txn_ts = [AS_OF - US, AS_OF, AS_OF + 3600 * timedelta(seconds=1), AS_OF - 2 * DAY,
-              AS_OF - 30 * DAY, AS_OF - 30 * DAY - US, AS_OF - 90 * DAY - US]
-    txn_in = [AS_OF - US, AS_OF, AS_OF + timedelta(hours=2), AS_OF + DAY,  # the 4th arrives late
-              AS_OF - 30 * DAY, AS_OF - 30 * DAY, AS_OF - 90 * DAY]
+    txn_ts = [
+        AS_OF - US,
+        AS_OF,
+        AS_OF + 3600 * timedelta(seconds=1),
+        AS_OF - 2 * DAY,
+        AS_OF - 30 * DAY,
+        AS_OF - 30 * DAY - US,
+        AS_OF - 90 * DAY - US,
+    ]
+    txn_in = [
+        AS_OF - US,
+        AS_OF,
+        AS_OF + timedelta(hours=2),
+        AS_OF + DAY,  # the 4th arrives late
+        AS_OF - 30 * DAY,
+        AS_OF - 30 * DAY,
+        AS_OF - 90 * DAY,
+    ]
     transactions = pd.DataFrame(
         {
             "transaction_id": range(7),
@@ -46,8 +62,24 @@ def features(tmp_path):
             "amount": [10.0, 100.0, 1000.0, 10000.0, 5.0, 7.0, 50000.0],
         }
     )
-    ev_ts = [AS_OF - US, AS_OF, AS_OF + DAY, AS_OF - DAY, AS_OF - 7 * DAY, AS_OF - 7 * DAY - US, AS_OF - 3 * DAY]
-    ev_in = [AS_OF - US, AS_OF, AS_OF + DAY, AS_OF + 2 * DAY, AS_OF - 7 * DAY, AS_OF - 7 * DAY, AS_OF - 3 * DAY]
+    ev_ts = [
+        AS_OF - US,
+        AS_OF,
+        AS_OF + DAY,
+        AS_OF - DAY,
+        AS_OF - 7 * DAY,
+        AS_OF - 7 * DAY - US,
+        AS_OF - 3 * DAY,
+    ]
+    ev_in = [
+        AS_OF - US,
+        AS_OF,
+        AS_OF + DAY,
+        AS_OF + 2 * DAY,
+        AS_OF - 7 * DAY,
+        AS_OF - 7 * DAY,
+        AS_OF - 3 * DAY,
+    ]
     events = pd.DataFrame(
         {
             "customer_id": [1] * 7,
@@ -75,10 +107,16 @@ def features(tmp_path):
             "reason": ["price"] * 4,
         }
     )
-    raw = write_tables(tmp_path / "raw", {
-        "customers": customers, "transactions": transactions, "events": events,
-        "tickets": tickets, "cancellations": cancellations,
-    })
+    raw = write_tables(
+        tmp_path / "raw",
+        {
+            "customers": customers,
+            "transactions": transactions,
+            "events": events,
+            "tickets": tickets,
+            "cancellations": cancellations,
+        },
+    )
     frame = build(settings_for(tmp_path, raw), [AS_OF])
     return frame.set_index("customer_id")
 
@@ -121,7 +159,11 @@ def test_tickets_use_only_rows_before_as_of_that_had_arrived(features):
 
 def test_customer_without_history_gets_zero_counts_and_profile(features):
     row = features.loc[3]
-    assert (row["total_purchases_30d"], row["login_frequency_7d"], row["support_tickets_90d"]) == (0.0, 0, 0)
+    assert (row["total_purchases_30d"], row["login_frequency_7d"], row["support_tickets_90d"]) == (
+        0.0,
+        0,
+        0,
+    )
     assert row["days_since_last_login"] == 30
     assert pd.isna(row["spend_trend_30d_vs_90d"])
     assert row["tenure_days"] == 10

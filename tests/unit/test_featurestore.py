@@ -42,8 +42,14 @@ def test_config_and_view_parse():
     ("text", "message"),
     [
         ("entity: x\nsources: {}", "sources: .*at least 1"),
-        (CONFIG.replace("event_ts: opened_at", "event_ts: nope"), "event_ts 'nope' must be a declared timestamp"),
-        (CONFIG.replace("account_id: int64, ", ""), "does not declare the entity column 'account_id'"),
+        (
+            CONFIG.replace("event_ts: opened_at", "event_ts: nope"),
+            "event_ts 'nope' must be a declared timestamp",
+        ),
+        (
+            CONFIG.replace("account_id: int64, ", ""),
+            "does not declare the entity column 'account_id'",
+        ),
         (CONFIG.replace("timestamp}", "datetime}"), "opened_at: Input should be 'int64'"),
         (CONFIG.replace(", event_ts: opened_at", ""), "set spine.snapshot_at for snapshot data"),
         ("- a list", "expected a mapping"),
@@ -57,20 +63,42 @@ def test_config_errors_name_the_field(text, message):
 def test_view_entity_and_column_collisions():
     config = parse_store_config(CONFIG)
     view = parse_view("account_age", "select 1", VIEW_YML, "views/account_age")
-    twin = parse_view("account_twin", "select 1", VIEW_YML.replace("account_age", "account_twin"), "views/account_twin")
+    twin = parse_view(
+        "account_twin",
+        "select 1",
+        VIEW_YML.replace("account_age", "account_twin"),
+        "views/account_twin",
+    )
     with pytest.raises(FeatureRepoError, match="'age_days' is also produced by view 'account_age'"):
         build_repo(config, "", "", [view, twin], "repo")
-    other = parse_view("x", "select 1", VIEW_YML.replace("account_age", "x").replace("entity: account_id", "entity: user_id"), "views/x")
+    other = parse_view(
+        "x",
+        "select 1",
+        VIEW_YML.replace("account_age", "x").replace("entity: account_id", "entity: user_id"),
+        "views/x",
+    )
     with pytest.raises(FeatureRepoError, match="entity 'user_id' differs"):
         build_repo(config, "", "", [other], "repo")
-    reserved = parse_view("y", "select 1", VIEW_YML.replace("account_age", "y").replace("age_days", "as_of"), "views/y")
+    reserved = parse_view(
+        "y",
+        "select 1",
+        VIEW_YML.replace("account_age", "y").replace("age_days", "as_of"),
+        "views/y",
+    )
     with pytest.raises(FeatureRepoError, match="'as_of' is reserved"):
         build_repo(config, "", "", [reserved], "repo")
 
 
 def test_view_yml_errors():
-    with pytest.raises(FeatureRepoError, match=r"views/v\.yml: invalid\n  columns\.0\.name: .*snake_case"):
-        parse_view("v", "select 1", VIEW_YML.replace("account_age", "v").replace("age_days", "AgeDays"), "views/v")
+    with pytest.raises(
+        FeatureRepoError, match=r"views/v\.yml: invalid\n  columns\.0\.name: .*snake_case"
+    ):
+        parse_view(
+            "v",
+            "select 1",
+            VIEW_YML.replace("account_age", "v").replace("age_days", "AgeDays"),
+            "views/v",
+        )
     with pytest.raises(FeatureRepoError, match="empty SQL"):
         parse_view("account_age", "  \n", VIEW_YML, "views/account_age")
 
@@ -78,9 +106,15 @@ def test_view_yml_errors():
 @pytest.mark.parametrize(
     ("dtype", "duck", "ok"),
     [
-        ("int64", "INTEGER", True), ("int64", "DOUBLE", False), ("float64", "BIGINT", True),
-        ("float64", "DECIMAL(10,2)", True), ("str", "VARCHAR", True), ("str", "BIGINT", False),
-        ("timestamp", "TIMESTAMP WITH TIME ZONE", True), ("timestamp", "DATE", False), ("bool", "BOOLEAN", True),
+        ("int64", "INTEGER", True),
+        ("int64", "DOUBLE", False),
+        ("float64", "BIGINT", True),
+        ("float64", "DECIMAL(10,2)", True),
+        ("str", "VARCHAR", True),
+        ("str", "BIGINT", False),
+        ("timestamp", "TIMESTAMP WITH TIME ZONE", True),
+        ("timestamp", "DATE", False),
+        ("bool", "BOOLEAN", True),
     ],
 )
 def test_dtype_families(dtype, duck, ok):
@@ -98,13 +132,18 @@ def test_schedule_defaults_from_data():
 def test_schedule_explicit_and_empty():
     spine = SpineSpec(start=datetime(2025, 1, 1), end=datetime(2025, 1, 21), every_days=10)
     assert as_of_schedule(spine, datetime(2020, 1, 1), datetime(2030, 1, 1)) == [
-        datetime(2025, 1, 1), datetime(2025, 1, 11), datetime(2025, 1, 21)]
+        datetime(2025, 1, 1),
+        datetime(2025, 1, 11),
+        datetime(2025, 1, 21),
+    ]
     with pytest.raises(FeatureRepoError, match="empty as-of schedule"):
         as_of_schedule(SpineSpec(), datetime(2025, 1, 1), datetime(2025, 2, 1))
 
 
 def test_snapshot_and_online_as_of():
     snap = SpineSpec(snapshot_at=datetime(2024, 6, 30))
-    assert as_of_schedule(snap, datetime(2000, 1, 1), datetime(2000, 1, 1)) == [datetime(2024, 6, 30)]
+    assert as_of_schedule(snap, datetime(2000, 1, 1), datetime(2000, 1, 1)) == [
+        datetime(2024, 6, 30)
+    ]
     assert online_as_of(snap, datetime(2030, 1, 1)) == datetime(2024, 6, 30)
     assert online_as_of(SpineSpec(), datetime(2025, 3, 4, 15, 0)) == datetime(2025, 3, 5)

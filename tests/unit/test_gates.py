@@ -17,7 +17,9 @@ def psi_by_hand(p, q):
 
 def test_psi_from_counts_matches_the_formula():
     ref, cur = np.array([50, 30, 20]), np.array([30, 30, 40])
-    assert drift.psi_from_counts(ref, cur) == pytest.approx(psi_by_hand([0.5, 0.3, 0.2], [0.3, 0.3, 0.4]))
+    assert drift.psi_from_counts(ref, cur) == pytest.approx(
+        psi_by_hand([0.5, 0.3, 0.2], [0.3, 0.3, 0.4])
+    )
     assert drift.psi_from_counts(ref, ref * 3) == pytest.approx(0.0)
 
 
@@ -37,9 +39,13 @@ def test_numeric_psi_uses_reference_quantile_bins_and_a_missing_bin():
     assert drift.numeric_bin_counts(current.to_numpy(), edges).tolist() == [3, 0, 1]
     # reference shares [0.5, 0.5, 0], current [0.75, 0, 0.25]: every empty bin floored at eps
     eps = 1e-4
-    p = np.array([0.5, 0.5, eps]); p /= p.sum()
-    q = np.array([0.75, eps, 0.25]); q /= q.sum()
-    assert drift.population_stability_index(reference, current, bins=2) == pytest.approx(psi_by_hand(p, q))
+    p = np.array([0.5, 0.5, eps])
+    p /= p.sum()
+    q = np.array([0.75, eps, 0.25])
+    q /= q.sum()
+    assert drift.population_stability_index(reference, current, bins=2) == pytest.approx(
+        psi_by_hand(p, q)
+    )
 
 
 def test_categorical_psi_has_levels_an_unseen_bin_and_a_missing_bin():
@@ -47,8 +53,10 @@ def test_categorical_psi_has_levels_an_unseen_bin_and_a_missing_bin():
     current = pd.Series(["a", "c", "c", None])
     assert drift.categorical_bin_counts(current, ["a", "b"]).tolist() == [1, 0, 2, 1]
     eps = 1e-4
-    p = np.array([0.5, 0.5, eps, eps]); p /= p.sum()
-    q = np.array([0.25, eps, 0.5, 0.25]); q /= q.sum()
+    p = np.array([0.5, 0.5, eps, eps])
+    p /= p.sum()
+    q = np.array([0.25, eps, 0.5, 0.25])
+    q /= q.sum()
     assert drift.population_stability_index(reference, current) == pytest.approx(psi_by_hand(p, q))
 
 
@@ -81,11 +89,13 @@ def test_regression_against_champion():
 
 def _report(**overrides):
     kwargs = dict(
-        model_name="m", challenger_version="2",
+        model_name="m",
+        challenger_version="2",
         challenger_metrics={"auc_roc": 0.82, "pr_auc": 0.4, "recall": 0.5, "f1": 0.4},
         champion=ChampionScore("1", {"auc_roc": 0.81, "pr_auc": 0.38, "recall": 0.5, "f1": 0.4}),
         latency=Latency(single_row_p50=2, single_row_p99=5, batch_p50=10, batch_p99=20),
-        psi={"x": 0.01, "y": 0.15}, slices={"plan": {"a": 0.8, "b": 0.78}},
+        psi={"x": 0.01, "y": 0.15},
+        slices={"plan": {"a": 0.8, "b": 0.78}},
     )
     params = overrides.pop("params", GateParams())
     return gates.evaluate_gates(params, **{**kwargs, **overrides})
@@ -108,5 +118,9 @@ def test_any_failure_rejects_unless_its_gate_is_in_warn_mode():
     assert relaxed.decision == "APPROVED"
     gap = _report(slices={"plan": {"a": 0.9, "b": 0.6}})
     assert gap.decision == "REJECTED" and "plan AUC gap 0.3000" in gap.to_text()
-    unscorable = _report(champion=ChampionScore("1", note="champion v1 needs features missing from the current holdout: ['z']"))
+    unscorable = _report(
+        champion=ChampionScore(
+            "1", note="champion v1 needs features missing from the current holdout: ['z']"
+        )
+    )
     assert unscorable.decision == "REJECTED"

@@ -8,11 +8,20 @@ from churn import monitoring
 from churn.contracts import Drift, LabelMetrics, WindowMeasurement, WindowMetrics, WindowRead
 from churn.params import AlertRules, RetrainPolicy
 
-RULES = AlertRules(min_rows=10, max_positive_rate=0.5, max_p99_latency_ms=100, max_drifted_share=0.3, max_psi=0.25,
-                   max_auc_roc_drop=0.05, min_labelled=20)
+RULES = AlertRules(
+    min_rows=10,
+    max_positive_rate=0.5,
+    max_p99_latency_ms=100,
+    max_drifted_share=0.3,
+    max_psi=0.25,
+    max_auc_roc_drop=0.05,
+    min_labelled=20,
+)
 
 
-def window(psi=None, count=100, positive_rate=0.2, latency_p99_ms=20.0, labelled=0, auc_roc=None) -> WindowMeasurement:
+def window(
+    psi=None, count=100, positive_rate=0.2, latency_p99_ms=20.0, labelled=0, auc_roc=None
+) -> WindowMeasurement:
     metrics = WindowMetrics(count, positive_rate, 0.2, 0.1, 5.0, latency_p99_ms, {"1": count})
     labels = LabelMetrics(labelled, {} if auc_roc is None else {"auc_roc": auc_roc})
     return WindowMeasurement(WindowRead(1, 0), metrics, Drift(psi or {}, {}, None), labels)
@@ -25,7 +34,15 @@ def rules_of(conditions):
 def test_conditions_cover_every_rule_that_can_be_judged():
     psi = {"a": 0.3, "b": 0.1, "c": 0.01}
     got = rules_of(monitoring.conditions(window(psi, labelled=50, auc_roc=0.70), 0.80, RULES))
-    assert set(got) == {"positive_rate", "p99_latency_ms", "drifted_share", "psi:a", "psi:b", "psi:c", "auc_roc_drop"}
+    assert set(got) == {
+        "positive_rate",
+        "p99_latency_ms",
+        "drifted_share",
+        "psi:a",
+        "psi:b",
+        "psi:c",
+        "auc_roc_drop",
+    }
     assert got["psi:a"].breached and not got["psi:b"].breached
     assert got["drifted_share"].value == pytest.approx(1 / 3) and got["drifted_share"].breached
     assert got["auc_roc_drop"].value == pytest.approx(0.10) and got["auc_roc_drop"].breached
@@ -46,8 +63,12 @@ def test_one_alert_when_a_condition_starts_and_one_when_it_clears():
     assert [(e.rule, e.event) for e in first] == [("positive_rate", "fired")]
     assert monitoring.alert_events(high, {"positive_rate"}) == []  # still high: no storm
     low = monitoring.conditions(window(), None, RULES)
-    assert [(e.rule, e.event) for e in monitoring.alert_events(low, {"positive_rate"})] == [("positive_rate", "cleared")]
-    assert monitoring.alert_events([], {"positive_rate"}) == []  # an unjudged window keeps the alert open
+    assert [(e.rule, e.event) for e in monitoring.alert_events(low, {"positive_rate"})] == [
+        ("positive_rate", "cleared")
+    ]
+    assert (
+        monitoring.alert_events([], {"positive_rate"}) == []
+    )  # an unjudged window keeps the alert open
 
 
 NOW = datetime(2026, 6, 1, 12)
@@ -56,8 +77,20 @@ NOW = datetime(2026, 6, 1, 12)
 @pytest.mark.parametrize(
     ("breaches", "labels", "last_fired", "fire", "reason"),
     [
-        ([True, False, True], 600, None, True, "breach in 2 of the last 3 windows and 600 matured labels"),
-        ([False, False, True], 600, None, False, "breach in 1 of the last 3 windows (needs 2 of 3)"),
+        (
+            [True, False, True],
+            600,
+            None,
+            True,
+            "breach in 2 of the last 3 windows and 600 matured labels",
+        ),
+        (
+            [False, False, True],
+            600,
+            None,
+            False,
+            "breach in 1 of the last 3 windows (needs 2 of 3)",
+        ),
         ([True, True, True, False, False], 600, None, False, "breach in 1 of the last 3 windows"),
         ([True, True], 100, None, False, "only 100 matured labels"),
         ([True, True], 600, NOW - timedelta(hours=2), False, "within the 24 h cooldown"),
@@ -65,7 +98,9 @@ NOW = datetime(2026, 6, 1, 12)
     ],
 )
 def test_retrain_decision_states_why(breaches, labels, last_fired, fire, reason):
-    decision = monitoring.retrain_decision(breaches, labels, last_fired, NOW, RetrainPolicy(breaches=2, windows=3, min_new_labels=500))
+    decision = monitoring.retrain_decision(
+        breaches, labels, last_fired, NOW, RetrainPolicy(breaches=2, windows=3, min_new_labels=500)
+    )
     assert decision.fire is fire and reason in decision.reason
 
 
@@ -84,7 +119,9 @@ def test_an_open_alert_clears_only_well_below_its_limit():
     hovering = monitoring.conditions(window(positive_rate=0.48), None, RULES)
     assert monitoring.alert_events(hovering, {"positive_rate"}, clear_ratio=0.8) == []
     back = monitoring.conditions(window(positive_rate=0.39), None, RULES)
-    assert [e.event for e in monitoring.alert_events(back, {"positive_rate"}, clear_ratio=0.8)] == ["cleared"]
+    assert [e.event for e in monitoring.alert_events(back, {"positive_rate"}, clear_ratio=0.8)] == [
+        "cleared"
+    ]
 
 
 def test_retrain_params_carry_the_overrides_and_always_rebuild_and_package():
@@ -92,4 +129,6 @@ def test_retrain_params_carry_the_overrides_and_always_rebuild_and_package():
     assert params.rebuild_features and params.package and params.model_name == "my-model"
     assert params.gates.drift.mode == "warn" and params.gates.performance.mode == "enforce"
     with pytest.raises(ValueError, match="estimator"):
-        monitoring.retrain_params(RetrainPolicy(train_overrides={"estimator": {"kind": "svm"}}), "m")
+        monitoring.retrain_params(
+            RetrainPolicy(train_overrides={"estimator": {"kind": "svm"}}), "m"
+        )

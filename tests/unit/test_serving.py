@@ -4,12 +4,18 @@ import pytest
 
 from churn.serving import RequestError, ServingSchema, check_entity_id, check_features
 
-SCHEMA = ServingSchema("customer_id", "int64", {"logins": "int64", "spend": "float64", "plan": "str"}, 0.3)
+SCHEMA = ServingSchema(
+    "customer_id", "int64", {"logins": "int64", "spend": "float64", "plan": "str"}, 0.3
+)
 
 
 def test_values_come_back_in_model_order_and_nulls_pass():
     assert check_features(SCHEMA, {"plan": "basic", "spend": 1.5, "logins": 3}) == [3, 1.5, "basic"]
-    assert check_features(SCHEMA, {"plan": None, "spend": None, "logins": None}) == [None, None, None]
+    assert check_features(SCHEMA, {"plan": None, "spend": None, "logins": None}) == [
+        None,
+        None,
+        None,
+    ]
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,9 @@ def test_defaults_stay_inside_the_project(tmp_path):
 
 
 def test_environment_overrides(tmp_path):
-    s = Settings.from_env({"CHURN_HOME": "h", "CHURN_RAW_DIR": "/data/raw", "CHURN_DUCKDB_THREADS": "1"}, cwd=tmp_path)
+    s = Settings.from_env(
+        {"CHURN_HOME": "h", "CHURN_RAW_DIR": "/data/raw", "CHURN_DUCKDB_THREADS": "1"}, cwd=tmp_path
+    )
     assert s.home == tmp_path / "h" and s.raw_dir == Path("/data/raw") and s.duckdb_threads == 1
 
 
@@ -28,26 +30,59 @@ def test_a_custom_feature_repo_carries_its_own_suites(tmp_path):
 
 
 def test_bad_thread_count():
-    with pytest.raises(SettingsError, match="CHURN_DUCKDB_THREADS must be an integer >= 1, got 'many'"):
+    with pytest.raises(
+        SettingsError, match="CHURN_DUCKDB_THREADS must be an integer >= 1, got 'many'"
+    ):
         Settings.from_env({"CHURN_DUCKDB_THREADS": "many"})
-    with pytest.raises(SettingsError, match="CHURN_DUCKDB_THREADS must be an integer >= 1, got '0'"):
+    with pytest.raises(
+        SettingsError, match="CHURN_DUCKDB_THREADS must be an integer >= 1, got '0'"
+    ):
         Settings.from_env({"CHURN_DUCKDB_THREADS": "0"})
 
 
 def test_every_location_lives_under_home_unless_moved(tmp_path):
     s = Settings.from_env({"CHURN_HOME": "h"}, cwd=tmp_path)
     home = tmp_path / "h"
-    for path in (s.predictions_dir, s.monitoring_db, s.alerts_log, s.reports_dir, s.reference_cache_dir, s.gx_dir,
-                 s.bentoml_home, s.registry_lock, s.registry_log, s.duckdb_tmp, s.stack_dir, s.mlartifacts_dir,
-                 s.prefect_home, s.simulate_dir, s.data_docs_index, s.mlflow_db):
+    for path in (
+        s.predictions_dir,
+        s.monitoring_db,
+        s.alerts_log,
+        s.reports_dir,
+        s.reference_cache_dir,
+        s.gx_dir,
+        s.bentoml_home,
+        s.registry_lock,
+        s.registry_log,
+        s.duckdb_tmp,
+        s.stack_dir,
+        s.mlartifacts_dir,
+        s.prefect_home,
+        s.simulate_dir,
+        s.data_docs_index,
+        s.mlflow_db,
+    ):
         assert path.is_relative_to(home), path
 
 
 def test_the_service_reads_the_log_directory_the_monitor_reads(tmp_path):
-    env = {"CHURN_HOME": "h", "CHURN_PREDICTIONS_DIR": "/shared/log", "CHURN_MAX_BATCH": "7", "CHURN_API_TOKEN": "t"}
+    env = {
+        "CHURN_HOME": "h",
+        "CHURN_PREDICTIONS_DIR": "/shared/log",
+        "CHURN_MAX_BATCH": "7",
+        "CHURN_API_TOKEN": "t",
+    }
     service = ServiceSettings.from_env(env, cwd=tmp_path)
-    assert service.predictions_dir == Settings.from_env(env, cwd=tmp_path).predictions_dir == Path("/shared/log")
+    assert (
+        service.predictions_dir
+        == Settings.from_env(env, cwd=tmp_path).predictions_dir
+        == Path("/shared/log")
+    )
     assert (service.max_batch, service.api_token, service.workers) == (7, "t", 2)
-    assert ServiceSettings.from_env({}, cwd=tmp_path).predictions_dir == tmp_path / ".churn" / "predictions"
-    with pytest.raises(SettingsError, match="CHURN_RELOAD_SECONDS must be a number >= 0, got 'soon'"):
+    assert (
+        ServiceSettings.from_env({}, cwd=tmp_path).predictions_dir
+        == tmp_path / ".churn" / "predictions"
+    )
+    with pytest.raises(
+        SettingsError, match="CHURN_RELOAD_SECONDS must be a number >= 0, got 'soon'"
+    ):
         ServiceSettings.from_env({"CHURN_RELOAD_SECONDS": "soon"})

@@ -12,7 +12,11 @@ def world(**kw):
 
 
 def test_same_seed_same_world_other_seed_other_world():
-    a, b, c = world(customers=300, months=4, seed=1), world(customers=300, months=4, seed=1), world(customers=300, months=4, seed=2)
+    a, b, c = (
+        world(customers=300, months=4, seed=1),
+        world(customers=300, months=4, seed=1),
+        world(customers=300, months=4, seed=2),
+    )
     for name in a:
         pd.testing.assert_frame_equal(a[name], b[name])
     assert not a["events"].equals(c["events"])
@@ -49,12 +53,22 @@ def test_drift_period_raises_spend_and_tickets():
     history = {k: pd.concat(v) for k, v in history.items()}
     later = {k: pd.concat(v) for k, v in later.items()}
     cut = pd.Timestamp(params.history_end)
-    assert (later["events"]["ingested_at"] >= cut).all() and (history["events"]["ingested_at"] < cut).all()
+    assert (later["events"]["ingested_at"] >= cut).all() and (
+        history["events"]["ingested_at"] < cut
+    ).all()
     recent = history["transactions"][history["transactions"]["ts"] >= cut - pd.Timedelta(days=90)]
     assert later["transactions"]["amount"].mean() > 1.1 * recent["amount"].mean()
-    tickets_per_txn = lambda t: len(t["tickets"]) / len(t["transactions"])
+
+    def tickets_per_txn(tables):
+        return len(tables["tickets"]) / len(tables["transactions"])
+
     assert tickets_per_txn(later) > 1.3 * tickets_per_txn(
-        {"tickets": history["tickets"][history["tickets"]["created_at"] >= cut - pd.Timedelta(days=90)], "transactions": recent}
+        {
+            "tickets": history["tickets"][
+                history["tickets"]["created_at"] >= cut - pd.Timedelta(days=90)
+            ],
+            "transactions": recent,
+        }
     )
 
 

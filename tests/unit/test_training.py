@@ -7,14 +7,15 @@ import pytest
 from churn import training
 from churn.metrics import classification_metrics, decide
 from churn.params import GradientBoostingParams, LogisticRegressionParams, TrainParams
-
 from tests.helpers import TOY_SCHEMA as SCHEMA
 from tests.helpers import toy_frame as frame
 
 
 def test_time_split_holds_out_latest_dates_with_purge_gaps():
     df = frame(8)
-    split = training.split_rows(df, "label", TrainParams(test_dates=2, valid_dates=1), horizon_days=30)
+    split = training.split_rows(
+        df, "label", TrainParams(test_dates=2, valid_dates=1), horizon_days=30
+    )
     as_of = df["as_of"]
     assert split.strategy == "time"
     assert as_of.iloc[split.train].max() + pd.Timedelta(days=30) <= as_of.iloc[split.valid].min()
@@ -27,7 +28,9 @@ def test_time_split_holds_out_latest_dates_with_purge_gaps():
 
 
 def test_time_split_needs_enough_dates():
-    with pytest.raises(training.TrainingDataError, match="time split needs more as-of dates: 3 dates"):
+    with pytest.raises(
+        training.TrainingDataError, match="time split needs more as-of dates: 3 dates"
+    ):
         training.split_rows(frame(3), "label", TrainParams(), horizon_days=30)
 
 
@@ -62,17 +65,33 @@ def test_choose_threshold_maximises_f1_and_metrics_are_complete():
     t = training.choose_threshold(y, proba)
     assert t == pytest.approx(0.55)
     metrics = classification_metrics(y, proba, decide(proba, t))
-    assert set(metrics) == {"accuracy", "precision", "recall", "f1", "auc_roc", "pr_auc", "log_loss", "brier"}
+    assert set(metrics) == {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "auc_roc",
+        "pr_auc",
+        "log_loss",
+        "brier",
+    }
     assert metrics["recall"] == 1.0 and metrics["precision"] == pytest.approx(2 / 3)
 
 
-@pytest.mark.parametrize("estimator", [TrainParams().estimator, GradientBoostingParams(n_estimators=5), LogisticRegressionParams()])
+@pytest.mark.parametrize(
+    "estimator",
+    [TrainParams().estimator, GradientBoostingParams(n_estimators=5), LogisticRegressionParams()],
+)
 def test_pipeline_handles_missing_and_unseen_values(estimator):
     df = frame(3)
     df.loc[::7, "x"] = np.nan
     df.loc[::5, "plan"] = None
     pipe = training.build_pipeline(SCHEMA, estimator, "balanced", seed=1)
-    pipe.fit(df[SCHEMA.names], df["label"], **training.fit_kwargs(estimator, "balanced", df["label"].to_numpy()))
+    pipe.fit(
+        df[SCHEMA.names],
+        df["label"],
+        **training.fit_kwargs(estimator, "balanced", df["label"].to_numpy()),
+    )
     unseen = pd.DataFrame({"x": [np.nan, 1.0], "plan": ["zzz", None]})
     assert pipe.predict_proba(unseen).shape == (2, 2)
 
