@@ -57,6 +57,7 @@ def publish(features_dir: Path, staging: Path, manifest: FeatureSetManifest) -> 
 
 
 def exists(features_dir: Path) -> bool:
+    """A feature set has been published (whether this version can read it is ``latest``'s to say)."""
     return (Path(features_dir) / LATEST).is_file()
 
 
@@ -71,5 +72,14 @@ def latest(features_dir: Path) -> FeatureSet:
 
 
 def load(path: Path) -> FeatureSet:
-    manifest = FeatureSetManifest.model_validate_json((Path(path) / MANIFEST).read_text())
+    from pydantic import ValidationError
+
+    where = Path(path) / MANIFEST
+    try:
+        manifest = FeatureSetManifest.model_validate_json(where.read_text())
+    except ValidationError as exc:
+        raise NoFeatureSetError(
+            f"{where} does not hold a feature-set manifest of this version ({exc.error_count()} problems, "
+            f"e.g. {exc.errors()[0]['loc']}): rebuild the features (`make features`)"
+        ) from None
     return FeatureSet(manifest.version, Path(path), manifest)

@@ -139,8 +139,10 @@ class SpineSpec(_Strict):
     """Default first as-of: this long after the earliest event, so windows are filled."""
     horizon_days: int = Field(30, gt=0)
     """Label horizon; the last as-of leaves this much observed time after it."""
-    start: datetime | None = None
-    end: datetime | None = None
+    first_as_of: datetime | None = None
+    """First training as-of (default: ``warmup_days`` after the first event)."""
+    last_as_of: datetime | None = None
+    """Last training as-of (default: the label horizon before the last event)."""
     snapshot_at: datetime | None = None
     """For data without history: the one as-of used for training and serving."""
 
@@ -283,8 +285,8 @@ def as_of_schedule(spine: SpineSpec, first_event: datetime, last_event: datetime
     if spine.snapshot_at is not None:
         return [spine.snapshot_at]
     midnight = datetime(first_event.year, first_event.month, first_event.day)
-    start = spine.start or midnight + timedelta(days=spine.warmup_days)
-    end = spine.end or last_event - timedelta(days=spine.horizon_days)
+    start = spine.first_as_of or midnight + timedelta(days=spine.warmup_days)
+    end = spine.last_as_of or last_event - timedelta(days=spine.horizon_days)
     if start > end:
         raise FeatureRepoError(
             f"empty as-of schedule: start {start} is after end {end} "

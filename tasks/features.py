@@ -133,8 +133,8 @@ def build_training_set(
 ) -> TrainingSetSummary:
     """Evaluate every view against the labelled spine (population.sql + label.sql) at each as-of."""
     overrides = {
-        "start": params.first_as_of,
-        "end": params.last_as_of,
+        "first_as_of": params.first_as_of,
+        "last_as_of": params.last_as_of,
         "every_days": params.every_days,
     }
     spine = repo.config.spine.model_copy(update={k: v for k, v in overrides.items() if v})

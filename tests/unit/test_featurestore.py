@@ -130,7 +130,9 @@ def test_schedule_defaults_from_data():
 
 
 def test_schedule_explicit_and_empty():
-    spine = SpineSpec(start=datetime(2025, 1, 1), end=datetime(2025, 1, 21), every_days=10)
+    spine = SpineSpec(
+        first_as_of=datetime(2025, 1, 1), last_as_of=datetime(2025, 1, 21), every_days=10
+    )
     assert as_of_schedule(spine, datetime(2020, 1, 1), datetime(2030, 1, 1)) == [
         datetime(2025, 1, 1),
         datetime(2025, 1, 11),
