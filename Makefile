@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 PORT ?= 4200
 export CHURN_HOME ?= $(CURDIR)/.churn
 
-.PHONY: help venv demo test test-fast lint format data list-features expectations features train package serve monitor simulate rollback mlflow-ui up down deploy run-features run-train pins clean
+.PHONY: help venv demo test test-fast lint format check-repo data list-features expectations features train package serve monitor simulate rollback mlflow-ui up down deploy run-features run-train pins clean
 
 help:
 	@echo "make demo          set up, generate the synthetic data, run the pipeline, print where to look"
@@ -25,6 +25,7 @@ help:
 	@echo "make rollback REASON=...  move @champion back to @previous and record why"
 	@echo "make mlflow-ui     the MLflow UI on the pipeline's tracking store (127.0.0.1:5000)"
 	@echo "make list-features every feature with its view, dtype, SQL hash and description"
+	@echo "make check-repo    the feature repo on a sample, in seconds (sources, SQL, .yml contract, point in time)"
 	@echo "make expectations  regenerate the Great Expectations suites from the feature metadata"
 
 venv: $(VENV)/.installed
@@ -92,6 +93,9 @@ expectations: venv  ## regenerate expectations/*.json from the feature repo's me
 
 list-features: venv
 	$(BIN)/churn features list
+
+check-repo: venv  ## the feature repo (CHURN_FEATURE_REPO) on a sample of entities and dates, no Prefect
+	$(BIN)/churn repo check
 
 up: venv
 	$(BIN)/churn stack up --port $(PORT)

@@ -22,6 +22,7 @@ from churn.featurestore import (
     AS_OF,
     FeatureRepo,
     FeatureRepoError,
+    FeatureView,
     build_repo,
     dtype_accepts,
     parse_store_config,
@@ -193,6 +194,7 @@ def build_spine(
         raise FeatureBuildError(
             f"{where}: must return exactly ({entity}, {AS_OF}); got {list(cols)}"
         )
+    _check_entity_dtype(con, "population", entity, cfg.entity_dtype, where)
     _check_keys(con, "population", entity, where)
     n = con.execute("select count(*) from population").fetchall()[0][0]
     if n == 0:
@@ -202,33 +204,96 @@ def build_spine(
         )
     con.execute(f'create or replace temp table spine as select "{entity}", {AS_OF} from population')
     if with_label:
-        where = f"{repo.root}/label.sql"
-        evaluate_labels(con, repo)
-        cols = _columns(con, "labels")
-        expected = {entity, AS_OF, cfg.label}
-        if set(cols) != expected:
-            raise FeatureBuildError(
-                f"{where}: must return exactly {sorted(expected)}; got {list(cols)}"
-            )
-        _check_keys(con, "labels", entity, where)
-        bad = con.execute(
-            f'select count(*) filter (where "{cfg.label}" is null), '
-            f'count(*) filter (where "{cfg.label}" not in (0, 1)) from labels'
-        ).fetchall()[0]
-        if bad[0] or bad[1]:
-            raise FeatureBuildError(
-                f"{where}: label {cfg.label!r} must be 0 or 1: {bad[0]} null, {bad[1]} other values"
-            )
-        missing = con.execute(
-            f'select count(*) from spine s anti join labels l using ("{entity}", {AS_OF})'
-        ).fetchall()[0][0]
-        if missing:
-            raise FeatureBuildError(f"{where}: {missing} spine rows have no label row")
-        con.execute(
-            f'create or replace temp table spine as select s."{entity}", s.{AS_OF}, l."{cfg.label}" '
-            f'from population s join labels l using ("{entity}", {AS_OF})'
-        )
+        attach_labels(con, repo)
     return n
+
+
+def attach_labels(con: duckdb.DuckDBPyConnection, repo: FeatureRepo) -> None:
+    """label.sql over the temp table ``spine``, checked (keys, 0/1 integers, one per spine row), then
+    joined onto it: ``spine`` becomes (entity, as_of, label)."""
+    cfg = repo.config
+    entity = cfg.entity
+    where = f"{repo.root}/label.sql"
+    evaluate_labels(con, repo)
+    cols = _columns(con, "labels")
+    expected = {entity, AS_OF, cfg.label}
+    if set(cols) != expected:
+        raise FeatureBuildError(
+            f"{where}: must return exactly {sorted(expected)}; got {list(cols)}"
+        )
+    _check_keys(con, "labels", entity, where)
+    _check_label_dtype(con, cfg.label, where)
+    bad = con.execute(
+        f'select count(*) filter (where "{cfg.label}" is null), '
+        f'count(*) filter (where "{cfg.label}" not in (0, 1)) from labels'
+    ).fetchall()[0]
+    if bad[0] or bad[1]:
+        raise FeatureBuildError(
+            f"{where}: label {cfg.label!r} must be 0 or 1: {bad[0]} null, {bad[1]} other values"
+        )
+    missing = con.execute(
+        f'select count(*) from spine s anti join labels l using ("{entity}", {AS_OF})'
+    ).fetchall()[0][0]
+    if missing:
+        raise FeatureBuildError(f"{where}: {missing} spine rows have no label row")
+    con.execute(
+        f'create or replace temp table spine as select s."{entity}", s.{AS_OF}, l."{cfg.label}" '
+        f'from spine s join labels l using ("{entity}", {AS_OF})'
+    )
+
+
+_INTEGER_TYPES = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "HUGEINT",
+)
+
+
+def _examples(con: duckdb.DuckDBPyConnection, table: str, column: str) -> str:
+    """Up to three distinct values of a column, sorted, strings quoted: for error messages."""
+    values = con.execute(
+        f'select distinct "{column}" from "{table}" where "{column}" is not null order by 1 limit 3'
+    ).fetchall()
+    return ", ".join(repr(v) if isinstance(v, str) else str(v) for (v,) in values)
+
+
+def _check_label_dtype(con: duckdb.DuckDBPyConnection, label: str, where: str) -> None:
+    """The label must be a 0/1 integer column; anything else gets one error saying how to map it."""
+    dtype = _columns(con, "labels")[label]
+    if dtype.split("(")[0] in _INTEGER_TYPES:
+        return
+    examples = _examples(con, "labels", label)
+    if dtype == "BOOLEAN":
+        how = f'cast("{label}" as integer) as "{label}"'
+    elif dtype == "VARCHAR":
+        how = f'case when "{label}" = <the positive value> then 1 else 0 end as "{label}"'
+    else:
+        how = f'cast(round("{label}") as integer) as "{label}"'
+    raise FeatureBuildError(
+        f"{where}: label column {label!r} is {dtype} (e.g. {examples}); it must be 0/1 integers: "
+        f"map it in label.sql, e.g. select ..., {how}"
+    )
+
+
+def _check_entity_dtype(
+    con: duckdb.DuckDBPyConnection, table: str, entity: str, declared: str, where: str
+) -> None:
+    """The entity column must have the type feature_store.yml declares (entity_dtype)."""
+    dtype = _columns(con, table)[entity]
+    if dtype_accepts(declared, dtype):
+        return
+    examples = _examples(con, table, entity)
+    cast = "bigint" if declared == "int64" else "varchar"
+    raise FeatureBuildError(
+        f"{where}: entity column {entity!r} is {dtype} (e.g. {examples}) but feature_store.yml declares "
+        f'entity_dtype: {declared}; set entity_dtype to match the data, or select cast("{entity}" as {cast})'
+    )
 
 
 def evaluate_labels(con: duckdb.DuckDBPyConnection, repo: FeatureRepo) -> None:
@@ -242,36 +307,40 @@ def evaluate_labels(con: duckdb.DuckDBPyConnection, repo: FeatureRepo) -> None:
     )
 
 
+def evaluate_view(con: duckdb.DuckDBPyConnection, repo: FeatureRepo, view: FeatureView) -> str:
+    """Temp table ``view_<name>`` of one view against ``spine``, checked against its .yml; returns its name."""
+    entity = repo.config.entity
+    table = f"view_{view.name}"
+    what = f"view {view.name!r} ({view.path})"
+    _materialise(con, table, view.sql, what, {"horizon_days": repo.config.spine.horizon_days})
+    actual = _columns(con, table)
+    expected = {c.name: c.dtype for c in view.spec.columns}
+    problems = [f"missing key column {k!r}" for k in (entity, AS_OF) if k not in actual]
+    for name, dtype in expected.items():
+        if name not in actual:
+            problems.append(f"column {name!r} is in {view.name}.yml but not returned by the SQL")
+        elif not dtype_accepts(dtype, actual[name]):
+            problems.append(
+                f"column {name!r} is {actual[name]} but {view.name}.yml declares {dtype}"
+            )
+    extra = [c for c in actual if c not in expected and c not in (entity, AS_OF)]
+    problems += [
+        f"column {c!r} is returned by the SQL but not declared in {view.name}.yml" for c in extra
+    ]
+    if problems:
+        raise FeatureBuildError(f"{what}: " + "; ".join(problems))
+    _check_keys(con, table, entity, what)
+    return table
+
+
 def evaluate_views(con: duckdb.DuckDBPyConnection, repo: FeatureRepo) -> duckdb.DuckDBPyRelation:
     """Evaluate every view against ``spine``, check it against its .yml, and join all onto the spine."""
     entity = repo.config.entity
     selects, joins = [], []
     for i, view in enumerate(repo.views):
-        table = f"view_{view.name}"
-        what = f"view {view.name!r} ({view.path})"
-        _materialise(con, table, view.sql, what, {"horizon_days": repo.config.spine.horizon_days})
-        actual = _columns(con, table)
-        expected = {c.name: c.dtype for c in view.spec.columns}
-        problems = [f"missing key column {k!r}" for k in (entity, AS_OF) if k not in actual]
-        for name, dtype in expected.items():
-            if name not in actual:
-                problems.append(
-                    f"column {name!r} is in {view.name}.yml but not returned by the SQL"
-                )
-            elif not dtype_accepts(dtype, actual[name]):
-                problems.append(
-                    f"column {name!r} is {actual[name]} but {view.name}.yml declares {dtype}"
-                )
-        extra = [c for c in actual if c not in expected and c not in (entity, AS_OF)]
-        problems += [
-            f"column {c!r} is returned by the SQL but not declared in {view.name}.yml"
-            for c in extra
-        ]
-        if problems:
-            raise FeatureBuildError(f"{what}: " + "; ".join(problems))
-        _check_keys(con, table, entity, what)
+        table = evaluate_view(con, repo, view)
         alias = f"v{i}"
-        selects += [f'{alias}."{c}"' for c in expected]
+        selects += [f'{alias}."{c.name}"' for c in view.spec.columns]
         joins.append(
             f'left join "{table}" as {alias} on {alias}."{entity}" = s."{entity}" and {alias}.{AS_OF} = s.{AS_OF}'
         )

@@ -62,13 +62,84 @@ def bare_fit_and_evaluate(features_dir: Path) -> dict[str, float]:
     x_test, y_test = data.xy(split.test)
     proba = model.predict_proba(x_test)[:, 1]
     classification_metrics(y_test, proba, decide(proba, threshold))
-    with (
-        tempfile.TemporaryDirectory() as tmp
-    ):  # the same importance and plots, written and thrown away
+    # the same importance and plots, written and thrown away
+    with tempfile.TemporaryDirectory() as tmp:
         write_evaluation(
             Path(tmp), data, split, FittedModel(model, threshold, {}, 0.0, fit), params.seed
         )
     return {"fit": fit, "total": time.perf_counter() - started}
+
+
+def _spin(deadline: float) -> None:
+    while time.monotonic() < deadline:
+        pass
+
+
+def thread_limits(features_dir: Path) -> list[tuple[str, str, float, float, float]]:
+    """Fit time and the latency gate's 1,000-row p99 with every thread and with the project's
+    limits (training: the usable cores; the gate: one thread, as served), idle and with busy loops
+    holding every core. Returns (load, setting, fit s, gate s, gate p99 ms)."""
+    import multiprocessing
+
+    import pandas as pd
+    from threadpoolctl import threadpool_limits
+
+    from adapters import feature_sets
+    from churn import gates, training
+    from churn.contracts import TrainingData
+    from churn.params import TrainParams
+    from churn.scoring import compile_scorer, plain_rows
+    from churn.settings import usable_cores
+
+    feature_set = feature_sets.latest(features_dir)
+    frame = pd.read_parquet(feature_set.path / feature_sets.TRAINING_SET)
+    schema = training.feature_schema(feature_set.manifest.features)
+    data = TrainingData(frame, feature_set, schema)
+    params = TrainParams()
+    split = training.split_rows(frame, data.label, params, feature_set.manifest.horizon_days)
+    x_train, y_train = data.xy(split.train)
+    x_test, _ = data.xy(split.test)
+    sample = x_test.sample(n=1000, random_state=0, replace=len(x_test) < 1000)
+    rows = []
+
+    def measure(load: str, setting: str, fit_threads: int | None, gate_threads: int | None) -> None:
+        pipe = training.build_pipeline(schema, params.estimator, params.class_weight, params.seed)
+        started = time.perf_counter()
+        with threadpool_limits(limits=fit_threads):
+            pipe.fit(x_train, y_train)
+        fit = time.perf_counter() - started
+        started = time.perf_counter()
+        with threadpool_limits(limits=gate_threads):
+            if gate_threads == 1:  # the gate as built: the served scoring path, CPU time
+                scorer = compile_scorer(pipe, schema.names, schema.dtypes())
+                p99 = gates.time_scoring(scorer.proba, plain_rows(sample), 200, 5).batch.cpu_p99
+            else:  # the naive gate: the pipeline on every thread, wall time
+                walls = []
+                for _ in range(20):
+                    t = time.perf_counter()
+                    pipe.predict_proba(sample)
+                    walls.append((time.perf_counter() - t) * 1000)
+                p99 = float(pd.Series(walls).quantile(0.99))
+        rows.append((load, setting, fit, time.perf_counter() - started, p99))
+
+    for load in ("idle", "busy"):
+        loops = []
+        if load == "busy":
+            deadline = time.monotonic() + 600
+            loops = [
+                multiprocessing.Process(target=_spin, args=(deadline,), daemon=True)
+                for _ in range(6)
+            ]
+            for loop in loops:
+                loop.start()
+        try:
+            measure(load, "every thread (naive)", None, None)
+            measure(load, f"limits ({usable_cores()} fit, 1 gate)", usable_cores(), 1)
+            measure(load, "one thread for both", 1, 1)
+        finally:
+            for loop in loops:
+                loop.terminate()
+    return rows
 
 
 def main() -> int:
@@ -76,6 +147,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads-only", action="store_true", help="only the thread-limit table")
     args = parser.parse_args()
 
     from adapters.feature_sets import latest
@@ -84,6 +156,14 @@ def main() -> int:
 
     settings = Settings.from_env()
     latest(settings.features_dir)  # fail early with a clear message when there is none
+    print(
+        "thread limits: fit time and the latency gate (1,000 rows), idle and with 6 busy loops on the cores"
+    )
+    print(f"{'load':<6}{'setting':<28}{'fit s':>8}{'gate s':>8}{'gate p99 ms':>13}")
+    for load, setting, fit, gate, p99 in thread_limits(settings.features_dir):
+        print(f"{load:<6}{setting:<28}{fit:>8.2f}{gate:>8.2f}{p99:>13.1f}")
+    if args.threads_only:
+        return 0
     port = None if os.environ.get("PREFECT_API_URL") else running_port(settings)
     for key, value in prefect_env(settings, port).items():
         os.environ.setdefault(key, value)

@@ -78,6 +78,8 @@ class ValidationSummary(_Record):
 class FeatureColumn(_Record):
     name: str
     dtype: str
+    drift_reason: str | None = None
+    """Set when the view excludes the column from drift checks (``drift: false``): why."""
 
 
 class FeatureSetManifest(_Record):
@@ -185,13 +187,34 @@ class ChampionScore:
 
 
 @dataclass(frozen=True)
-class Latency:
-    """Milliseconds per scoring call of the served path: one row, and 1,000 rows."""
+class FeatureDrift:
+    """The drift gate's measurement: PSI per feature, and the features a view excluded, with why."""
 
-    single_row_p50: float
-    single_row_p99: float
-    batch_p50: float
-    batch_p99: float
+    psi: dict[str, float]
+    excluded: dict[str, str]
+    compared: str
+    """What was compared with what, for the report."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Milliseconds per call of one kind (one row, or a batch): CPU time of the scoring thread and
+    wall time, each the best (lowest) p50/p99 over the rounds."""
+
+    cpu_p50: float
+    cpu_p99: float
+    wall_p50: float
+    wall_p99: float
+
+
+@dataclass(frozen=True)
+class Latency:
+    """The served scoring path, timed on one thread as the service runs it."""
+
+    single_row: Timing
+    batch: Timing
+    batch_rows: int
+    rounds: int
 
 
 @dataclass(frozen=True)

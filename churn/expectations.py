@@ -14,6 +14,9 @@ from typing import Any
 
 from churn.featurestore import AS_OF, ColumnSpec, FeatureRepo
 
+NOT_IN_SUITES = {"drift", "drift_reason"}
+"""Column metadata the suites do not depend on: changing it does not make a suite stale."""
+
 Suite = dict[str, Any]
 """A suite or an expectation as the JSON GX reads (type, kwargs, meta)."""
 
@@ -112,7 +115,7 @@ def generated_suites(repo: FeatureRepo) -> dict[str, Suite]:
     metadata = {
         "entity": cfg.entity,
         "label": cfg.label,
-        "columns": [c.model_dump() for c in columns],
+        "columns": [c.model_dump(exclude=NOT_IN_SUITES) for c in columns],
     }
     label = [
         _exp("expect_column_to_exist", column=cfg.label),

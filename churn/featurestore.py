@@ -80,6 +80,10 @@ class ColumnSpec(_Strict):
     max: float | None = None
     values: list[str] | None = None
     """The allowed values of a categorical column."""
+    drift: bool = True
+    """``false`` leaves the column out of the drift gate (e.g. one that grows with time, like tenure)."""
+    drift_reason: str | None = None
+    """Why the column is left out of drift checks: shown in the validation report (required with ``drift: false``)."""
 
     @field_validator("name")
     @classmethod
@@ -87,6 +91,16 @@ class ColumnSpec(_Strict):
         if not IDENT.match(value):
             raise ValueError(f"column name {value!r} must be snake_case ([a-z_][a-z0-9_]*)")
         return value
+
+    @model_validator(mode="after")
+    def _drift_reason(self) -> ColumnSpec:
+        if not self.drift and not self.drift_reason:
+            raise ValueError(
+                f"column {self.name!r}: drift: false needs a drift_reason (shown in the report)"
+            )
+        if self.drift and self.drift_reason:
+            raise ValueError(f"column {self.name!r}: drift_reason is only for drift: false")
+        return self
 
 
 class ViewSpec(_Strict):
@@ -168,6 +182,11 @@ class StoreConfig(_Strict):
             if self.entity not in src.columns:
                 raise ValueError(
                     f"source {name!r} does not declare the entity column {self.entity!r}"
+                )
+            if src.columns[self.entity] != self.entity_dtype:
+                raise ValueError(
+                    f"source {name!r} declares {self.entity} as {src.columns[self.entity]} but "
+                    f"entity_dtype is {self.entity_dtype}: declare the same type in both"
                 )
         if self.spine.snapshot_at is None and not any(s.event_ts for s in self.sources.values()):
             raise ValueError("no source declares event_ts: set spine.snapshot_at for snapshot data")

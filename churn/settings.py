@@ -17,6 +17,11 @@ MLFLOW_DB = "mlflow.db"
 """The registered model's name in the MLflow registry and the Bento model store."""
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class SettingsError(ValueError):
     """An environment variable holds a value the pipeline cannot use."""
 
@@ -71,6 +76,9 @@ class Settings:
     """MLflow tracking URI (``CHURN_TRACKING_URI``, default a SQLite file under ``CHURN_HOME``)."""
     duckdb_threads: int
     duckdb_memory_limit: str
+    train_threads: int
+    """Math threads (OpenMP, BLAS) while fitting (``CHURN_TRAIN_THREADS``, default: the cores this
+    process may use). The latency gate always measures on one thread, as the service scores."""
 
     @classmethod
     def from_env(
@@ -91,6 +99,7 @@ class Settings:
             tracking_uri=env.env.get("CHURN_TRACKING_URI") or f"sqlite:///{home / MLFLOW_DB}",
             duckdb_threads=int(env.number("CHURN_DUCKDB_THREADS", os.cpu_count() or 1, minimum=1)),
             duckdb_memory_limit=env.env.get("CHURN_DUCKDB_MEMORY_LIMIT", "4GB"),
+            train_threads=int(env.number("CHURN_TRAIN_THREADS", usable_cores(), minimum=1)),
         )
 
     # Everything below lives under CHURN_HOME and has no variable of its own.

@@ -44,7 +44,7 @@ def train(params: TrainParams = TrainParams()) -> TrainResult:
     data = load_training_data(settings)
     validate_training_data(settings, data)
     split = split_training_data(data, params)
-    fitted = fit_model(data, split, params)
+    fitted = fit_model(settings, data, split, params)
     metrics = evaluate_model(data, split, fitted)
     run = log_training_run(settings, params, data, split, fitted, metrics)
     version = register_challenger(settings, params, run, metrics, data)
@@ -54,7 +54,7 @@ def train(params: TrainParams = TrainParams()) -> TrainResult:
         metrics,
         score_champion(settings, params, data, split),
         measure_latency(data, split, fitted, params.gates),
-        measure_drift(data, split, params.gates),
+        measure_drift(data, params.gates),
         measure_slices(data, split, fitted, params.gates),
     )
     publish_gate_report(settings, params, run, report)

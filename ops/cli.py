@@ -27,7 +27,8 @@ def _settings():
 
 
 def _use_prefect() -> None:
-    """Before Prefect is imported: keep its state in the project and use the stack's server if up."""
+    """Before Prefect is imported: keep its state in the project (created here: Prefect's temporary
+    server cannot create its database's directory) and use the stack's server if it is up."""
     import os
 
     from ops.stack import prefect_env, running_port
@@ -36,6 +37,30 @@ def _use_prefect() -> None:
     port = None if os.environ.get("PREFECT_API_URL") else running_port(settings)
     for key, value in prefect_env(settings, port).items():
         os.environ.setdefault(key, value)
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+
+
+EPHEMERAL_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
+
+
+def explain(exc: BaseException) -> str:
+    """One line for the user: the error's message, or for a Prefect start-up failure, why it failed."""
+    message = str(exc)
+    if EPHEMERAL_TIMEOUT not in message:
+        return message
+    import os
+    import re
+
+    code = re.search(r"exited with code (-?\d+)", message)
+    stderr = message.split(" stderr: ", 1)[1] if " stderr: " in message else ""
+    cause = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
+    return (
+        "Prefect's temporary API server did not start"
+        + (f" (it exited with code {code.group(1)})" if code else " in time")
+        + (f": {cause}" if cause else "")
+        + f"; PREFECT_HOME is {os.environ.get('PREFECT_HOME')}. Start a local server with `make up` "
+        "(flows then report to it), or set PREFECT_API_URL"
+    )
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -88,6 +113,27 @@ def cmd_features_list(args: argparse.Namespace) -> int:
         print("  ".join(str(v).ljust(w) for v, w in zip(row[:4], widths)) + "  " + row[4])
     print(f"\n{len(rows)} features in {len(repo.views)} views ({repo.root})")
     return 0
+
+
+def cmd_repo_check(args: argparse.Namespace) -> int:
+    """The feature repo on a sample of entities and dates, in seconds, without Prefect."""
+    from adapters.repo_check import check_repo
+
+    started = time.perf_counter()
+    rows = check_repo(_settings(), entities=args.entities, dates=args.dates)
+    width = max(len(r.check) for r in rows)
+    for r in rows:
+        print(f"{r.check:<{width}}  {r.status:<4}  {r.seconds:5.2f}s  {r.detail}")
+    failed = [r for r in rows if r.status == "FAIL"]
+    warned = [r for r in rows if r.status == "WARN"]
+    verdict = "FAILED" if failed else "passed with warnings" if warned else "passed"
+    print(
+        f"\nrepo check {verdict}: {len(rows)} checks, {len(failed)} failed, {len(warned)} warnings "
+        f"in {time.perf_counter() - started:.1f}s"
+    )
+    if failed:
+        print(f"error: {failed[0].check}: {failed[0].detail}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_expectations_generate(args: argparse.Namespace) -> int:
@@ -407,6 +453,19 @@ def _parser() -> argparse.ArgumentParser:
     rbk.add_argument("--model", default=MODEL_NAME)
     rbk.set_defaults(func=cmd_rollback)
 
+    repo = sub.add_parser("repo", help="feature repo commands").add_subparsers(
+        dest="action", required=True
+    )
+    chk = repo.add_parser(
+        "check",
+        help="sources, population, label, every view, the .yml contract and the point-in-time guard on a sample",
+    )
+    chk.add_argument("--entities", type=int, default=200, help="entities sampled (default: 200)")
+    chk.add_argument(
+        "--dates", type=int, default=3, help="training as-of dates sampled (default: 3)"
+    )
+    chk.set_defaults(func=cmd_repo_check)
+
     stk = sub.add_parser("stack", help="local Prefect server and process worker")
     stk.add_argument("action", choices=["up", "down", "deploy", "status"])
     stk.add_argument("--port", type=int, default=4200)
@@ -462,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {explain(exc)}", file=sys.stderr)
         return 2
 
 

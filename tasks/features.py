@@ -214,7 +214,12 @@ def publish_feature_set(
         entity=repo.config.entity,
         entity_dtype=repo.config.entity_dtype,
         label=repo.config.label,
-        features=[FeatureColumn(name=c.name, dtype=c.dtype) for c in repo.feature_columns],
+        features=[
+            FeatureColumn(
+                name=c.name, dtype=c.dtype, drift_reason=None if c.drift else c.drift_reason
+            )
+            for c in repo.feature_columns
+        ],
         sql_hashes=repo.sql_hashes(),
         horizon_days=repo.config.spine.horizon_days,
         training_set=training,

@@ -82,13 +82,20 @@ def split_training_data(data: TrainingData, params: TrainParams) -> training.Spl
 
 
 @task(cache_policy=NO_CACHE)
-def fit_model(data: TrainingData, split: training.Split, params: TrainParams) -> FittedModel:
-    """Fit the estimator (or the best of a small search, by validation AUC) and fix its decision threshold."""
-    fitted = training.fit(data, split, params)
+def fit_model(
+    settings: Settings, data: TrainingData, split: training.Split, params: TrainParams
+) -> FittedModel:
+    """Fit the estimator (or the best of a small search, by validation AUC) and fix its decision
+    threshold, on ``CHURN_TRAIN_THREADS`` math threads (more than the free cores only slows it)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=settings.train_threads):
+        fitted = training.fit(data, split, params)
     get_run_logger().info(
-        "fitted %s in %.1f s: valid auc_roc %.4f, decision threshold %.3f",
+        "fitted %s in %.1f s on %d threads: valid auc_roc %.4f, decision threshold %.3f",
         fitted.estimator_params["kind"],
         fitted.fit_seconds,
+        settings.train_threads,
         fitted.valid_auc_roc,
         fitted.decision_threshold,
     )

@@ -157,3 +157,73 @@ def test_unknown_key_in_feature_store_yml(tmp_path, raw, repo):
         FeatureRepoError, match=r"feature_store\.yml: invalid\n  spine\.every_day: Extra inputs"
     ):
         run(tmp_path, raw, repo)
+
+
+LABEL_TYPES = [  # what label.sql returns instead of 0/1 integers, the type named, examples, the mapping
+    (
+        "case when {x} then 'Yes' else 'No' end",
+        "VARCHAR",
+        "'No', 'Yes'",
+        'case when "label" = <the positive value>',
+    ),
+    (
+        "case when {x} then '1' else '0' end",
+        "VARCHAR",
+        "'0', '1'",
+        'case when "label" = <the positive value>',
+    ),
+    ("({x})", "BOOLEAN", "False, True", 'cast("label" as integer) as "label"'),
+    (
+        "case when {x} then 1.0 else 0.0 end",
+        "DECIMAL(2,1)",
+        "0.0, 1.0",
+        'cast(round("label") as integer)',
+    ),
+]
+
+
+@pytest.mark.parametrize(("expression", "dtype", "examples", "how"), LABEL_TYPES)
+def test_a_label_that_is_not_integer_says_how_to_map_it(
+    tmp_path, raw, repo, expression, dtype, examples, how
+):
+    path = repo / "label.sql"
+    sql = path.read_text()
+    end = sql.index(")::integer as label") + len(")::integer as label")
+    old = sql[sql.index("coalesce(") : end]
+    condition = old.removesuffix("::integer as label")
+    path.write_text(sql.replace(old, expression.format(x=condition) + " as label"))
+    with pytest.raises(FeatureBuildError) as failure:
+        run(tmp_path, raw, repo)
+    message = str(failure.value)
+    assert message.startswith(f"{repo}/label.sql: label column 'label' is {dtype}")
+    assert (
+        f"(e.g. {examples}" in message and "it must be 0/1 integers: map it in label.sql" in message
+    )
+    assert how in message and "\n" not in message
+
+
+def test_an_entity_of_the_wrong_type_names_population_sql(tmp_path, raw, repo):
+    path = repo / "population.sql"
+    sql = path.read_text()
+    path.write_text(
+        sql.replace(
+            "select * from final", "select customer_id::varchar as customer_id, as_of from final"
+        )
+    )
+    with pytest.raises(FeatureBuildError) as failure:
+        run(tmp_path, raw, repo)
+    message = str(failure.value)
+    assert message.startswith(
+        f"{repo}/population.sql: entity column 'customer_id' is VARCHAR (e.g. '"
+    )
+    assert "but feature_store.yml declares entity_dtype: int64" in message
+    assert 'select cast("customer_id" as bigint)' in message
+
+
+def test_entity_dtype_must_match_the_sources(tmp_path, raw, repo):
+    path = repo / "feature_store.yml"
+    path.write_text(path.read_text().replace("entity_dtype: int64", "entity_dtype: str"))
+    with pytest.raises(
+        FeatureRepoError, match="declares customer_id as int64 but entity_dtype is str"
+    ):
+        run(tmp_path, raw, repo)

@@ -18,10 +18,15 @@ def test_defaults_stay_inside_the_project(tmp_path):
 
 
 def test_environment_overrides(tmp_path):
-    s = Settings.from_env(
-        {"CHURN_HOME": "h", "CHURN_RAW_DIR": "/data/raw", "CHURN_DUCKDB_THREADS": "1"}, cwd=tmp_path
-    )
+    env = {
+        "CHURN_HOME": "h",
+        "CHURN_RAW_DIR": "/data/raw",
+        "CHURN_DUCKDB_THREADS": "1",
+        "CHURN_TRAIN_THREADS": "1",
+    }
+    s = Settings.from_env(env, cwd=tmp_path)
     assert s.home == tmp_path / "h" and s.raw_dir == Path("/data/raw") and s.duckdb_threads == 1
+    assert s.train_threads == 1 and Settings.from_env({}, cwd=tmp_path).train_threads >= 1
 
 
 def test_a_custom_feature_repo_carries_its_own_suites(tmp_path):

@@ -1,0 +1,25 @@
+"""The command line's own logic: one line for a Prefect start-up failure, naming the cause."""
+
+from __future__ import annotations
+
+from ops.cli import explain
+
+STARTUP_FAILURE = (
+    "Timed out while attempting to connect to ephemeral Prefect API server. Ephemeral server process exited "
+    'with code 1. stdout:  stderr: Traceback (most recent call last):\n  File "x.py", line 1\n'
+    "sqlite3.OperationalError: unable to open database file\n"
+)
+
+
+def test_a_prefect_startup_failure_says_why_in_one_line(monkeypatch):
+    monkeypatch.setenv("PREFECT_HOME", "/nowhere/prefect")
+    line = explain(RuntimeError(STARTUP_FAILURE))
+    assert line.startswith(
+        "Prefect's temporary API server did not start (it exited with code 1): "
+        "sqlite3.OperationalError: unable to open database file; PREFECT_HOME is /nowhere/prefect."
+    )
+    assert "`make up`" in line and "\n" not in line
+
+
+def test_other_errors_pass_through():
+    assert explain(ValueError("feature_store.yml: invalid")) == "feature_store.yml: invalid"
