@@ -28,6 +28,7 @@ from churn.featurestore import (
     parse_store_config,
     parse_view,
 )
+from churn.params import PipelineConfig, parse_pipeline_config
 from churn.settings import Settings
 
 
@@ -181,7 +182,7 @@ def build_spine(
     """Create the temp table ``spine`` from population.sql (and label.sql); return its row count."""
     cfg = repo.config
     entity = cfg.entity
-    dates = pd.DataFrame({AS_OF: pd.to_datetime(as_of_dates).astype("datetime64[us]")})
+    dates = pd.DataFrame({AS_OF: pd.to_datetime(sorted(set(as_of_dates))).astype("datetime64[us]")})
     con.register("as_of_dates_input", dates)
     con.execute(
         f"create or replace temp table as_of_dates as select {AS_OF}::timestamp as {AS_OF} from as_of_dates_input"
@@ -402,3 +403,14 @@ def features_at(
         register_sources(con, repo, resolve_sources(repo, raw_dir))
         build_spine(con, repo, [as_of], with_label=False)
         return evaluate_views(con, repo).df()
+
+
+PIPELINE_FILE = "pipeline.yml"
+
+
+def load_pipeline_config(root: Path) -> PipelineConfig:
+    """The repo's ``pipeline.yml`` (train and monitor defaults), or no defaults when it has none."""
+    path = Path(root) / PIPELINE_FILE
+    return (
+        parse_pipeline_config(path.read_text(), str(path)) if path.is_file() else PipelineConfig()
+    )

@@ -126,8 +126,8 @@ def _population(
         f'create or replace temp table full_spine as select * from population semi join sampled using ("{entity}")'
     )
     con.execute(
-        "create or replace temp table spine as select * from full_spine where as_of <> $online",
-        {"online": state["online"]},
+        "create or replace temp table spine as select * from full_spine where as_of in $dates",
+        {"dates": state["dates"]},
     )
     rows = con.execute("select count(*), count(distinct as_of) from spine").fetchall()[0]
     state["entities"] = con.execute("select count(*) from sampled").fetchall()[0][0]

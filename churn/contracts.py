@@ -54,7 +54,8 @@ class TrainingSetSummary(_Record):
     as_of_count: int
     first_as_of: datetime
     last_as_of: datetime
-    every_days: int
+    cadence: str
+    """Between as-of dates, e.g. "30 days" or "1 month"."""
 
 
 class OnlineSnapshotSummary(_Record):

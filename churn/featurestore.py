@@ -148,7 +148,9 @@ class SourceSpec(_Strict):
 
 class SpineSpec(_Strict):
     every_days: int = Field(30, gt=0)
-    """Cadence of the training as-of dates."""
+    """Cadence of the training as-of dates, in days (unless ``every_months`` is set)."""
+    every_months: int | None = Field(None, gt=0)
+    """Calendar-month cadence instead: as-of dates on the first of every N-th month."""
     warmup_days: int = Field(90, ge=0)
     """Default first as-of: this long after the earliest event, so windows are filled."""
     horizon_days: int = Field(30, gt=0)
@@ -231,7 +233,7 @@ def sql_hash(sql: str) -> str:
     return hashlib.sha256(sql.strip().encode()).hexdigest()[:16]
 
 
-def _load_yaml(text: str, where: str) -> dict[str, Any]:
+def load_yaml_mapping(text: str, where: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -241,7 +243,7 @@ def _load_yaml(text: str, where: str) -> dict[str, Any]:
     return data
 
 
-def _explain(exc: ValidationError, where: str) -> FeatureRepoError:
+def explain(exc: ValidationError, where: str) -> FeatureRepoError:
     lines = [
         f"  {'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
     ]
@@ -250,16 +252,16 @@ def _explain(exc: ValidationError, where: str) -> FeatureRepoError:
 
 def parse_store_config(text: str, where: str = "feature_store.yml") -> StoreConfig:
     try:
-        return StoreConfig(**_load_yaml(text, where))
+        return StoreConfig(**load_yaml_mapping(text, where))
     except ValidationError as exc:
-        raise _explain(exc, where) from None
+        raise explain(exc, where) from None
 
 
 def parse_view(stem: str, sql: str, yml: str, where: str) -> FeatureView:
     try:
-        spec = ViewSpec(**_load_yaml(yml, f"{where}.yml"))
+        spec = ViewSpec(**load_yaml_mapping(yml, f"{where}.yml"))
     except ValidationError as exc:
-        raise _explain(exc, f"{where}.yml") from None
+        raise explain(exc, f"{where}.yml") from None
     if spec.name != stem:
         raise FeatureRepoError(f"{where}.yml: name {spec.name!r} must equal the file stem {stem!r}")
     if not sql.strip():
@@ -305,17 +307,34 @@ def as_of_schedule(spine: SpineSpec, first_event: datetime, last_event: datetime
         return [spine.snapshot_at]
     midnight = datetime(first_event.year, first_event.month, first_event.day)
     start = spine.first_as_of or midnight + timedelta(days=spine.warmup_days)
+    if spine.every_months and spine.first_as_of is None and (start.day, start.hour) != (1, 0):
+        start = _add_months(datetime(start.year, start.month, 1), 1)  # the first of the next month
     end = spine.last_as_of or last_event - timedelta(days=spine.horizon_days)
     if start > end:
         raise FeatureRepoError(
             f"empty as-of schedule: start {start} is after end {end} "
             f"(data spans {first_event} to {last_event}; warmup {spine.warmup_days}d, horizon {spine.horizon_days}d)"
         )
-    dates, current = [], start
+    dates, current, step = [], start, 0
     while current <= end:
         dates.append(current)
-        current += timedelta(days=spine.every_days)
+        step += 1
+        if spine.every_months:
+            current = _add_months(start, step * spine.every_months)
+        else:
+            current = start + timedelta(days=step * spine.every_days)
     return dates
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    """The same day and time ``months`` later (the day clipped to the month's last day)."""
+    import calendar
+
+    year, month = divmod(moment.month - 1 + months, 12)
+    year, month = moment.year + year, month + 1
+    return moment.replace(
+        year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1])
+    )
 
 
 def online_as_of(spine: SpineSpec, last_event: datetime) -> datetime:

@@ -395,7 +395,7 @@ def feature_drift(
     reference = training[training[AS_OF].isin(dates)]
     first, last = pd.Timestamp(dates[0]).date(), pd.Timestamp(dates[-1]).date()
     span = f"{first}" if first == last else f"{first}..{last}"
-    compared = f"{len(online)} online rows vs {len(reference)} training rows as of {span}"
+    compared = f"snapshot vs training as of {span}"
     psi = {
         n: population_stability_index(reference[n], online[n], bins=bins)
         for n in names

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from churn.featurestore import SpineSpec
 from churn.settings import MODEL_NAME
+
+P = TypeVar("P", bound=BaseModel)
 
 
 class FeaturesParams(BaseModel):
@@ -22,6 +25,11 @@ class FeaturesParams(BaseModel):
         None, description="last training as-of (default: label horizon before the last event)"
     )
     every_days: int | None = Field(None, gt=0, description="days between training as-of dates")
+    every_months: int | None = Field(
+        None,
+        gt=0,
+        description="calendar months between training as-of dates (on the first of the month)",
+    )
     online_as_of: datetime | None = Field(
         None, description="as-of of the online snapshot (default: midnight after the latest event)"
     )
@@ -32,7 +40,22 @@ class FeaturesParams(BaseModel):
             raise ValueError(
                 f"first_as_of {self.first_as_of} is after last_as_of {self.last_as_of}"
             )
+        if self.every_days and self.every_months:
+            raise ValueError("set every_days or every_months, not both")
         return self
+
+    def spine(self, spine: SpineSpec) -> SpineSpec:
+        """The repo's spine with these overrides (a cadence given here replaces the repo's)."""
+        update: dict[str, Any] = {
+            k: v
+            for k, v in {"first_as_of": self.first_as_of, "last_as_of": self.last_as_of}.items()
+            if v
+        }
+        if self.every_days:
+            update |= {"every_days": self.every_days, "every_months": None}
+        if self.every_months:
+            update["every_months"] = self.every_months
+        return spine.model_copy(update=update)
 
 
 class HistGradientBoostingParams(BaseModel):
@@ -280,3 +303,59 @@ class MonitorParams(BaseModel):
         description="Prefect notification block (e.g. a webhook) alerts go to; always also alerts.jsonl",
     )
     retrain: RetrainPolicy = RetrainPolicy()
+
+
+class PipelineConfig(BaseModel):
+    """``pipeline.yml`` beside ``feature_store.yml``: a repo's own defaults for the train and monitor
+    flows (every deployment and the retrain policy use them); params given explicitly override them."""
+
+    model_config = ConfigDict(extra="forbid")
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="TrainParams: estimator, split, gates, ..."
+    )
+    monitor: dict[str, Any] = Field(
+        default_factory=dict, description="MonitorParams: alerts, retrain, ..."
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> PipelineConfig:
+        for section, model in (("train", TrainParams), ("monitor", MonitorParams)):
+            try:
+                model(**getattr(self, section))
+            except ValidationError as exc:
+                fields = "; ".join(
+                    f"{section}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+                )
+                raise ValueError(fields) from None
+        return self
+
+
+def merged(defaults: dict[str, Any], explicit: dict[str, Any]) -> dict[str, Any]:
+    """``explicit`` over ``defaults``, nested mappings merged key by key; a mapping of another
+    ``kind`` (another estimator) replaces the default instead of mixing with it."""
+    out = dict(defaults)
+    for key, value in explicit.items():
+        base = out.get(key)
+        if (
+            isinstance(base, dict)
+            and isinstance(value, dict)
+            and base.get("kind") == value.get("kind", base.get("kind"))
+        ):
+            out[key] = merged(base, value)
+        else:
+            out[key] = value
+    return out
+
+
+def with_repo_defaults(params: P, defaults: dict[str, Any]) -> P:
+    """``params`` with the repo's defaults filled in wherever a field was not set explicitly."""
+    return type(params)(**merged(defaults, params.model_dump(exclude_unset=True)))
+
+
+def parse_pipeline_config(text: str, where: str = "pipeline.yml") -> PipelineConfig:
+    from churn.featurestore import explain, load_yaml_mapping
+
+    try:
+        return PipelineConfig(**load_yaml_mapping(text, where))
+    except ValidationError as exc:
+        raise explain(exc, where) from None

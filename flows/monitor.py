@@ -21,6 +21,7 @@ from tasks.monitoring import (
     publish_monitoring,
     record,
     render_report,
+    resolve_params,
     start_retraining,
 )
 
@@ -33,6 +34,7 @@ def _utc(moment: datetime) -> datetime:
 @flow(name="monitor")
 def monitor(params: MonitorParams = MonitorParams()) -> MonitorResult:
     settings = Settings.from_env()
+    params = resolve_params(settings, params)
     end = _utc(params.window_end) if params.window_end else datetime.now(UTC).replace(tzinfo=None)
     start = (
         _utc(params.window_start)

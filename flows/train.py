@@ -30,6 +30,7 @@ from tasks.training import (
     log_training_run,
     publish_training_summary,
     register_challenger,
+    resolve_params,
     split_training_data,
     validate_training_data,
 )
@@ -38,6 +39,7 @@ from tasks.training import (
 @flow(name="train")
 def train(params: TrainParams = TrainParams()) -> TrainResult:
     settings = Settings.from_env()
+    params = resolve_params(settings, params)
     check_tracking(settings)
     if params.rebuild_features or feature_set_missing(settings):
         features(FeaturesParams())

@@ -152,7 +152,11 @@ def cmd_features_build(args: argparse.Namespace) -> int:
     from churn.params import FeaturesParams
     from flows.features import features
 
-    params = FeaturesParams(**{k: v for k, v in (("every_days", args.every_days),) if v})
+    chosen = {
+        k: getattr(args, k)
+        for k in ("first_as_of", "last_as_of", "every_days", "every_months", "online_as_of")
+    }
+    params = FeaturesParams(**{k: v for k, v in chosen.items() if v is not None})
     result = features(params)
     print(json.dumps({"version": result.version, "path": str(result.path)}, indent=2))
     return 0
@@ -429,7 +433,25 @@ def _parser() -> argparse.ArgumentParser:
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=cmd_features_list)
     build = feats.add_parser("build", help="run the features flow in-process")
-    build.add_argument("--every-days", type=int)
+    build.add_argument(
+        "--first-as-of",
+        help="first training as-of, ISO date (default: warm-up after the first event)",
+    )
+    build.add_argument(
+        "--last-as-of",
+        help="last training as-of (default: the label horizon before the last event)",
+    )
+    cadence = build.add_mutually_exclusive_group()
+    cadence.add_argument(
+        "--every-days", type=int, help="days between as-of dates (default: feature_store.yml)"
+    )
+    cadence.add_argument(
+        "--every-months", type=int, help="calendar months between as-of dates, on the 1st"
+    )
+    build.add_argument(
+        "--online-as-of",
+        help="as-of of the online snapshot (default: midnight after the last event)",
+    )
     build.set_defaults(func=cmd_features_build)
 
     trn = sub.add_parser("train", help="run the train flow in-process")

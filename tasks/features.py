@@ -132,12 +132,7 @@ def build_training_set(
     staging: Path,
 ) -> TrainingSetSummary:
     """Evaluate every view against the labelled spine (population.sql + label.sql) at each as-of."""
-    overrides = {
-        "first_as_of": params.first_as_of,
-        "last_as_of": params.last_as_of,
-        "every_days": params.every_days,
-    }
-    spine = repo.config.spine.model_copy(update={k: v for k, v in overrides.items() if v})
+    spine = params.spine(repo.config.spine)
     dates = as_of_schedule(spine, sources.bounds.covered_from, sources.bounds.covered_to)
     out = staging / feature_sets.TRAINING_SET
     rows, positives = feature_engine.write_features(settings, repo, dates, with_label=True, out=out)
@@ -150,7 +145,9 @@ def build_training_set(
         as_of_count=len(dates),
         first_as_of=dates[0],
         last_as_of=dates[-1],
-        every_days=spine.every_days,
+        cadence=f"{spine.every_months} month(s)"
+        if spine.every_months
+        else f"{spine.every_days} days",
     )
 
 

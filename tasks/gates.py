@@ -69,7 +69,7 @@ def measure_latency(
     from threadpoolctl import threadpool_limits
 
     x_test, _ = data.xy(split.test)
-    sample = x_test.sample(n=min(1000, len(x_test)), random_state=0, replace=len(x_test) < 1000)
+    sample = x_test.sample(n=1000, random_state=0, replace=len(x_test) < 1000)  # always 1,000 rows
     rows = plain_rows(sample)
     scorer = compile_scorer(fitted.pipeline, data.schema.names, data.schema.dtypes())
     scorer = scorer.verified(rows[:256])

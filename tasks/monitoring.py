@@ -11,12 +11,25 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from adapters import evidently_reports, mlflow_store, monitor_window, monitoring_store
+from adapters import (
+    evidently_reports,
+    feature_engine,
+    mlflow_store,
+    monitor_window,
+    monitoring_store,
+)
 from churn import monitoring
 from churn.contracts import Reference, WindowMeasurement
 from churn.monitoring import AlertEvent, Verdict
-from churn.params import MonitorParams
+from churn.params import MonitorParams, with_repo_defaults
 from churn.settings import Settings
+
+
+@task(cache_policy=NO_CACHE)
+def resolve_params(settings: Settings, params: MonitorParams) -> MonitorParams:
+    """The run's params: those given explicitly, then the feature repo's pipeline.yml, then the defaults."""
+    defaults = feature_engine.load_pipeline_config(settings.feature_repo).monitor
+    return with_repo_defaults(params, defaults)
 
 
 @task(cache_policy=NO_CACHE)

@@ -13,9 +13,23 @@ from churn import training
 from churn.contracts import FittedModel, Promotion, TrainingData, TrainingRun, TrainResult
 from churn.expectations import TRAINING_SET
 from churn.gates import GateReport
-from churn.params import TrainParams
+from churn.params import TrainParams, with_repo_defaults
 from churn.settings import Settings
 from tasks.features import enforce_suites
+
+
+@task(cache_policy=NO_CACHE)
+def resolve_params(settings: Settings, params: TrainParams) -> TrainParams:
+    """The run's params: those given explicitly, then the feature repo's pipeline.yml, then the defaults."""
+    defaults = feature_engine.load_pipeline_config(settings.feature_repo).train
+    resolved = with_repo_defaults(params, defaults)
+    if defaults:
+        get_run_logger().info(
+            "pipeline.yml train defaults %s; run params %s",
+            defaults,
+            resolved.model_dump(exclude_defaults=True),
+        )
+    return resolved
 
 
 @task(cache_policy=NO_CACHE)

@@ -149,3 +149,31 @@ def test_snapshot_and_online_as_of():
     ]
     assert online_as_of(snap, datetime(2030, 1, 1)) == datetime(2024, 6, 30)
     assert online_as_of(SpineSpec(), datetime(2025, 3, 4, 15, 0)) == datetime(2025, 3, 5)
+
+
+def test_calendar_month_schedule_starts_on_the_first_after_warm_up():
+    spine = SpineSpec(every_months=1, warmup_days=20, horizon_days=90)
+    dates = as_of_schedule(spine, datetime(2024, 1, 15, 9, 30), datetime(2024, 12, 31))
+    assert dates[0] == datetime(2024, 3, 1) and dates[-1] == datetime(2024, 10, 1)
+    assert all(d.day == 1 and d.hour == 0 for d in dates) and len(dates) == 8
+    quarterly = as_of_schedule(
+        SpineSpec(every_months=3, first_as_of=datetime(2024, 1, 31)),
+        datetime(2024, 1, 1),
+        datetime(2025, 1, 1),
+    )
+    assert quarterly == [
+        datetime(2024, 1, 31),
+        datetime(2024, 4, 30),
+        datetime(2024, 7, 31),
+        datetime(2024, 10, 31),
+    ]
+
+
+def test_features_params_override_the_cadence():
+    from churn.params import FeaturesParams
+
+    repo_spine = SpineSpec(every_months=1)
+    assert FeaturesParams(every_days=7).spine(repo_spine).every_months is None
+    assert FeaturesParams(every_months=2).spine(SpineSpec()).every_months == 2
+    with pytest.raises(ValueError, match="set every_days or every_months, not both"):
+        FeaturesParams(every_days=7, every_months=1)

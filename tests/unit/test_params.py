@@ -1,0 +1,47 @@
+"""A repo's pipeline.yml: its defaults fill what a run does not set; explicit params win; errors name the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from churn.featurestore import FeatureRepoError
+from churn.params import MonitorParams, TrainParams, parse_pipeline_config, with_repo_defaults
+
+PIPELINE = """
+train:
+  estimator: {kind: gradient_boosting, n_estimators: 80}
+  gates:
+    slices: {min_rows: 50}
+    performance: {min_auc_roc: 0.7}
+monitor:
+  alerts: {max_positive_rate: 0.6}
+"""
+
+
+def test_repo_defaults_fill_what_the_run_leaves_unset():
+    config = parse_pipeline_config(PIPELINE)
+    plain = with_repo_defaults(TrainParams(), config.train)
+    assert plain.estimator.kind == "gradient_boosting" and plain.estimator.n_estimators == 80
+    assert plain.gates.slices.min_rows == 50 and plain.gates.performance.min_auc_roc == 0.7
+    assert plain.gates.performance.min_pr_auc == 0.2  # untouched defaults stay
+    explicit = with_repo_defaults(
+        TrainParams(gates={"performance": {"min_auc_roc": 0.8}}, seed=3), config.train
+    )
+    assert (
+        explicit.gates.performance.min_auc_roc == 0.8
+        and explicit.gates.slices.min_rows == 50
+        and explicit.seed == 3
+    )
+    other = with_repo_defaults(TrainParams(estimator={"kind": "logistic_regression"}), config.train)
+    assert other.estimator.kind == "logistic_regression"  # another estimator replaces, never mixes
+    assert with_repo_defaults(MonitorParams(), config.monitor).alerts.max_positive_rate == 0.6
+
+
+def test_pipeline_yml_errors_name_the_file_and_field():
+    with pytest.raises(
+        FeatureRepoError, match=r"repo/pipeline.yml: invalid\n.*train.gates.slices.min_rows"
+    ):
+        parse_pipeline_config("train:\n  gates:\n    slices: {min_rows: -1}\n", "repo/pipeline.yml")
+    with pytest.raises(FeatureRepoError, match="serve: Extra inputs are not permitted"):
+        parse_pipeline_config("serve: {}\n", "repo/pipeline.yml")
+    assert parse_pipeline_config("{}").train == {}
