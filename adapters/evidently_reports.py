@@ -65,7 +65,9 @@ def drift_report(
     from evidently.presets import DataDriftPreset
 
     names = list(reference.features)
-    numeric = [n for n, k in reference.features.items() if k == "num"] + ["probability"]
+    numeric = [n for n, k in reference.features.items() if k != "str"] + [
+        "probability"
+    ]  # booleans as 0/1
     categorical = [n for n, k in reference.features.items() if k == "str"]
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
     return Report([DataDriftPreset(method="psi", threshold=max_psi)]).run(

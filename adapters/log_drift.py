@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from adapters.prediction_log import as_model_sees
 from churn import drift
 from churn.contracts import Drift, Reference
 
@@ -36,14 +37,14 @@ def measure(con: Any, reference: Reference, bins: int, table: str = "preds") -> 
     aggregates = [f"count(*) filter (where {has[n]})" for n in names]
     spans: dict[str, tuple[int, int]] = {}
     edges_of: dict[str, np.ndarray] = {}
-    for name in [n for n in names if reference.features[n] == "num"] + ["probability"]:
+    for name in [n for n in names if reference.features[n] != "str"] + ["probability"]:
         edges_of[name] = drift.quantile_edges(
             reference.frame[name].to_numpy(dtype=float, na_value=np.nan), bins
         )
         expr, rows = (
             ("probability", "true")
             if name == "probability"
-            else (f"try_cast({value[name]} as double)", has[name])
+            else (as_model_sees(value[name], reference.features[name]), has[name])
         )
         parts = drift.numeric_bin_counts_sql(expr, edges_of[name], rows)
         spans[name] = (len(aggregates), len(aggregates) + len(parts))
@@ -51,31 +52,30 @@ def measure(con: Any, reference: Reference, bins: int, table: str = "preds") -> 
     totals = con.execute(f"select {', '.join(aggregates)} from feature_values").fetchall()[0]
     carried = {n: int(c) for n, c in zip(names, totals[: len(names)], strict=True)}
 
-    def numeric_psi(name: str) -> float:
+    def numeric_bins(name: str) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = spans[name]
         ref = reference.frame[name].to_numpy(dtype=float, na_value=np.nan)
-        return drift.psi_from_counts(
-            drift.numeric_bin_counts(ref, edges_of[name]), np.array(totals[lo:hi], dtype=float)
+        return drift.numeric_bin_counts(ref, edges_of[name]), np.array(totals[lo:hi], dtype=float)
+
+    def categorical_bins(name: str) -> tuple[np.ndarray, np.ndarray]:
+        levels = drift.reference_levels(reference.frame[name])
+        sql = f"select {value[name]}, count(*) from feature_values where {has[name]} group by 1"
+        counts = dict(con.execute(sql).fetchall())
+        missing = counts.pop(None, 0)
+        return (
+            drift.categorical_bin_counts(reference.frame[name], levels),
+            drift.categorical_counts_from(counts, missing, levels),
         )
 
-    psi = {}
+    psi, p_values = {}, {}
     for name in names:
         if carried[name] == 0:
             continue
-        if name in spans:
-            psi[name] = numeric_psi(name)
-            continue
-        levels = drift.reference_levels(reference.frame[name])
-        counts = dict(
-            con.execute(
-                f"select {value[name]}, count(*) from feature_values where {has[name]} group by 1"
-            ).fetchall()
-        )
-        missing = counts.pop(None, 0)
-        current = drift.categorical_counts_from(counts, missing, levels)
-        psi[name] = drift.psi_from_counts(
-            drift.categorical_bin_counts(reference.frame[name], levels), current
-        )
+        ref_counts, cur_counts = numeric_bins(name) if name in spans else categorical_bins(name)
+        psi[name] = drift.psi_from_counts(ref_counts, cur_counts)
+        p_values[name] = drift.chi_squared_p_value(ref_counts, cur_counts)
     lo, hi = spans["probability"]
-    prediction_psi = numeric_psi("probability") if sum(totals[lo:hi]) else None
-    return Drift(psi=psi, carried=carried, prediction_psi=prediction_psi)
+    prediction_psi = (
+        drift.psi_from_counts(*numeric_bins("probability")) if sum(totals[lo:hi]) else None
+    )
+    return Drift(psi=psi, carried=carried, prediction_psi=prediction_psi, p_values=p_values)

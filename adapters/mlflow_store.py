@@ -233,6 +233,7 @@ def log_training_run(
                 "decision_threshold": fitted.decision_threshold,
                 "feature_names": data.schema.names,
                 "categorical_features": data.schema.categorical,
+                "boolean_features": data.schema.boolean,
                 "feature_set_version": manifest.version,
                 "entity": manifest.entity,
                 "entity_dtype": manifest.entity_dtype,
@@ -349,21 +350,27 @@ def load_reference(settings: Settings, model_name: str) -> Reference:
                 f"champion v{version} (run {details.run_id}) has no monitoring/{REFERENCE_FILE}: "
                 f"it predates reference samples; retrain to monitor it ({exc})"
             ) from exc
+    boolean = set(metadata.get("boolean_features") or [])
     features: dict[str, FeatureKind] = {
-        n: "str" if n in categorical else "num" for n in metadata["feature_names"]
+        n: "str" if n in categorical else "bool" if n in boolean else "num"
+        for n in metadata["feature_names"]
     }
     if "entity" in metadata:
         entity, entity_dtype = metadata["entity"], metadata["entity_dtype"]
     else:  # a model logged before the entity was recorded with it: the repo's entity
         config = load_feature_repo(settings.feature_repo).config
         entity, entity_dtype = config.entity, config.entity_dtype
+    frame = pd.read_parquet(cache)
+    threshold = metadata.get("decision_threshold")
+    predicted = None if threshold is None else float((frame["probability"] >= threshold).mean())
     return Reference(
         str(version),
         run.data.metrics.get("auc_roc"),
         entity,
         entity_dtype,
         features,
-        pd.read_parquet(cache),
+        frame,
+        predicted,
     )
 
 

@@ -34,8 +34,9 @@ def measure(
     con = feature_engine.connect(settings)
     con.execute("set TimeZone = 'UTC'")
     try:
+        axis = params.time_axis
         read = prediction_log.load_window(
-            con, settings.predictions_dir, reference.entity, start, end
+            con, settings.predictions_dir, reference.entity, start, end, axis=axis
         )
         if read.malformed:
             log.warning(
@@ -68,8 +69,9 @@ def measure(
         # outcomes mature a horizon after the prediction: judge quality on the look-back, not just this window
         lookback = end - timedelta(days=params.label_lookback_days)
         prediction_log.load_window(
-            con, settings.predictions_dir, reference.entity, lookback, end, "lookback"
+            con, settings.predictions_dir, reference.entity, lookback, end, "lookback", axis
         )
+        window_labelled, window_note = labels.matured(settings, con, "preds")
         labelled, note = labels.matured(settings, con, "lookback")
         note += f" among predictions of the last {params.label_lookback_days} days"
         sample = prediction_log.sample(con, reference, params.report_sample_rows)
@@ -79,7 +81,15 @@ def measure(
             else None
         )
         return WindowMeasurement(
-            read, metrics, drift, label_metrics(labelled, note), sample, labelled_sample
+            read,
+            metrics,
+            drift,
+            labels=label_metrics(labelled, note),
+            window_labels=label_metrics(
+                window_labelled, window_note + " among this window's predictions"
+            ),
+            sample=sample,
+            labelled_sample=labelled_sample,
         )
     finally:
         con.close()

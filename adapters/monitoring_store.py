@@ -30,7 +30,15 @@ create table if not exists alerts (
     created_at timestamp);
 create table if not exists retrain_decisions (
     window_end timestamp, fired boolean, reason varchar, flow_run varchar, created_at timestamp);
+alter table windows add column if not exists time_axis varchar;
+alter table windows add column if not exists window_labelled bigint;
+alter table windows add column if not exists window_accuracy double;
+alter table windows add column if not exists window_auc_roc double;
+alter table feature_drift add column if not exists rule varchar;
+alter table feature_drift add column if not exists p_value double;
+alter table retrain_decisions add column if not exists status varchar;
 """
+"""Columns added since the first release are added to an older store in place."""
 
 
 def _now() -> datetime:
@@ -78,6 +86,7 @@ def record_window(
     delivered_via: str,
     start: datetime,
     end: datetime,
+    time_axis: str,
 ) -> None:
     """One transaction: the window row, its per-feature drift rows, alert changes and the retrain decision."""
     m, labels = window.metrics, window.labels
@@ -87,48 +96,57 @@ def record_window(
     con = open_store(settings)
     try:
         con.execute("begin")
-        con.execute(
-            "delete from windows where window_start = $s and window_end = $e",
-            {"s": start, "e": end},
+        con.execute(  # a re-run of the same window replaces it (rows stored before the axis existed: request)
+            "delete from windows where window_start = $s and window_end = $e "
+            "and coalesce(time_axis, 'request') = $axis",
+            {"s": start, "e": end, "axis": time_axis},
         )
         con.execute("delete from feature_drift where window_end = $e", {"e": end})
+        row = {
+            "window_start": start,
+            "window_end": end,
+            "time_axis": time_axis,
+            "model_version": reference.model_version,
+            "count": m.count,
+            "malformed_lines": window.read.malformed,
+            "positive_rate": m.positive_rate,
+            "probability_mean": m.probability_mean,
+            "probability_std": m.probability_std,
+            "latency_mean_ms": m.latency_mean_ms,
+            "latency_p99_ms": m.latency_p99_ms,
+            "labelled": labels.labelled,
+            "accuracy": labels.get("accuracy"),
+            "precision": labels.get("precision"),
+            "recall": labels.get("recall"),
+            "auc_roc": labels.get("auc_roc"),
+            "window_labelled": window.window_labels.labelled,
+            "window_accuracy": window.window_labels.get("accuracy"),
+            "window_auc_roc": window.window_labels.get("auc_roc"),
+            "prediction_psi": window.drift.prediction_psi,
+            "drifted_share": share.value if share else None,
+            "dataset_drift": share.breached if share else None,
+            "breach": verdict.breach,
+            "report": str(report) if report else None,
+            "created_at": now,
+        }
+        columns = ", ".join(f'"{c}"' for c in row)
         con.execute(
-            "insert into windows values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
-            "$16, $17, $18, $19, $20, $21)",
-            [
-                start,
-                end,
-                reference.model_version,
-                m.count,
-                window.read.malformed,
-                m.positive_rate,
-                m.probability_mean,
-                m.probability_std,
-                m.latency_mean_ms,
-                m.latency_p99_ms,
-                labels.labelled,
-                labels.get("accuracy"),
-                labels.get("precision"),
-                labels.get("recall"),
-                labels.get("auc_roc"),
-                window.drift.prediction_psi,
-                share.value if share else None,
-                share.breached if share else None,
-                verdict.breach,
-                str(report) if report else None,
-                now,
-            ],
+            f"insert into windows ({columns}) values ({', '.join('?' * len(row))})",
+            list(row.values()),
         )
         for name, value in window.drift.psi.items():
             condition = rules.get(f"psi:{name}")
             con.execute(
-                "insert into feature_drift values ($1, $2, $3, $4, $5)",
+                "insert into feature_drift (window_end, feature, psi, drifted, rows_with_feature, rule, p_value) "
+                "values (?, ?, ?, ?, ?, ?, ?)",
                 [
                     end,
                     name,
                     value,
                     condition.breached if condition else None,
                     window.drift.carried[name],
+                    condition.why if condition else None,
+                    window.drift.p_values.get(name),
                 ],
             )
         for e in verdict.events:
@@ -137,8 +155,16 @@ def record_window(
                 [end, e.rule, e.event, e.value, e.limit, delivered_via, now],
             )
         con.execute(
-            "insert into retrain_decisions values ($1, $2, $3, $4, $5)",
-            [end, verdict.decision.fire, verdict.decision.reason, None, now],
+            "insert into retrain_decisions (window_end, fired, reason, flow_run, created_at, status) "
+            "values (?, ?, ?, ?, ?, ?)",
+            [
+                end,
+                verdict.decision.fire,
+                verdict.decision.reason,
+                None,
+                now,
+                "fired" if verdict.decision.fire else "held",
+            ],
         )
         con.execute("commit")
     except Exception:
@@ -148,13 +174,20 @@ def record_window(
         con.close()
 
 
-def note_retrain_run(settings: Settings, end: datetime, outcome: str) -> None:
-    """Record what retraining started on this window's (already stored) decision."""
+def note_retrain_run(settings: Settings, end: datetime, outcome: str, failed: bool = False) -> None:
+    """Record what retraining started on this window's (already stored) decision. A trigger that
+    failed is recorded as failed and not as fired, so it starts no cooldown: the next window retries."""
     con = open_store(settings)
     try:
         con.execute(
-            "update retrain_decisions set flow_run = $run where window_end = $end and fired",
-            {"run": outcome, "end": end},
+            "update retrain_decisions set flow_run = $run, status = $status, fired = not $failed "
+            "where window_end = $end and status = 'fired'",
+            {
+                "run": outcome,
+                "end": end,
+                "failed": failed,
+                "status": "failed" if failed else "fired",
+            },
         )
     finally:
         con.close()

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
-from churn.contracts import Reference, WindowMetrics, WindowRead
+from churn.contracts import FeatureKind, Reference, WindowMetrics, WindowRead
 from churn.predictions import FILE_NAME, HOUR_FORMAT
 
 COLUMNS = (
     "ts timestamp, as_of timestamp, entity_id varchar, probability double, prediction integer, "
-    "model_version varchar, latency_ms double, features json"
+    "model_version varchar, latency_ms double, features json, request_id varchar"
 )
+TimeAxis = Literal["request", "as_of"]
+AXIS_COLUMN: dict[str, str] = {"request": "ts", "as_of": "as_of"}
 """The window table: one row per well-formed record; ``entity_id`` is the record's entity value as text."""
 
 
@@ -38,10 +40,19 @@ def _json_key(name: str) -> str:
 
 
 def load_window(
-    con: Any, directory: Path, entity: str, start: datetime, end: datetime, table: str = "preds"
+    con: Any,
+    directory: Path,
+    entity: str,
+    start: datetime,
+    end: datetime,
+    table: str = "preds",
+    axis: TimeAxis = "request",
 ) -> WindowRead:
-    """Temp table ``table`` with the well-formed predictions of [start, end) by request time."""
-    files = log_files(directory, start, end)
+    """Temp table ``table`` with the well-formed predictions of [start, end) on the time ``axis``:
+    when the service answered (``ts``, only the files of those hours are read) or the time the
+    features describe (``as_of``: any file may hold such a row, every file is read)."""
+    every = sorted(str(path) for path in Path(directory).glob("*.jsonl"))
+    files = log_files(directory, start, end) if axis == "request" else every
     con.execute(f"create or replace temp table {table} ({COLUMNS})")
     if not files:
         return WindowRead(files=0, malformed=0)
@@ -56,7 +67,8 @@ def load_window(
                try_cast(coalesce(j->>'$.as_of', j->>'$.ts') as timestamptz)::timestamp as as_of,
                j->>{_json_key(entity)} as entity_id, try_cast(j->>'$.probability' as double) as probability,
                try_cast(j->>'$.prediction' as integer) as prediction, j->>'$.model_version' as model_version,
-               try_cast(j->>'$.latency_ms' as double) as latency_ms, j->'$.features' as features
+               try_cast(j->>'$.latency_ms' as double) as latency_ms, j->'$.features' as features,
+               j->>'$.request_id' as request_id
         from (select line::json as j from lines where json_valid(line))
     """)
     well_formed = (
@@ -64,7 +76,8 @@ def load_window(
         "and entity_id is not null and features is not null"
     )
     con.execute(
-        f"insert into {table} select * from parsed where {well_formed} and ts >= $start and ts < $end",
+        f"insert into {table} select * from parsed where {well_formed} and {AXIS_COLUMN[axis]} >= $start "
+        f"and {AXIS_COLUMN[axis]} < $end",
         {"start": start, "end": end},
     )
     bad = con.execute(
@@ -82,6 +95,11 @@ def window_metrics(con: Any, table: str = "preds") -> WindowMetrics:
     versions = dict(
         con.execute(f"select model_version, count(*) from {table} group by 1 order by 1").fetchall()
     )
+    # a request's latency covers all its rows: judge it per row, so big batches are not "slow"
+    requests, per_row_p99 = con.execute(
+        "select count(*), quantile_cont(latency / n, 0.99) from (select max(latency_ms) as latency, count(*) as n "
+        f"from {table} where request_id is not null group by request_id)"
+    ).fetchall()[0]
     return WindowMetrics(
         count=int(count),
         positive_rate=positive_rate or 0.0,
@@ -90,15 +108,25 @@ def window_metrics(con: Any, table: str = "preds") -> WindowMetrics:
         latency_mean_ms=lat_mean,
         latency_p99_ms=lat_p99 or 0.0,
         versions=versions,
+        requests=int(requests),
+        latency_p99_per_row_ms=per_row_p99,
     )
+
+
+def as_model_sees(text: str, kind: FeatureKind) -> str:
+    """SQL reading a logged feature value (as text) the way the model saw it: numbers as doubles,
+    booleans as 0/1 (the model is fitted on them so), categories as text."""
+    if kind == "num":
+        return f"try_cast({text} as double)"
+    if kind == "bool":
+        return f"try_cast(try_cast({text} as boolean) as double)"
+    return text
 
 
 def sample(con: Any, reference: Reference, rows: int, table: str = "preds") -> pd.DataFrame:
     """A fixed-seed sample of the window: the champion's features plus probability."""
     columns = ", ".join(
-        f'try_cast(features->>{_json_key(n)} as double) as "{n}"'
-        if kind == "num"
-        else f'features->>{_json_key(n)} as "{n}"'
+        f'{as_model_sees(f"features->>{_json_key(n)}", kind)} as "{n}"'
         for n, kind in reference.features.items()
     )
     return con.execute(

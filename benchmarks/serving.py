@@ -107,7 +107,7 @@ def main() -> int:
 
     from adapters.bento_store import use_bentoml_home
     from churn.predictions import record
-    from churn.settings import MODEL_NAME, Settings
+    from churn.settings import Settings
     from ops import stack
 
     settings = Settings.from_env()
@@ -115,7 +115,7 @@ def main() -> int:
     import bentoml
 
     try:
-        model = bentoml.models.get(f"{MODEL_NAME}:latest")
+        model = bentoml.models.get(f"{settings.model_name}:latest")
     except bentoml.exceptions.NotFound:
         print(
             "no packaged model in the Bento model store: run `make demo` (or `make package`) first",

@@ -77,7 +77,7 @@ def _spin(deadline: float) -> None:
 
 def thread_limits(features_dir: Path) -> list[tuple[str, str, float, float, float]]:
     """Fit time and the latency gate's 1,000-row p99 with every thread and with the project's
-    limits (training: the usable cores; the gate: one thread, as served), idle and with busy loops
+    limits (training: the idle cores; the gate: one thread, as served), idle and with busy loops
     holding every core. Returns (load, setting, fit s, gate s, gate p99 ms)."""
     import multiprocessing
 
@@ -89,7 +89,7 @@ def thread_limits(features_dir: Path) -> list[tuple[str, str, float, float, floa
     from churn.contracts import TrainingData
     from churn.params import TrainParams
     from churn.scoring import compile_scorer, plain_rows
-    from churn.settings import usable_cores
+    from churn.settings import idle_cores
 
     feature_set = feature_sets.latest(features_dir)
     frame = pd.read_parquet(feature_set.path / feature_sets.TRAINING_SET)
@@ -134,7 +134,8 @@ def thread_limits(features_dir: Path) -> list[tuple[str, str, float, float, floa
                 loop.start()
         try:
             measure(load, "every thread (naive)", None, None)
-            measure(load, f"limits ({usable_cores()} fit, 1 gate)", usable_cores(), 1)
+            threads = idle_cores()  # the project's default: the cores idle right now
+            measure(load, f"limits ({threads} fit, 1 gate)", threads, 1)
             measure(load, "one thread for both", 1, 1)
         finally:
             for loop in loops:

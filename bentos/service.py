@@ -42,7 +42,7 @@ from churn.serving import (  # noqa: E402
     check_keys,
     check_row,
 )
-from churn.settings import MODEL_NAME, ServiceSettings  # noqa: E402
+from churn.settings import ServiceSettings  # noqa: E402
 
 SETTINGS = ServiceSettings.from_env()
 log = logging.getLogger("churn.service")
@@ -98,13 +98,13 @@ class LoadedModel:
 
 @bentoml.asgi_app(info_app, path="/")
 @bentoml.service(
-    name="churn",
+    name=SETTINGS.service_name,
     workers=SETTINGS.workers,
     traffic={"timeout": 30},
     logging={"access": {"enabled": SETTINGS.access_log}},
 )
 class ChurnService:
-    model_ref = bentoml.models.BentoModel(f"{MODEL_NAME}:latest")
+    model_ref = bentoml.models.BentoModel(f"{SETTINGS.model_name}:latest")
 
     def __init__(self) -> None:
         self.current = LoadedModel(
@@ -125,7 +125,7 @@ class ChurnService:
         while True:
             time.sleep(SETTINGS.reload_seconds)
             try:
-                model = bentoml.models.get(f"{MODEL_NAME}:latest")
+                model = bentoml.models.get(f"{SETTINGS.model_name}:latest")
                 if str(model.tag) != self.current.tag:
                     previous = self.current.info["model_version"]
                     self.current = LoadedModel(Path(model.path), str(model.tag))

@@ -117,7 +117,10 @@ class FeatureSet:
 @dataclass(frozen=True)
 class FeatureSchema:
     numeric: list[str]
+    """Numbers and booleans (a boolean is fitted and scored as 0/1)."""
     categorical: list[str]
+    boolean: list[str] = field(default_factory=list)
+    """The booleans among ``numeric``."""
 
     @property
     def names(self) -> list[str]:
@@ -270,7 +273,7 @@ class RegistryEvent:
 
 # --- monitoring --------------------------------------------------------------------------------
 
-FeatureKind = Literal["num", "str"]
+FeatureKind = Literal["num", "str", "bool"]
 
 
 @dataclass(frozen=True)
@@ -284,6 +287,8 @@ class Reference:
     features: dict[str, FeatureKind]
     """Name -> kind, in model order."""
     frame: pd.DataFrame
+    positive_rate: float | None = None
+    """The share of the reference the model predicts positive (at its decision threshold)."""
 
 
 @dataclass(frozen=True)
@@ -301,6 +306,9 @@ class WindowMetrics:
     latency_mean_ms: float | None
     latency_p99_ms: float
     versions: dict[str, int]
+    requests: int = 0
+    latency_p99_per_row_ms: float | None = None
+    """p99 over requests of each request's latency divided by the rows it scored."""
 
 
 @dataclass(frozen=True)
@@ -322,6 +330,8 @@ class Drift:
     carried: dict[str, int]
     """Rows carrying each feature (an older model's log may lack some)."""
     prediction_psi: float | None
+    p_values: dict[str, float] = field(default_factory=dict)
+    """Per feature: a chi-squared test on the same bins as the PSI (sample-size aware)."""
 
 
 @dataclass(frozen=True)
@@ -330,6 +340,9 @@ class WindowMeasurement:
     metrics: WindowMetrics
     drift: Drift
     labels: LabelMetrics
-    sample: pd.DataFrame | None = None
+    """Quality on the matured labels of the whole look-back (the retrain policy counts these)."""
+    window_labels: LabelMetrics = field(default_factory=lambda: LabelMetrics(0), kw_only=True)
+    """Quality on the matured labels of this window's predictions alone: a drop shows undiluted."""
+    sample: pd.DataFrame | None = field(default=None, kw_only=True)
     """A fixed-seed sample of the window for the HTML report."""
-    labelled_sample: pd.DataFrame | None = None
+    labelled_sample: pd.DataFrame | None = field(default=None, kw_only=True)

@@ -111,3 +111,15 @@ def population_stability_index(
     return psi_from_counts(
         categorical_bin_counts(reference, levels), categorical_bin_counts(current, levels), eps
     )
+
+
+def chi_squared_p_value(reference: np.ndarray, current: np.ndarray) -> float:
+    """p-value of a chi-squared test that both count vectors (the same bins) come from one
+    distribution: sample-size aware, where PSI is not. Bins empty on both sides are dropped."""
+    from scipy.stats import chi2_contingency
+
+    table = np.vstack([np.asarray(reference, dtype=float), np.asarray(current, dtype=float)])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return 1.0
+    return float(chi2_contingency(table, correction=False).pvalue)

@@ -94,6 +94,11 @@ class ColumnSpec(_Strict):
 
     @model_validator(mode="after")
     def _drift_reason(self) -> ColumnSpec:
+        if self.dtype in ("timestamp", "date"):
+            raise ValueError(
+                f"column {self.name!r}: a feature must be int64, float64, str or bool, not {self.dtype}; "
+                "turn a time into a number in the SQL (e.g. date_diff('day', t, as_of))"
+            )
         if not self.drift and not self.drift_reason:
             raise ValueError(
                 f"column {self.name!r}: drift: false needs a drift_reason (shown in the report)"

@@ -17,11 +17,13 @@ from churn.params import AlertRules, RetrainPolicy, TrainParams
 @dataclass(frozen=True)
 class Condition:
     rule: str
-    """e.g. ``positive_rate``, ``p99_latency_ms``, ``drifted_share``, ``psi:<feature>``, ``auc_roc_drop``."""
+    """e.g. ``positive_rate``, ``p99_latency_ms_per_row``, ``drifted_share``, ``psi:<feature>``, ``auc_roc_drop``."""
     breached: bool
     value: float
     limit: float
     """Every rule is an upper bound: breached when ``value`` exceeds it."""
+    why: str = ""
+    """For a feature: which drift rule judged it (``psi``, or the chi-squared ``test`` with its p-value)."""
 
 
 @dataclass(frozen=True)
@@ -34,34 +36,71 @@ class AlertEvent:
 
 
 def conditions(
-    window: WindowMeasurement, training_auc_roc: float | None, rules: AlertRules
+    window: WindowMeasurement,
+    training_auc_roc: float | None,
+    rules: AlertRules,
+    reference_positive_rate: float | None = None,
 ) -> list[Condition]:
-    """Every rule that can be judged on this window (too few rows or labels: not judged, state kept)."""
-    if window.metrics.count < rules.min_rows:
+    """Every rule that can be judged on this window (too few rows, requests or labels: not judged, state kept)."""
+    m = window.metrics
+    if m.count < rules.min_rows:
         return []
-    psi = window.drift.psi
-    out = [
-        _above("positive_rate", window.metrics.positive_rate, rules.max_positive_rate),
-        _above("p99_latency_ms", window.metrics.latency_p99_ms, rules.max_p99_latency_ms),
-        _above("drifted_share", drifted_share(psi, rules), rules.max_drifted_share),
+    features = [
+        feature_drift(name, value, window.drift.p_values.get(name), rules)
+        for name, value in sorted(window.drift.psi.items())
     ]
-    out += [_above(f"psi:{name}", value, rules.max_psi) for name, value in sorted(psi.items())]
-    auc_roc = window.labels.get("auc_roc")
+    out = [
+        c
+        for c in (positive_rate(m.positive_rate, reference_positive_rate, rules),)
+        if c is not None
+    ]
+    if m.requests >= rules.min_latency_requests and m.latency_p99_per_row_ms is not None:
+        out.append(
+            _above("p99_latency_ms_per_row", m.latency_p99_per_row_ms, rules.max_p99_latency_ms)
+        )
+    share = sum(c.breached for c in features) / len(features) if features else 0.0
+    out.append(_above("drifted_share", share, rules.max_drifted_share))
+    out += features
+    # this window's own labels once there are enough (a drop shows undiluted), else the look-back's
+    judged = (
+        window.window_labels
+        if window.window_labels.labelled >= rules.min_labelled
+        else window.labels
+    )
+    auc_roc = judged.get("auc_roc")
     if (
         training_auc_roc is not None
         and auc_roc is not None
-        and window.labels.labelled >= rules.min_labelled
+        and judged.labelled >= rules.min_labelled
     ):
         out.append(_above("auc_roc_drop", training_auc_roc - auc_roc, rules.max_auc_roc_drop))
     return out
 
 
+def feature_drift(name: str, psi: float, p_value: float | None, rules: AlertRules) -> Condition:
+    """PSI above its limit; or, sample-size aware, a significant chi-squared test on the same bins
+    with at least the minimum effect (then the limit the value is held to is ``min_psi``)."""
+    rule = rules.feature_drift.get(name, rules.drift)
+    if psi > rule.max_psi or p_value is None or p_value >= rule.alpha:
+        return Condition(f"psi:{name}", psi > rule.max_psi, psi, rule.max_psi, "psi")
+    return Condition(
+        f"psi:{name}", psi > rule.min_psi, psi, rule.min_psi, f"test (chi-squared p {p_value:.2g})"
+    )
+
+
+def positive_rate(rate: float, reference: float | None, rules: AlertRules) -> Condition | None:
+    """An absolute limit when one is set; else the rate may differ from the reference's by at most
+    ``positive_rate_ratio`` either way (a 50% positive class is then as normal as a 5% one)."""
+    if rules.max_positive_rate is not None:
+        return _above("positive_rate", rate, rules.max_positive_rate)
+    if reference is None or reference <= 0:
+        return None
+    ratio = min(max(rate / reference, reference / rate), 1e6) if rate > 0 else 1e6
+    return _above("positive_rate_ratio", ratio, rules.positive_rate_ratio)
+
+
 def _above(rule: str, value: float, limit: float) -> Condition:
     return Condition(rule, value > limit, value, limit)
-
-
-def drifted_share(psi: dict[str, float], rules: AlertRules) -> float:
-    return sum(v > rules.max_psi for v in psi.values()) / len(psi) if psi else 0.0
 
 
 def alert_events(
@@ -152,6 +191,9 @@ class MonitorResult:
     malformed: int
     psi: dict[str, float]
     labels: LabelMetrics
+    """On the matured labels of the look-back."""
+    window_labels: LabelMetrics
+    """On the matured labels of this window's predictions."""
     events: list[AlertEvent]
     retrain: RetrainDecision
     retrain_run: str | None

@@ -218,18 +218,45 @@ class RollbackParams(BaseModel):
     model_name: str = Field(MODEL_NAME, min_length=1)
 
 
+class FeatureDriftRule(BaseModel):
+    """When one feature has drifted: PSI above ``max_psi``, or a chi-squared test on the same bins
+    with p below ``alpha`` while PSI is at least ``min_psi`` (a real shift of a meaningful size,
+    which on a large window the PSI limit alone can miss)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_psi: float = Field(0.25, gt=0)
+    min_psi: float = Field(0.1, ge=0, description="the smallest effect the test rule flags")
+    alpha: float = Field(1e-3, gt=0, lt=1, description="the chi-squared test's p-value limit")
+
+
 class AlertRules(BaseModel):
     """Thresholds the monitor raises alerts on; a window with fewer than ``min_rows`` predictions is not judged."""
 
     model_config = ConfigDict(extra="forbid")
     min_rows: int = Field(100, ge=1)
-    max_positive_rate: float = Field(0.5, gt=0, le=1)
-    max_p99_latency_ms: float = Field(250.0, gt=0)
-    max_drifted_share: float = Field(
-        0.3, gt=0, le=1, description="share of features over max_psi that means dataset drift"
+    max_positive_rate: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="an absolute limit on the predicted positive rate instead of the ratio band",
     )
-    max_psi: float = Field(
-        0.25, gt=0, description="a feature with a larger PSI against the reference has drifted"
+    positive_rate_ratio: float = Field(
+        2.0,
+        gt=1,
+        description="the predicted positive rate may differ from the reference's by this factor either way",
+    )
+    max_p99_latency_ms: float = Field(
+        50.0, gt=0, description="p99 of each request's latency per row it scored"
+    )
+    min_latency_requests: int = Field(
+        50, ge=1, description="requests a window needs before its latency is judged"
+    )
+    max_drifted_share: float = Field(
+        0.3, gt=0, le=1, description="share of drifted features that means dataset drift"
+    )
+    drift: FeatureDriftRule = FeatureDriftRule()
+    feature_drift: dict[str, FeatureDriftRule] = Field(
+        default_factory=dict, description="per-feature rules instead of ``drift`` (by feature name)"
     )
     max_auc_roc_drop: float = Field(
         0.05,
@@ -288,6 +315,11 @@ class MonitorParams(BaseModel):
     )
     window_start: datetime | None = Field(
         None, description="window start instead of window_end - window_minutes"
+    )
+    time_axis: Literal["request", "as_of"] = Field(
+        "request",
+        description="what the window bounds: when the service answered (request) or the time the "
+        "features describe (as_of), e.g. to judge a backfill or a replay of a period by its own time",
     )
     model_name: str = Field(MODEL_NAME, min_length=1)
     report_sample_rows: int = Field(

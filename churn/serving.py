@@ -22,8 +22,8 @@ class ServingSchema:
     features: dict[str, str]
     """Feature name -> dtype (int64, float64, bool, str) in the order the model was fitted with."""
     decision_threshold: float
-    _order: list[tuple[str, bool, bool]] = field(init=False, repr=False, compare=False)
-    """For the fast path of check_features: (name, is a string, is an integer) in model order."""
+    _order: list[tuple[str, str]] = field(init=False, repr=False, compare=False)
+    """For the fast path of check_features: (name, dtype) in model order."""
     _names: frozenset[str] = field(init=False, repr=False, compare=False)
 
     @classmethod
@@ -33,8 +33,7 @@ class ServingSchema:
         )
 
     def __post_init__(self) -> None:
-        order = [(name, dtype == "str", dtype == "int64") for name, dtype in self.features.items()]
-        object.__setattr__(self, "_order", order)
+        object.__setattr__(self, "_order", list(self.features.items()))
         object.__setattr__(self, "_names", frozenset(self.features))
 
     def to_dict(self) -> dict[str, Any]:
@@ -59,6 +58,7 @@ def check_features(schema: ServingSchema, features: Any, where: str = "features"
 
 
 _NUMBER = (int, float)
+_PYTHON_TYPE = {"str": str, "bool": bool}
 
 
 def _well_formed(schema: ServingSchema, features: dict[str, Any]) -> list[Any] | None:
@@ -66,17 +66,17 @@ def _well_formed(schema: ServingSchema, features: dict[str, Any]) -> list[Any] |
     if len(features) != len(schema._names) or not schema._names.issuperset(features):
         return None
     values = []
-    for name, is_str, is_int in schema._order:
+    for name, dtype in schema._order:
         value = features[name]
         if value is not None:
             kind = type(value)
-            if is_str:
-                if kind is not str:
+            if dtype == "str" or dtype == "bool":
+                if kind is not _PYTHON_TYPE[dtype]:
                     return None
             elif (
                 kind not in _NUMBER
                 or not math.isfinite(value)
-                or (is_int and kind is float and not value.is_integer())
+                or (dtype == "int64" and kind is float and not value.is_integer())
             ):
                 return None
         values.append(value)
@@ -101,6 +101,11 @@ def _explain(schema: ServingSchema, features: dict[str, Any], where: str) -> lis
         if dtype == "str":
             if not isinstance(value, str):
                 problems.append(f"{where}.{name}: expected a string, got {type(value).__name__}")
+        elif dtype == "bool":
+            if not isinstance(value, bool):
+                problems.append(
+                    f"{where}.{name}: expected true or false, got {type(value).__name__}"
+                )
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
             problems.append(f"{where}.{name}: expected a number, got {type(value).__name__}")
         elif not math.isfinite(value):

@@ -8,18 +8,27 @@ exactly where the monitor reads it. No other module builds a path under ``CHURN_
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 MODEL_NAME = "churn-classifier"
+"""The default name of the registered model (MLflow registry and Bento model store): ``CHURN_MODEL_NAME``."""
+SERVICE_NAME = "churn"
+"""The default name of the BentoML service (and of the Bento it builds): ``CHURN_SERVICE_NAME``."""
 MLFLOW_DB = "mlflow.db"
-"""The registered model's name in the MLflow registry and the Bento model store."""
 
 
 def usable_cores() -> int:
     """The cores this process may run on (its affinity), not the machine's count."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def idle_cores() -> int:
+    """Usable cores minus the one-minute load average, at least one: more threads than free cores
+    make OpenMP training wait at its barriers (measured here: 4-10x slower with every core busy)."""
+    return max(1, usable_cores() - round(os.getloadavg()[0]))
 
 
 class SettingsError(ValueError):
@@ -50,6 +59,15 @@ class _Env:
             raise SettingsError(f"{name} must be {kind} >= {minimum:g}, got {raw!r}")
         return value
 
+    def name(self, variable: str, default: str) -> str:
+        """A model or service name: letters, digits, '-', '_' and '.' (what MLflow and BentoML accept)."""
+        value = self.env.get(variable) or default
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+            raise SettingsError(
+                f"{variable} must be letters, digits, '-', '_' or '.', got {value!r}"
+            )
+        return value
+
     def home(self) -> Path:
         return self.path("CHURN_HOME", self.base / ".churn")
 
@@ -74,11 +92,13 @@ class Settings:
     """The service's prediction log, read by the monitor (``CHURN_PREDICTIONS_DIR``)."""
     tracking_uri: str
     """MLflow tracking URI (``CHURN_TRACKING_URI``, default a SQLite file under ``CHURN_HOME``)."""
+    model_name: str
+    """The registered model every flow trains, promotes, packages and monitors (``CHURN_MODEL_NAME``)."""
     duckdb_threads: int
     duckdb_memory_limit: str
-    train_threads: int
-    """Math threads (OpenMP, BLAS) while fitting (``CHURN_TRAIN_THREADS``, default: the cores this
-    process may use). The latency gate always measures on one thread, as the service scores."""
+    train_threads: int | None
+    """Math threads (OpenMP, BLAS) while fitting (``CHURN_TRAIN_THREADS``); unset: the cores that are
+    idle when the fit starts (see ``idle_cores``). The latency gate always uses one, as served."""
 
     @classmethod
     def from_env(
@@ -97,9 +117,10 @@ class Settings:
             features_dir=env.path("CHURN_FEATURES_DIR", home / "features"),
             predictions_dir=env.predictions_dir(home),
             tracking_uri=env.env.get("CHURN_TRACKING_URI") or f"sqlite:///{home / MLFLOW_DB}",
+            model_name=env.name("CHURN_MODEL_NAME", MODEL_NAME),
             duckdb_threads=int(env.number("CHURN_DUCKDB_THREADS", os.cpu_count() or 1, minimum=1)),
             duckdb_memory_limit=env.env.get("CHURN_DUCKDB_MEMORY_LIMIT", "4GB"),
-            train_threads=int(env.number("CHURN_TRAIN_THREADS", usable_cores(), minimum=1)),
+            train_threads=int(env.number("CHURN_TRAIN_THREADS", 0, minimum=1)) or None,
         )
 
     # Everything below lives under CHURN_HOME and has no variable of its own.
@@ -193,6 +214,9 @@ class ServiceSettings:
 
     predictions_dir: Path
     """``CHURN_PREDICTIONS_DIR``, default ``$CHURN_HOME/predictions``: the monitor reads it there."""
+    model_name: str
+    """The Bento model served: the one the package flow stored under the same ``CHURN_MODEL_NAME``."""
+    service_name: str
     max_batch: int
     max_body_bytes: int
     reload_seconds: float
@@ -207,6 +231,8 @@ class ServiceSettings:
         env = _Env(environ, cwd)
         return cls(
             predictions_dir=env.predictions_dir(env.home()),
+            model_name=env.name("CHURN_MODEL_NAME", MODEL_NAME),
+            service_name=env.name("CHURN_SERVICE_NAME", SERVICE_NAME),
             max_batch=int(env.number("CHURN_MAX_BATCH", 5000, minimum=1)),
             max_body_bytes=int(env.number("CHURN_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1)),
             reload_seconds=env.number("CHURN_RELOAD_SECONDS", 10.0, integer=False),

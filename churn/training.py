@@ -33,7 +33,14 @@ def feature_schema(features: Sequence[FeatureColumn] | Sequence[ColumnSpec]) -> 
     """Split the manifest's feature list (name, dtype) into numeric and categorical columns."""
     numeric = [f.name for f in features if f.dtype in ("int64", "float64", "bool")]
     categorical = [f.name for f in features if f.dtype == "str"]
-    return FeatureSchema(numeric, categorical)
+    return FeatureSchema(numeric, categorical, [f.name for f in features if f.dtype == "bool"])
+
+
+def model_frame(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """The frame as the model is fitted on it: booleans as 0/1 floats (missing stays missing)."""
+    if not schema.boolean:
+        return frame
+    return frame.assign(**{name: frame[name].astype("float64") for name in schema.boolean})
 
 
 def check_training_frame(

@@ -47,20 +47,26 @@ def monitor(params: MonitorParams = MonitorParams()) -> MonitorResult:
     verdict = judge(settings, params, reference, window, end)
     via = notify(settings, params, verdict.events, start, end)
     record(
-        settings, reference, window, verdict, report, via, start, end
-    )  # stored before any retraining starts
+        settings, reference, window, verdict, report, via, start, end, params.time_axis
+    )  # before retraining
     publish_monitoring(settings, reference, window, verdict, report, start, end)
     retrain_run = None
     if verdict.decision.fire:
-        if params.retrain.in_process:  # a subflow: no worker needed
-            result = train(retrain_params(params.retrain, params.model_name))
-            retrain_run = (
-                f"in-process train: v{result.version} "
-                f"{'promoted' if result.promoted else 'not promoted'} ({result.decision})"
-            )
-        else:
-            retrain_run = start_retraining(params)
-        note_retraining(settings, end, retrain_run)
+        failed = False
+        try:
+            if params.retrain.in_process:  # a subflow: no worker needed
+                result = train(retrain_params(params.retrain, params.model_name))
+                retrain_run = (
+                    f"in-process train: v{result.version} "
+                    f"{'promoted' if result.promoted else 'not promoted'} ({result.decision})"
+                )
+            else:
+                retrain_run = start_retraining(params)
+        except (
+            Exception
+        ) as exc:  # the window is stored; the failure is recorded and the next window retries
+            failed, retrain_run = True, f"failed: {type(exc).__name__}: {exc}"
+        note_retraining(settings, end, retrain_run, failed)
     return MonitorResult(
         window_start=start,
         window_end=end,
@@ -68,6 +74,7 @@ def monitor(params: MonitorParams = MonitorParams()) -> MonitorResult:
         malformed=window.read.malformed,
         psi=window.drift.psi,
         labels=window.labels,
+        window_labels=window.window_labels,
         events=verdict.events,
         retrain=verdict.decision,
         retrain_run=retrain_run,

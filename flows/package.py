@@ -6,11 +6,12 @@ from __future__ import annotations
 from prefect import flow
 
 from churn.contracts import PackagedModel
-from churn.settings import MODEL_NAME, Settings
+from churn.settings import Settings
 from tasks.serving import build_bento, import_champion
 
 
 @flow(name="package")
-def package(model_name: str = MODEL_NAME) -> PackagedModel:
+def package(model_name: str | None = None) -> PackagedModel:
+    """``model_name``: the registered model whose @champion is packaged (default: CHURN_MODEL_NAME)."""
     settings = Settings.from_env()
-    return build_bento(settings, import_champion(settings, model_name))
+    return build_bento(settings, import_champion(settings, model_name or settings.model_name))

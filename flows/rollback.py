@@ -13,4 +13,6 @@ from tasks.registry import roll_back_champion
 @flow(name="rollback")
 def rollback(params: RollbackParams) -> RegistryEvent:
     settings = Settings.from_env()
+    if "model_name" not in params.model_fields_set:
+        params = params.model_copy(update={"model_name": settings.model_name})
     return roll_back_champion(settings, params)

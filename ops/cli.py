@@ -12,9 +12,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from churn.settings import MODEL_NAME
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from churn.monitoring import MonitorResult
@@ -208,7 +206,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from churn.params import RollbackParams
     from flows.rollback import rollback
 
-    event = rollback(RollbackParams(reason=args.reason, model_name=args.model))
+    chosen = {"model_name": args.model} if args.model else {}
+    event = rollback(RollbackParams(reason=args.reason, **chosen))
     print(f"{event.model}: champion v{event.rolled_back} -> v{event.champion} ({event.reason})")
     return 0
 
@@ -269,15 +268,104 @@ monitoring    make monitor   (the last hour of {settings.predictions_dir}; resul
     return 0
 
 
+def _windows(start: datetime, end: datetime, minutes: int) -> list[tuple[datetime, datetime]]:
+    """[start, end) cut into consecutive windows of ``minutes`` (the last one may be shorter)."""
+    out, current = [], start
+    while current < end:
+        out.append((current, min(current + timedelta(minutes=minutes), end)))
+        current += timedelta(minutes=minutes)
+    return out
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
+    """One window (default: the last hour), or a backfill of [--start, --end) window by window."""
     _use_prefect()
     from churn.params import MonitorParams
     from flows.monitor import monitor
 
-    params = MonitorParams(**json.loads(args.params)) if args.params else MonitorParams()
-    result = monitor(params)
-    print(json.dumps(dataclasses.asdict(result), indent=2, default=str))
+    given = json.loads(args.params) if args.params else {}
+    if args.axis:
+        given["time_axis"] = args.axis
+    if args.start is None:
+        result = monitor(MonitorParams(**given))
+        print(json.dumps(dataclasses.asdict(result), indent=2, default=str))
+        return 0
+    start, end = (
+        datetime.fromisoformat(args.start),
+        datetime.fromisoformat(args.end or datetime.now().isoformat()),
+    )
+    for window_start, window_end in _windows(start, end, args.window_minutes):
+        _say(monitor(MonitorParams(**given, window_start=window_start, window_end=window_end)))
     return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """A parquet of feature rows to a running service, window by window on its time column; the
+    monitor judges each window by that time (as_of); outcomes delivered afterwards mature labels."""
+    _use_prefect()
+    import httpx
+
+    from churn.params import MonitorParams
+    from ops import replay
+
+    settings = _settings()
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    every = timedelta(minutes=args.window_minutes)
+    with httpx.Client(base_url=args.url, headers=headers, timeout=120) as client:
+        served = _metadata(client, args.url)
+        entity, names = served["entity"], list(served["features"])
+        frame = replay.load(Path(args.file), entity, names, args.time_column)
+        windows = replay.windows(frame, args.time_column, every)
+        print(
+            f"== {len(frame):,} rows of {args.file} in {len(windows)} windows to {args.url} "
+            f"(model version {served['model_version']})"
+        )
+        for window in windows:
+            sent = replay.send(client, window.rows, entity, names, args.time_column)
+            print(
+                f"== sent {sent:,} rows as of {window.start:%Y-%m-%d %H:%M}..{window.end:%Y-%m-%d %H:%M}"
+            )
+    judged = [(w.start, w.end) for w in windows] if args.time_column else []
+    for delivery in args.deliver or []:
+        source, _, folder = delivery.partition("=")
+        if not folder:
+            raise ValueError(
+                f"--deliver {delivery!r}: expected FILE=FOLDER (a folder under CHURN_RAW_DIR)"
+            )
+        print(
+            f"== delivered into the raw data: {replay.deliver(Path(source), settings.raw_dir / folder)}"
+        )
+    if args.monitor and judged:
+        from flows.monitor import monitor
+
+        params = json.loads(args.monitor_params) if args.monitor_params else {}
+        print("== the monitor judges each window by its own time (as_of)")
+        for start, end in judged:
+            _say(
+                monitor(
+                    MonitorParams(**params, window_start=start, window_end=end, time_axis="as_of")
+                )
+            )
+    return 0
+
+
+def _metadata(client: Any, url: str) -> dict[str, Any]:
+    """The running service's /metadata, or one line saying it is not there."""
+    import httpx
+
+    try:
+        meta = client.get("/metadata")
+    except httpx.HTTPError as exc:
+        raise RuntimeError(
+            f"no service answers at {url} ({type(exc).__name__}): start it with `make serve`"
+        ) from None
+    if meta.status_code != 200:
+        raise RuntimeError(
+            f"{url}/metadata answered {meta.status_code}: is the service up (make serve)? "
+            f"{meta.text[:200]}"
+        )
+    answer: dict[str, Any] = meta.json()
+    return answer
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -301,12 +389,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         **({"deployment": args.deployment} if args.deployment else {}),
     )
     with httpx.Client(base_url=args.url, headers=headers, timeout=120) as client:
-        meta = client.get("/metadata")
-        if meta.status_code != 200:
-            raise RuntimeError(
-                f"{args.url}/metadata answered {meta.status_code}: is the service up (make serve)? {meta.text[:200]}"
-            )
-        served = meta.json()
+        served = _metadata(client, args.url)
         repo = load_feature_repo(settings.feature_repo)
         names, entity = list(served["features"]), repo.config.entity
         dates = simulate.drift_dates(settings, args.bursts)
@@ -467,12 +550,16 @@ def _parser() -> argparse.ArgumentParser:
     pkg = sub.add_parser(
         "package", help="run the package flow: @champion into the Bento model store"
     )
-    pkg.add_argument("--model", default=MODEL_NAME)
+    pkg.add_argument(
+        "--model", help="registered model (default: CHURN_MODEL_NAME or churn-classifier)"
+    )
     pkg.set_defaults(func=cmd_package)
 
     rbk = sub.add_parser("rollback", help="run the rollback flow: @champion back to @previous")
     rbk.add_argument("--reason", required=True)
-    rbk.add_argument("--model", default=MODEL_NAME)
+    rbk.add_argument(
+        "--model", help="registered model (default: CHURN_MODEL_NAME or churn-classifier)"
+    )
     rbk.set_defaults(func=cmd_rollback)
 
     repo = sub.add_parser("repo", help="feature repo commands").add_subparsers(
@@ -505,7 +592,46 @@ def _parser() -> argparse.ArgumentParser:
 
     mon = sub.add_parser("monitor", help="run the monitor flow in-process (default: the last hour)")
     mon.add_argument("--params", help="MonitorParams as JSON, e.g. '{\"window_minutes\": 1440}'")
+    mon.add_argument(
+        "--axis", choices=["request", "as_of"], help="what windows bound (default: request time)"
+    )
+    mon.add_argument("--start", help="backfill from this time (ISO 8601, UTC), window by window")
+    mon.add_argument("--end", help="backfill up to this time (default: now)")
+    mon.add_argument(
+        "--window-minutes", type=int, default=60, help="backfill window length (default: 60)"
+    )
     mon.set_defaults(func=cmd_monitor)
+
+    rpl = sub.add_parser(
+        "replay", help="send a parquet of feature rows to a running service, window by window"
+    )
+    rpl.add_argument(
+        "file", help="parquet with the entity, the service's features and optionally a time column"
+    )
+    rpl.add_argument(
+        "--url", default="http://127.0.0.1:3000", help="the service (default: %(default)s)"
+    )
+    rpl.add_argument("--token", help="bearer token when the service has CHURN_API_TOKEN")
+    rpl.add_argument(
+        "--time-column", help="the time each row's features describe: sent as as_of, paces windows"
+    )
+    rpl.add_argument(
+        "--window-minutes", type=int, default=24 * 60, help="window length (default: a day)"
+    )
+    rpl.add_argument(
+        "--deliver",
+        action="append",
+        metavar="FILE=FOLDER",
+        help="after the replay, copy FILE into CHURN_RAW_DIR/FOLDER (outcomes that arrive later, new "
+        "source rows); repeatable",
+    )
+    rpl.add_argument(
+        "--monitor", action="store_true", help="then judge every window by its own time (as_of)"
+    )
+    rpl.add_argument(
+        "--monitor-params", help="MonitorParams as JSON for those runs (alerts, retrain policy)"
+    )
+    rpl.set_defaults(func=cmd_replay)
 
     sim = sub.add_parser(
         "simulate",

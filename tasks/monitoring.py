@@ -27,8 +27,11 @@ from churn.settings import Settings
 
 @task(cache_policy=NO_CACHE)
 def resolve_params(settings: Settings, params: MonitorParams) -> MonitorParams:
-    """The run's params: those given explicitly, then the feature repo's pipeline.yml, then the defaults."""
-    defaults = feature_engine.load_pipeline_config(settings.feature_repo).monitor
+    """The run's params: those given explicitly, then the feature repo's pipeline.yml, then
+    CHURN_MODEL_NAME, then the defaults."""
+    defaults = {"model_name": settings.model_name} | feature_engine.load_pipeline_config(
+        settings.feature_repo
+    ).monitor
     return with_repo_defaults(params, defaults)
 
 
@@ -62,7 +65,7 @@ def render_report(
     """Evidently data drift (and classification quality on matured labels) on bounded samples, as HTML."""
     out = settings.reports_dir / f"drift-{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}.html"
     return evidently_reports.render(
-        out, reference, window, params.report_sample_rows, params.alerts.max_psi
+        out, reference, window, params.report_sample_rows, params.alerts.drift.max_psi
     )
 
 
@@ -75,7 +78,9 @@ def judge(
     end: datetime,
 ) -> Verdict:
     """Alert conditions for this window, the changes against open alerts, and the retraining decision."""
-    current = monitoring.conditions(window, reference.training_auc_roc, params.alerts)
+    current = monitoring.conditions(
+        window, reference.training_auc_roc, params.alerts, reference.positive_rate
+    )
     con = monitoring_store.open_store(settings)
     try:
         opened = monitoring_store.open_alerts(con)
@@ -145,10 +150,11 @@ def record(
     delivered_via: str,
     start: datetime,
     end: datetime,
+    time_axis: str,
 ) -> None:
     """One transaction: the window row, its per-feature drift rows, alert changes and the decision."""
     monitoring_store.record_window(
-        settings, reference, window, verdict, report, delivered_via, start, end
+        settings, reference, window, verdict, report, delivered_via, start, end, time_axis
     )
 
 
@@ -196,16 +202,28 @@ def publish_monitoring(
 def start_retraining(params: MonitorParams) -> str:
     """A run of the training deployment with the retrain overrides (needs a worker); returns what started."""
     from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
 
     overrides = monitoring.retrain_params(params.retrain, params.model_name).model_dump(
         mode="json", exclude_unset=True
     )
-    run = run_deployment(params.retrain.deployment, parameters={"params": overrides}, timeout=0)
+    try:
+        run = run_deployment(params.retrain.deployment, parameters={"params": overrides}, timeout=0)
+    except ObjectNotFound:
+        raise LookupError(
+            f"deployment {params.retrain.deployment!r} is not registered with the Prefect server: run `make deploy`, "
+            "or set retrain.in_process to train in the monitor's own process"
+        ) from None
     return f"flow run {run.id} of {params.retrain.deployment}"
 
 
 @task(cache_policy=NO_CACHE)
-def note_retraining(settings: Settings, end: datetime, outcome: str) -> None:
-    """What retraining started, on this window's (already stored) decision."""
-    monitoring_store.note_retrain_run(settings, end, outcome)
-    get_run_logger().info("retraining: %s", outcome)
+def note_retraining(settings: Settings, end: datetime, outcome: str, failed: bool) -> None:
+    """What retraining started (or why it could not), on this window's (already stored) decision."""
+    monitoring_store.note_retrain_run(settings, end, outcome, failed)
+    if failed:
+        get_run_logger().error(
+            "retraining could not start: %s (no cooldown: the next window retries)", outcome
+        )
+    else:
+        get_run_logger().info("retraining: %s", outcome)

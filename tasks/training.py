@@ -20,8 +20,11 @@ from tasks.features import enforce_suites
 
 @task(cache_policy=NO_CACHE)
 def resolve_params(settings: Settings, params: TrainParams) -> TrainParams:
-    """The run's params: those given explicitly, then the feature repo's pipeline.yml, then the defaults."""
-    defaults = feature_engine.load_pipeline_config(settings.feature_repo).train
+    """The run's params: those given explicitly, then the feature repo's pipeline.yml, then
+    CHURN_MODEL_NAME, then the defaults."""
+    defaults = {"model_name": settings.model_name} | feature_engine.load_pipeline_config(
+        settings.feature_repo
+    ).train
     resolved = with_repo_defaults(params, defaults)
     if defaults:
         get_run_logger().info(
@@ -49,8 +52,8 @@ def load_training_data(settings: Settings) -> TrainingData:
     """The latest published training set, its manifest, and its checked feature schema."""
     feature_set = feature_sets.latest(settings.features_dir)
     path = feature_set.path / feature_sets.TRAINING_SET
-    frame = pd.read_parquet(path)
     schema = training.feature_schema(feature_set.manifest.features)
+    frame = training.model_frame(pd.read_parquet(path), schema)
     training.check_training_frame(frame, feature_set.manifest.label, schema, str(path))
     get_run_logger().info(
         "training set %s: %d rows, %d features", feature_set.version, len(frame), len(schema.names)
@@ -103,13 +106,16 @@ def fit_model(
     threshold, on ``CHURN_TRAIN_THREADS`` math threads (more than the free cores only slows it)."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=settings.train_threads):
+    from churn.settings import idle_cores
+
+    threads = settings.train_threads or idle_cores()
+    with threadpool_limits(limits=threads):
         fitted = training.fit(data, split, params)
     get_run_logger().info(
         "fitted %s in %.1f s on %d threads: valid auc_roc %.4f, decision threshold %.3f",
         fitted.estimator_params["kind"],
         fitted.fit_seconds,
-        settings.train_threads,
+        threads,
         fitted.valid_auc_roc,
         fitted.decision_threshold,
     )

@@ -6,6 +6,7 @@ drift), and an app with string user ids and half its users churning."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -56,6 +57,12 @@ def test_a_new_users_repo_goes_from_tables_to_a_served_prediction(
         "CHURN_RAW_DIR": str(raw),
         "CHURN_FEATURE_REPO": str(repo),
         "CHURN_DUCKDB_MEMORY_LIMIT": "1GB",
+        # the app names its model and service itself: every stage follows the configuration
+        **(
+            {"CHURN_MODEL_NAME": "app-activity", "CHURN_SERVICE_NAME": "app"}
+            if name == "app"
+            else {}
+        ),
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -96,7 +103,7 @@ def test_a_new_users_repo_goes_from_tables_to_a_served_prediction(
             "--port",
             str(port),
         ],
-        {"CHURN_HOME": str(home), "BENTOML_HOME": str(home / "bentoml")},
+        {k: env[k] for k in env if k.startswith(("CHURN_", "BENTOML_"))},
         directory,
         ROOT,
     )
@@ -105,10 +112,28 @@ def test_a_new_users_repo_goes_from_tables_to_a_served_prediction(
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             one = client.post("/predict", json={entity: entity_id, "features": features})
             by_id = client.post("/predict_by_id", json={"ids": [entity_id]})
+            if name == "app":  # a bool feature: JSON true/false only
+                as_number = client.post(
+                    "/predict",
+                    json={entity: entity_id, "features": {**features, "notifications": 1}},
+                )
+                assert (
+                    as_number.status_code == 422
+                    and "features.notifications: expected true or false" in as_number.text
+                )
     finally:
         stack.stop_process("bentoml", directory)
     assert one.status_code == 200, one.text
     assert one.json()[entity] == entity_id and one.json()["model_version"] == trained.version
+    assert trained.model_name == ("app-activity" if name == "app" else "churn-classifier")
     assert by_id.status_code == 200 and by_id.json()[0]["probability"] == pytest.approx(
         one.json()["probability"]
     )
+    if name == "app":  # logged as sent: the monitor reads it back as 0/1
+        assert isinstance(features["notifications"], bool)
+        logged = [
+            json.loads(line)
+            for f in (home / "predictions").glob("*.jsonl")
+            for line in f.read_text().splitlines()
+        ]
+        assert logged[0]["features"]["notifications"] is features["notifications"]

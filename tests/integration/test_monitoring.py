@@ -170,6 +170,7 @@ def test_labels_join_only_once_matured(champion):
     write_log(champion["home"], f"{start:%Y%m%dT%H}-3.jsonl", matured + fresh)
     result = run(start, label_lookback_days=1)
     assert result.labels.labelled == 50 and 0 <= result.labels.get("accuracy") <= 1
+    assert result.window_labels.labelled == 50  # this window's own: the same 50 here
     quality = result.report.replace("drift-", "quality-")
     assert "<html" in Path(quality).read_text()[:2000].lower()
     only_fresh = start + timedelta(hours=2)
@@ -180,7 +181,7 @@ def test_labels_join_only_once_matured(champion):
     )
     later = run(only_fresh, label_lookback_days=1)
     assert (
-        later.count == 30 and later.labels.labelled == 50
+        later.count == 30 and later.labels.labelled == 50 and later.window_labels.labelled == 0
     )  # matured ones from the look-back, not the fresh
 
 
@@ -264,3 +265,68 @@ def test_a_failing_webhook_falls_back_to_the_file(champion):
     assert result.events
     last = json.loads(champion["settings"].alerts_log.read_text().splitlines()[-1])
     assert last["delivered_via"].startswith("file (block custom-webhook/dead-hook failed")
+
+
+def test_a_retrain_trigger_that_cannot_start_is_recorded_and_starts_no_cooldown(champion):
+    start = HOUR + timedelta(days=3)
+    policy = RetrainPolicy(
+        breaches=1, windows=1, min_new_labels=0, cooldown_hours=24, deployment="train/nowhere"
+    )
+    outcomes = []
+    for k in range(2):
+        window = start + timedelta(hours=k)
+        write_log(
+            champion["home"],
+            f"{window:%Y%m%dT%H}-7.jsonl",
+            records(champion, window, 120, shift=5.0, seed=30 + k),
+        )
+        from flows.monitor import monitor
+
+        result = monitor(
+            MonitorParams(
+                window_start=window,
+                window_end=window + timedelta(minutes=60),
+                report_sample_rows=500,
+                alerts={"min_rows": 20},
+                retrain=policy,
+            )
+        )
+        outcomes.append(result)
+    assert all(
+        r.retrain.fire and r.retrain_run.startswith("failed: ") for r in outcomes
+    )  # the second not held
+    with store(champion) as con:
+        rows = con.execute(
+            "select status, fired, flow_run from retrain_decisions where window_end in ($a, $b) "
+            "order by window_end",
+            {"a": start + timedelta(minutes=60), "b": start + timedelta(hours=1, minutes=60)},
+        ).fetchall()
+        stored = con.execute(
+            "select count(*) from windows where window_start >= $s and window_start < $e",
+            {"s": start, "e": start + timedelta(hours=2)},
+        ).fetchall()[0][0]
+    assert [(status, fired) for status, fired, _ in rows] == [("failed", False), ("failed", False)]
+    assert rows[0][2] == (
+        "failed: LookupError: deployment 'train/nowhere' is not registered with the Prefect "
+        "server: run `make deploy`, or set retrain.in_process to train in the monitor's own process"
+    )
+    assert stored == 2
+
+
+def test_an_as_of_window_judges_rows_by_the_time_their_features_describe(champion):
+    requested = HOUR + timedelta(days=4)
+    described = datetime(2025, 3, 1)  # a replay of an old period, sent today
+    write_log(
+        champion["home"],
+        f"{requested:%Y%m%dT%H}-6.jsonl",
+        records(champion, requested, 80, as_of=described, seed=40),
+    )
+    by_request = run(described, minutes=24 * 60)
+    by_as_of = run(described, minutes=24 * 60, time_axis="as_of")
+    assert by_request.count == 0 and by_as_of.count == 80
+    with store(champion) as con:
+        axes = con.execute(
+            "select time_axis, count from windows where window_start = $s order by time_axis",
+            {"s": described},
+        ).fetchall()
+    assert axes == [("as_of", 80), ("request", 0)]

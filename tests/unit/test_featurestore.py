@@ -177,3 +177,13 @@ def test_features_params_override_the_cadence():
     assert FeaturesParams(every_months=2).spine(SpineSpec()).every_months == 2
     with pytest.raises(ValueError, match="set every_days or every_months, not both"):
         FeaturesParams(every_days=7, every_months=1)
+
+
+def test_a_feature_cannot_be_a_timestamp():
+    from churn.featurestore import ColumnSpec
+
+    with pytest.raises(
+        ValueError, match="a feature must be int64, float64, str or bool, not timestamp"
+    ):
+        ColumnSpec(name="last_seen", dtype="timestamp", description="when")
+    assert ColumnSpec(name="flag", dtype="bool", description="yes or no").dtype == "bool"

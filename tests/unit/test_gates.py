@@ -229,3 +229,15 @@ def test_drift_compares_the_snapshot_with_the_latest_training_dates():
         training, online, {"tenure": "grows with time"}, ["tenure", "plan"], 10, 3
     )
     assert set(excluded.psi) == {"plan"} and excluded.excluded == {"tenure": "grows with time"}
+
+
+def test_the_chi_squared_test_sees_a_shift_the_psi_limit_misses_on_a_large_sample():
+    ref = np.array([2500, 2500, 2500, 2500])
+    shifted = np.array([3250, 2250, 2250, 2250])  # one level +30%: PSI ~0.07 on 10,000 rows
+    assert drift.psi_from_counts(ref, shifted) < 0.1 < 1.0
+    assert drift.chi_squared_p_value(ref, shifted) < 1e-20
+    assert (
+        drift.chi_squared_p_value(ref / 100, shifted / 100) > 1e-3
+    )  # the same shift on 100 rows: not significant
+    assert drift.chi_squared_p_value(ref, ref) == pytest.approx(1.0)
+    assert drift.chi_squared_p_value(np.array([10, 0]), np.array([0, 0])) == 1.0  # nothing to test

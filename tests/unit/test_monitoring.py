@@ -12,19 +12,35 @@ RULES = AlertRules(
     min_rows=10,
     max_positive_rate=0.5,
     max_p99_latency_ms=100,
+    min_latency_requests=50,
     max_drifted_share=0.3,
-    max_psi=0.25,
+    drift={"max_psi": 0.25},
     max_auc_roc_drop=0.05,
     min_labelled=20,
 )
 
 
 def window(
-    psi=None, count=100, positive_rate=0.2, latency_p99_ms=20.0, labelled=0, auc_roc=None
+    psi=None,
+    count=100,
+    positive_rate=0.2,
+    latency_p99_ms=20.0,
+    labelled=0,
+    auc_roc=None,
+    p_values=None,
+    requests=100,
+    window_labelled=0,
+    window_auc_roc=None,
 ) -> WindowMeasurement:
-    metrics = WindowMetrics(count, positive_rate, 0.2, 0.1, 5.0, latency_p99_ms, {"1": count})
+    metrics = WindowMetrics(
+        count, positive_rate, 0.2, 0.1, 5.0, latency_p99_ms, {"1": count}, requests, latency_p99_ms
+    )
     labels = LabelMetrics(labelled, {} if auc_roc is None else {"auc_roc": auc_roc})
-    return WindowMeasurement(WindowRead(1, 0), metrics, Drift(psi or {}, {}, None), labels)
+    own = LabelMetrics(
+        window_labelled, {} if window_auc_roc is None else {"auc_roc": window_auc_roc}
+    )
+    drift = Drift(psi or {}, {}, None, p_values or {})
+    return WindowMeasurement(WindowRead(1, 0), metrics, drift, labels, window_labels=own)
 
 
 def rules_of(conditions):
@@ -36,7 +52,7 @@ def test_conditions_cover_every_rule_that_can_be_judged():
     got = rules_of(monitoring.conditions(window(psi, labelled=50, auc_roc=0.70), 0.80, RULES))
     assert set(got) == {
         "positive_rate",
-        "p99_latency_ms",
+        "p99_latency_ms_per_row",
         "drifted_share",
         "psi:a",
         "psi:b",
@@ -46,7 +62,7 @@ def test_conditions_cover_every_rule_that_can_be_judged():
     assert got["psi:a"].breached and not got["psi:b"].breached
     assert got["drifted_share"].value == pytest.approx(1 / 3) and got["drifted_share"].breached
     assert got["auc_roc_drop"].value == pytest.approx(0.10) and got["auc_roc_drop"].breached
-    assert not got["positive_rate"].breached and not got["p99_latency_ms"].breached
+    assert not got["positive_rate"].breached and not got["p99_latency_ms_per_row"].breached
 
 
 def test_small_windows_and_few_labels_are_not_judged():
@@ -106,6 +122,7 @@ def test_retrain_decision_states_why(breaches, labels, last_fired, fire, reason)
 
 def test_breach_is_drift_or_auc_roc_drop_only():
     latency_only = monitoring.conditions(window(latency_p99_ms=999), None, RULES)
+    assert rules_of(latency_only)["p99_latency_ms_per_row"].breached
     assert not monitoring.is_breach(latency_only)
     assert monitoring.is_breach(monitoring.conditions(window({"a": 1.0, "b": 1.0}), None, RULES))
 
@@ -132,3 +149,67 @@ def test_retrain_params_carry_the_overrides_and_always_rebuild_and_package():
         monitoring.retrain_params(
             RetrainPolicy(train_overrides={"estimator": {"kind": "svm"}}), "m"
         )
+
+
+def test_a_real_shift_of_a_meaningful_size_drifts_even_under_the_psi_limit():
+    # PSI 0.2 with chi-squared p 1e-90 (a large window): the test rule fires and says so
+    got = rules_of(
+        monitoring.conditions(
+            window(
+                {"grade": 0.2, "noise": 0.05, "tiny": 0.2},
+                p_values={"grade": 1e-90, "noise": 1e-9, "tiny": 0.3},
+            ),
+            None,
+            RULES,
+        )
+    )
+    assert got["psi:grade"].breached and got["psi:grade"].why.startswith(
+        "test (chi-squared p 1e-90"
+    )
+    assert (
+        got["psi:grade"].limit == 0.1
+    )  # held to the minimum effect, so it clears below 0.1 x clear_ratio
+    assert not got["psi:noise"].breached  # significant but too small to matter
+    assert (
+        not got["psi:tiny"].breached and got["psi:tiny"].why == "psi"
+    )  # not significant (a small window)
+    per_feature = AlertRules(min_rows=10, feature_drift={"grade": {"max_psi": 0.5, "min_psi": 0.3}})
+    assert not rules_of(
+        monitoring.conditions(window({"grade": 0.2}, p_values={"grade": 1e-90}), None, per_feature)
+    )["psi:grade"].breached
+
+
+def test_the_positive_rate_is_judged_against_the_reference_by_default():
+    rules = AlertRules(min_rows=10)
+    half = rules_of(
+        monitoring.conditions(window(positive_rate=0.5), None, rules, reference_positive_rate=0.48)
+    )
+    assert not half["positive_rate_ratio"].breached  # a 50% class at 50% is normal
+    tripled = rules_of(
+        monitoring.conditions(window(positive_rate=0.15), None, rules, reference_positive_rate=0.05)
+    )
+    assert tripled["positive_rate_ratio"].breached and tripled[
+        "positive_rate_ratio"
+    ].value == pytest.approx(3.0)
+    collapsed = rules_of(
+        monitoring.conditions(window(positive_rate=0.0), None, rules, reference_positive_rate=0.3)
+    )
+    assert collapsed["positive_rate_ratio"].breached
+    assert "positive_rate_ratio" not in rules_of(
+        monitoring.conditions(window(), None, rules)
+    )  # no reference rate
+
+
+def test_latency_is_judged_per_row_and_only_over_enough_requests():
+    few = rules_of(monitoring.conditions(window(latency_p99_ms=999, requests=3), None, RULES))
+    assert "p99_latency_ms_per_row" not in few
+
+
+def test_this_windows_own_labels_judge_the_auc_drop_once_there_are_enough():
+    diluted = window(labelled=500, auc_roc=0.79, window_labelled=100, window_auc_roc=0.70)
+    got = rules_of(monitoring.conditions(diluted, 0.80, RULES))
+    assert got["auc_roc_drop"].value == pytest.approx(0.10) and got["auc_roc_drop"].breached
+    too_few = window(labelled=500, auc_roc=0.79, window_labelled=10, window_auc_roc=0.5)
+    assert rules_of(monitoring.conditions(too_few, 0.80, RULES))[
+        "auc_roc_drop"
+    ].value == pytest.approx(0.01)

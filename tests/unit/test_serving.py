@@ -43,3 +43,16 @@ def test_entity_ids():
         check_entity_id(SCHEMA, "4x", "customer_ids[1]")
     as_str = ServingSchema("account_ref", "str", {}, 0.5)
     assert check_entity_id(as_str, 7, "id") == "7"
+
+
+def test_a_bool_feature_takes_json_true_or_false_only():
+    schema = ServingSchema("id", "int64", {"flag": "bool", "amount": "float64"}, 0.5)
+    assert check_features(schema, {"flag": True, "amount": 2.0}) == [True, 2.0]
+    assert check_features(schema, {"flag": None, "amount": 2.0}) == [None, 2.0]
+    for wrong in (1, "true", 0.0):
+        with pytest.raises(
+            RequestError, match=f"features.flag: expected true or false, got {type(wrong).__name__}"
+        ):
+            check_features(schema, {"flag": wrong, "amount": 2.0})
+    with pytest.raises(RequestError, match="features.amount: expected a number, got bool"):
+        check_features(schema, {"flag": True, "amount": True})

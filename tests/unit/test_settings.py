@@ -26,7 +26,9 @@ def test_environment_overrides(tmp_path):
     }
     s = Settings.from_env(env, cwd=tmp_path)
     assert s.home == tmp_path / "h" and s.raw_dir == Path("/data/raw") and s.duckdb_threads == 1
-    assert s.train_threads == 1 and Settings.from_env({}, cwd=tmp_path).train_threads >= 1
+    assert (
+        s.train_threads == 1 and Settings.from_env({}, cwd=tmp_path).train_threads is None
+    )  # auto: idle cores
 
 
 def test_a_custom_feature_repo_carries_its_own_suites(tmp_path):
@@ -91,3 +93,23 @@ def test_the_service_reads_the_log_directory_the_monitor_reads(tmp_path):
         SettingsError, match="CHURN_RELOAD_SECONDS must be a number >= 0, got 'soon'"
     ):
         ServiceSettings.from_env({"CHURN_RELOAD_SECONDS": "soon"})
+
+
+def test_model_and_service_names_come_from_the_environment(tmp_path):
+    env = {"CHURN_MODEL_NAME": "loan-default", "CHURN_SERVICE_NAME": "loans"}
+    assert Settings.from_env(env, cwd=tmp_path).model_name == "loan-default"
+    service = ServiceSettings.from_env(env, cwd=tmp_path)
+    assert (service.model_name, service.service_name) == ("loan-default", "loans")
+    assert Settings.from_env({}, cwd=tmp_path).model_name == "churn-classifier"
+    with pytest.raises(SettingsError, match="CHURN_MODEL_NAME must be letters, digits"):
+        Settings.from_env({"CHURN_MODEL_NAME": "my model"}, cwd=tmp_path)
+
+
+def test_idle_cores_leave_the_busy_ones_out(monkeypatch):
+    from churn import settings
+
+    monkeypatch.setattr(settings, "usable_cores", lambda: 8)
+    monkeypatch.setattr(settings.os, "getloadavg", lambda: (5.4, 1.0, 1.0))
+    assert settings.idle_cores() == 3
+    monkeypatch.setattr(settings.os, "getloadavg", lambda: (12.0, 1.0, 1.0))
+    assert settings.idle_cores() == 1
