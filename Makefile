@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 PORT ?= 4200
+SERVE_PORT ?= 3000
+MLFLOW_PORT ?= 5000
 export CHURN_HOME ?= $(CURDIR)/.churn
 
 .PHONY: help venv demo test test-fast lint format check-repo data list-features expectations features train package serve monitor simulate rollback mlflow-ui up down deploy run-features run-train pins clean
@@ -19,11 +21,11 @@ help:
 	@echo "make run-features  run the features deployment through the worker and watch it"
 	@echo "make run-train     run the train deployment through the worker and watch it"
 	@echo "make package       import @champion and the online snapshot into the Bento model store"
-	@echo "make serve         serve it with BentoML on http://127.0.0.1:3000"
+	@echo "make serve         serve it with BentoML on http://127.0.0.1:$(SERVE_PORT) (SERVE_PORT=...)"
 	@echo "make monitor       judge the last hour of the prediction log (drift, labels, alerts, retraining)"
 	@echo "make simulate      with make serve running: drifted traffic -> alert -> retrain -> new model served"
 	@echo "make rollback REASON=...  move @champion back to @previous and record why"
-	@echo "make mlflow-ui     the MLflow UI on the pipeline's tracking store (127.0.0.1:5000)"
+	@echo "make mlflow-ui     the MLflow UI on the pipeline's tracking store (127.0.0.1:$(MLFLOW_PORT), MLFLOW_PORT=...)"
 	@echo "make list-features every feature with its view, dtype, SQL hash and description"
 	@echo "make check-repo    the feature repo on a sample, in seconds (sources, SQL, .yml contract, point in time)"
 	@echo "make expectations  regenerate the Great Expectations suites from the feature metadata"
@@ -76,17 +78,17 @@ monitor: venv  ## the monitor flow in-process over the last hour
 	$(BIN)/churn monitor
 
 simulate: venv  ## the level-3 loop against the service make serve runs (needs a world with a drift period)
-	$(BIN)/churn simulate --url http://127.0.0.1:3000 $(if $(CHURN_API_TOKEN),--token $(CHURN_API_TOKEN),)
+	$(BIN)/churn simulate --url http://127.0.0.1:$(SERVE_PORT) $(if $(CHURN_API_TOKEN),--token $(CHURN_API_TOKEN),)
 
-serve: venv  ## serve the packaged champion (from source) on 127.0.0.1:3000
-	BENTOML_HOME=$(CHURN_HOME)/bentoml $(BIN)/bentoml serve bentos.service:ChurnService --host 127.0.0.1 --port 3000
+serve: venv  ## serve the packaged champion (from source) on 127.0.0.1:$(SERVE_PORT)
+	BENTOML_HOME=$(CHURN_HOME)/bentoml $(BIN)/bentoml serve bentos.service:ChurnService --host 127.0.0.1 --port $(SERVE_PORT)
 
 rollback: venv  ## make rollback REASON="why"
 	@test -n "$(REASON)" || { echo 'usage: make rollback REASON="why the champion is rolled back"'; exit 2; }
 	$(BIN)/churn rollback --reason "$(REASON)"
 
 mlflow-ui: venv  ## the MLflow UI on the pipeline's tracking store
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CHURN_HOME)/mlflow.db --host 127.0.0.1 --port 5000 --workers 1
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CHURN_HOME)/mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
 
 expectations: venv  ## regenerate expectations/*.json from the feature repo's metadata
 	$(BIN)/churn expectations generate
@@ -98,7 +100,7 @@ check-repo: venv  ## the feature repo (CHURN_FEATURE_REPO) on a sample of entiti
 	$(BIN)/churn repo check
 
 up: venv
-	$(BIN)/churn stack up --port $(PORT)
+	$(BIN)/churn stack up --port $(PORT) --mlflow-port $(MLFLOW_PORT)
 
 down: venv
 	$(BIN)/churn stack down

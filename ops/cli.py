@@ -435,7 +435,8 @@ def _say(result: MonitorResult) -> None:
     drifted = sorted(((v, k) for k, v in result.psi.items()), reverse=True)[:3]
     labels, auc_roc = result.labels, result.labels.get("auc_roc")
     print(
-        f"   monitor {result.window_start:%H:%M:%S}..{result.window_end:%H:%M:%S}: {result.count:,} predictions, "
+        f"   monitor {result.window_start:%Y-%m-%d %H:%M:%S}..{result.window_end:%Y-%m-%d %H:%M:%S}: "
+        f"{result.count:,} predictions, "
         f"top PSI {', '.join(f'{k} {v:.2f}' for v, k in drifted)}; labels {labels.labelled}"
         + (f", auc_roc {auc_roc:.3f}" if auc_roc is not None else "")
     )
@@ -461,13 +462,13 @@ def cmd_stack(args: argparse.Namespace) -> int:
     settings = _settings()
     project = Path.cwd()
     if args.action == "up":
-        stack.up(settings, project, port=args.port)
+        stack.up(settings, project, port=args.port, mlflow_port=args.mlflow_port)
         print(
             f"Prefect server  http://127.0.0.1:{args.port}  (UI and API; logs in {settings.stack_dir})"
         )
         print(f"process worker  pool {stack.POOL!r}")
         print(
-            f"MLflow server   http://127.0.0.1:{stack.MLFLOW_PORT}  (UI; the same store as {settings.tracking_uri})"
+            f"MLflow server   http://127.0.0.1:{args.mlflow_port}  (UI; the same store as {settings.tracking_uri})"
         )
         print(f"shell setup     source {settings.stack_dir / 'env.sh'}")
     elif args.action == "down":
@@ -577,7 +578,15 @@ def _parser() -> argparse.ArgumentParser:
 
     stk = sub.add_parser("stack", help="local Prefect server and process worker")
     stk.add_argument("action", choices=["up", "down", "deploy", "status"])
-    stk.add_argument("--port", type=int, default=4200)
+    stk.add_argument(
+        "--port", type=int, default=4200, help="the Prefect server's port (default: %(default)s)"
+    )
+    stk.add_argument(
+        "--mlflow-port",
+        type=int,
+        default=5000,
+        help="the MLflow server's port (default: %(default)s)",
+    )
     stk.set_defaults(func=cmd_stack)
 
     exp = sub.add_parser("expectations", help="Great Expectations suites").add_subparsers(

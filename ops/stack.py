@@ -219,7 +219,11 @@ def start_mlflow_server(
 
 
 def up(
-    settings: Settings, project_dir: Path, port: int = DEFAULT_PORT, timeout: float = 180
+    settings: Settings,
+    project_dir: Path,
+    port: int = DEFAULT_PORT,
+    timeout: float = 180,
+    mlflow_port: int = MLFLOW_PORT,
 ) -> dict[str, str]:
     """Start the Prefect server, the process work pool and a worker on it, and the MLflow server."""
     directory = settings.stack_dir
@@ -241,7 +245,7 @@ def up(
         directory,
         project_dir,
     )
-    start_mlflow_server(settings, directory, project_dir, timeout=timeout)
+    start_mlflow_server(settings, directory, project_dir, port=mlflow_port, timeout=timeout)
     (directory / "env.sh").write_text(
         "".join(f"export {k}={v}\n" for k, v in env.items())
         + f"export CHURN_HOME={settings.home}\n"

@@ -52,10 +52,22 @@ def score_champion(
     metrics = classification_metrics(
         test[data.label].to_numpy(), proba, decide(proba, float(model.threshold))
     )
-    get_run_logger().info(
+    logger = get_run_logger()
+    logger.info(
         "champion v%s on the current holdout: %s",
         version,
         {k: round(v, 4) for k, v in metrics.items()},
+    )
+    before = client.get_run(info.run_id).data.params
+    learnt = sum(int(before.get(k, 0)) for k in ("train_size", "valid_size", "test_size"))
+    logger.info(  # a retrain says what it learns from that the champion did not
+        "this training set: %d labelled rows up to as-of %s; champion v%s learnt from %d up to %s (%+d rows)",
+        len(data.frame),
+        data.frame["as_of"].max(),
+        version,
+        learnt,
+        before.get("last_as_of"),
+        len(data.frame) - learnt,
     )
     return ChampionScore(version, metrics)
 

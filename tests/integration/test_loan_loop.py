@@ -91,7 +91,7 @@ def test_a_loan_book_is_served_monitored_by_its_own_time_and_retrained_on_new_la
             "breaches": 2,
             "windows": 3,
             "min_new_labels": 200,
-            "cooldown_hours": 0,
+            "cooldown_hours": 1,  # real time: one retrain within this replay
             "in_process": True,
         }
         monitor = {
