@@ -63,6 +63,11 @@ def import_champion(settings: Settings, model_name: str) -> PackagedModel:
         "entity": manifest.entity,
         "entity_dtype": manifest.entity_dtype,
         "features": {n: dtypes[n] for n in names},
+        "bounds": {
+            f.name: [f.min, f.max]
+            for f in manifest.features
+            if f.name in names and (f.min, f.max) != (None, None)
+        },
         "decision_threshold": float(model.threshold),
         "model_name": model_name,
         "model_version": str(version),

@@ -82,7 +82,7 @@ def record_window(
     reference: Reference,
     window: WindowMeasurement,
     verdict: Verdict,
-    report: Path | None,
+    report: Path | str | None,
     delivered_via: str,
     start: datetime,
     end: datetime,

@@ -1,8 +1,10 @@
 """Durable prediction log: ``churn.predictions`` records as JSON lines under ``CHURN_PREDICTIONS_DIR``
-(default ``$CHURN_HOME/predictions``), one file per process and hour.
+(default ``$CHURN_HOME/predictions``), one file per process start and hour.
 
 Each answered prediction is written and flushed before the response leaves, so the number of
-logged predictions equals the number answered and a restart loses nothing already answered.
+logged predictions equals the number answered and a restart loses nothing already answered. A
+process never appends to a file it did not create: a crash may have torn the last line of an old
+one, and the next record would be glued onto the fragment and lost with it.
 DuckDB reads the files with ``read_json('predictions/*.jsonl')``.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,6 +29,7 @@ class PredictionLog:
         self._lock = threading.Lock()
         self._hour: str | None = None
         self._handle: IO[bytes] | None = None
+        self._start = uuid.uuid4().hex[:8]
 
     def _file(self) -> IO[bytes]:
         hour = time.strftime(HOUR_FORMAT, time.gmtime())
@@ -33,7 +37,7 @@ class PredictionLog:
             if self._handle:
                 self._handle.close()
             # held open for the hour: one open per file, not per request
-            self._handle = open(self.directory / file_name(hour, os.getpid()), "ab")  # noqa: SIM115
+            self._handle = open(self.directory / file_name(hour, os.getpid(), self._start), "ab")  # noqa: SIM115
             self._hour = hour
         return self._handle
 

@@ -20,18 +20,16 @@ import threading  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
-from http import HTTPStatus  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import bentoml  # noqa: E402
-from bentoml.exceptions import BentoMLException  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
-from starlette.responses import JSONResponse  # noqa: E402
+from starlette.responses import JSONResponse, Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-from bentos.guard import Guard  # noqa: E402
+from bentos.guard import Guard, problem  # noqa: E402
 from bentos.prediction_log import PredictionLog  # noqa: E402
 from churn.predictions import record  # noqa: E402
 from churn.serving import (  # noqa: E402
@@ -42,20 +40,20 @@ from churn.serving import (  # noqa: E402
     check_keys,
     check_row,
 )
+from churn.serving import shown as shown_value  # noqa: E402
 from churn.settings import ServiceSettings  # noqa: E402
 
 SETTINGS = ServiceSettings.from_env()
 log = logging.getLogger("churn.service")
 
 
-class RequestRejected(BentoMLException):
-    """A 4xx answer naming what was wrong; the service keeps serving."""
-
-    error_code = HTTPStatus.UNPROCESSABLE_ENTITY
-
-
-def _reject(exc: RequestError) -> RequestRejected:
-    return RequestRejected(str(exc), error_code=HTTPStatus(exc.status))
+def _refuse(exc: RequestError, path: str) -> Response:
+    """A 4xx problem document naming what was wrong, logged in one line; the service keeps serving."""
+    log.info("%s %s: %s", exc.status, path, exc)
+    body, headers = problem(exc.status, str(exc))
+    return Response(
+        body, status_code=exc.status, headers={k.decode(): v.decode() for k, v in headers}
+    )
 
 
 async def _health(request: Request) -> JSONResponse:
@@ -107,9 +105,9 @@ class ChurnService:
     model_ref = bentoml.models.BentoModel(f"{SETTINGS.model_name}:latest")
 
     def __init__(self) -> None:
-        self.current = LoadedModel(
-            Path(self.model_ref.path), str(self.model_ref.tag)
-        )  # resolved in the store
+        # the model reference resolved in the store when this module was imported
+        self.current = LoadedModel(Path(self.model_ref.path), str(self.model_ref.tag))
+        self.reload_error: str | None = None
         self.log = PredictionLog(SETTINGS.predictions_dir)
         if SETTINGS.reload_seconds > 0:
             threading.Thread(
@@ -119,25 +117,40 @@ class ChurnService:
     def _follow_model_store(self) -> None:
         """Every worker swaps in a newer packaged model (the package flow after a promotion) by itself.
 
-        The swap is one assignment, so a request sees the old or the new model, never a mix; a model
-        that fails to load is logged and the current one keeps serving.
+        The swap is one assignment, so a request sees the old or the new model, never a mix. A model
+        that fails to load is logged once per tag (with why, on /health and /metadata), the current one
+        keeps serving, and the poll backs off (doubling, up to 10 minutes) until something changes.
         """
+        delay, failed_tag = SETTINGS.reload_seconds, None
         while True:
-            time.sleep(SETTINGS.reload_seconds)
+            time.sleep(delay)
+            tag = None
             try:
                 model = bentoml.models.get(f"{SETTINGS.model_name}:latest")
-                if str(model.tag) != self.current.tag:
-                    previous = self.current.info["model_version"]
-                    self.current = LoadedModel(Path(model.path), str(model.tag))
-                    log.info(
-                        "now serving %s v%s (was v%s)",
-                        model.tag,
-                        self.current.info["model_version"],
-                        previous,
+                tag = str(model.tag)
+                if tag in (self.current.tag, failed_tag):
+                    delay = (
+                        SETTINGS.reload_seconds if tag == self.current.tag else min(delay * 2, 600)
                     )
-            except Exception:  # keep serving the loaded model; the next poll retries
-                log.exception(
-                    "could not load the newest packaged model; still serving %s", self.current.tag
+                    continue
+                previous = self.current.info["model_version"]
+                self.current = LoadedModel(Path(model.path), tag)
+                self.reload_error, failed_tag, delay = None, None, SETTINGS.reload_seconds
+                log.info(
+                    "now serving %s v%s (was v%s)",
+                    tag,
+                    self.current.info["model_version"],
+                    previous,
+                )
+            except Exception as exc:  # keep serving the loaded model
+                failed_tag = tag
+                self.reload_error = f"{type(exc).__name__}: {str(exc)[:300]}"
+                delay = min(delay * 2, 600)
+                log.error(
+                    "could not load the newest packaged model (%s); still serving %s; next try in %.0f s",
+                    self.reload_error,
+                    self.current.tag,
+                    delay,
                 )
 
     def _score(
@@ -208,7 +221,7 @@ class ChurnService:
         try:
             entity_id, values, as_of = check_row(loaded.schema, body, "")
         except RequestError as exc:
-            raise _reject(exc) from None
+            return _refuse(exc, "/predict")
         return self._score([entity_id], [values], [body["features"]], [as_of], started, loaded)[0]
 
     @bentoml.api
@@ -227,7 +240,7 @@ class ChurnService:
                 values.append(row_values)
                 times.append(as_of)
         except RequestError as exc:
-            raise _reject(exc) from None
+            return _refuse(exc, "/predict_batch")
         return self._score(ids, values, [row["features"] for row in rows], times, started, loaded)
 
     @bentoml.api
@@ -241,10 +254,11 @@ class ChurnService:
             )
             ids = [check_entity_id(loaded.schema, v, f"ids[{i}]") for i, v in enumerate(given)]
         except RequestError as exc:
-            raise _reject(exc) from None
+            return _refuse(exc, "/predict_by_id")
         found, unknown = loaded.online.lookup(ids)
         if unknown:
-            raise RequestRejected(f"unknown ids: {unknown[:20]}", error_code=HTTPStatus.NOT_FOUND)
+            shown = ", ".join(shown_value(u) for u in unknown[:20])
+            return _refuse(RequestError(f"unknown ids: [{shown}]", status=404), "/predict_by_id")
         features = [found[i] for i in ids]
         snapshot_time = [loaded.info["online_as_of"]] * len(
             ids
@@ -264,6 +278,7 @@ class ChurnService:
             "status": "healthy",
             "model_loaded": loaded.scorer is not None,
             "model_version": loaded.info["model_version"],
+            "reload_error": self.reload_error,
         }
 
     def metadata(self) -> dict[str, Any]:
@@ -285,6 +300,7 @@ class ChurnService:
             "features": loaded.schema.features,
             "bento_model": loaded.tag,
             "scoring": "compiled" if loaded.scorer.compiled is not None else "pipeline",
+            "reload_error": self.reload_error,
         }
 
 

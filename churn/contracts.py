@@ -79,6 +79,9 @@ class ValidationSummary(_Record):
 class FeatureColumn(_Record):
     name: str
     dtype: str
+    min: float | None = None
+    max: float | None = None
+    """The range the view declares: the service refuses values outside it."""
     drift_reason: str | None = None
     """Set when the view excludes the column from drift checks (``drift: false``): why."""
 

@@ -2,7 +2,7 @@
 
 One JSON line per answered prediction. Besides ``FIELDS``, a record carries the entity id under the
 entity's own name (the feature repo's ``entity``, e.g. ``customer_id``). Files are JSON lines named
-``<UTC hour>-<pid>.jsonl``: the hour lets a reader skip files outside its window.
+``<UTC hour>-<pid>-<process start>.jsonl``: the hour lets a reader skip files outside its window.
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ FIELDS = (
 """``ts``: when the service answered (UTC, ISO 8601); ``as_of``: the time the features describe;
 ``row``: the position within its request; ``features``: the values scored, as received or looked up."""
 
-FILE_NAME = re.compile(r"^(\d{8}T\d{2})-\d+\.jsonl$")
+FILE_NAME = re.compile(r"^(\d{8}T\d{2})-\d+(-[0-9a-f]+)?\.jsonl$")
 HOUR_FORMAT = "%Y%m%dT%H"
 
 
-def file_name(hour: str, pid: int) -> str:
-    return f"{hour}-{pid}.jsonl"
+def file_name(hour: str, pid: int, start: str = "") -> str:
+    """``<hour>-<pid>-<start>.jsonl``: ``start`` is unique per process start, so a restarted process
+    (containers reuse pids) never appends to a file whose last line a crash may have torn."""
+    return f"{hour}-{pid}-{start}.jsonl" if start else f"{hour}-{pid}.jsonl"
 
 
 def record(

@@ -1,10 +1,25 @@
-"""Request checks for the prediction service, derived from the model's feature schema (pure)."""
+"""Request checks for the prediction service, derived from the model's feature schema (pure).
+
+Every value a client sends is checked before it is scored or logged: types by the feature's dtype,
+numbers finite and within the feature's declared ``min``/``max`` (the view .yml) and a magnitude
+bound, integers and ids within int64, strings and ids of bounded length, times within years
+1900-2199. A problem is a ``RequestError`` naming the field; a rejected value is echoed only as a
+short prefix.
+"""
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+INT64 = 2**63
+MAX_MAGNITUDE = 1e12
+"""A number beyond this is no feature value any model here was trained on (configurable per schema)."""
+MAX_TEXT = 256
+"""Longest string value or id accepted."""
+_DIGITS = re.compile(r"-?[0-9]{1,19}")
 
 
 class RequestError(ValueError):
@@ -15,6 +30,16 @@ class RequestError(ValueError):
         self.status = status
 
 
+def shown(value: Any, limit: int = 40) -> str:
+    """A value as it may be echoed back or logged: its repr, cut to ``limit`` characters."""
+    text = (
+        repr(value)
+        if not isinstance(value, int) or abs(value) < 10**30
+        else f"<an integer of {len(str(abs(value)))} digits>"
+    )
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 @dataclass(frozen=True)
 class ServingSchema:
     entity: str
@@ -22,18 +47,37 @@ class ServingSchema:
     features: dict[str, str]
     """Feature name -> dtype (int64, float64, bool, str) in the order the model was fitted with."""
     decision_threshold: float
-    _order: list[tuple[str, str]] = field(init=False, repr=False, compare=False)
-    """For the fast path of check_features: (name, dtype) in model order."""
+    bounds: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    """Feature name -> the (min, max) its view declares; a value outside is refused."""
+    max_magnitude: float = MAX_MAGNITUDE
+    _order: list[tuple[str, str, float, float]] = field(init=False, repr=False, compare=False)
+    """For the fast path of check_features: (name, dtype, low, high) in model order."""
     _names: frozenset[str] = field(init=False, repr=False, compare=False)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ServingSchema:
+        bounds = {name: (low, high) for name, (low, high) in (d.get("bounds") or {}).items()}
         return cls(
-            d["entity"], d["entity_dtype"], dict(d["features"]), float(d["decision_threshold"])
+            d["entity"],
+            d["entity_dtype"],
+            dict(d["features"]),
+            float(d["decision_threshold"]),
+            bounds,
         )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_order", list(self.features.items()))
+        order = []
+        for name, dtype in self.features.items():
+            low, high = self.bounds.get(name, (None, None))
+            order.append(
+                (
+                    name,
+                    dtype,
+                    max(-self.max_magnitude, low if low is not None else -math.inf),
+                    min(self.max_magnitude, high if high is not None else math.inf),
+                )
+            )
+        object.__setattr__(self, "_order", order)
         object.__setattr__(self, "_names", frozenset(self.features))
 
     def to_dict(self) -> dict[str, Any]:
@@ -42,14 +86,16 @@ class ServingSchema:
             "entity_dtype": self.entity_dtype,
             "features": self.features,
             "decision_threshold": self.decision_threshold,
+            "bounds": {k: list(v) for k, v in self.bounds.items()},
         }
 
 
 def check_features(schema: ServingSchema, features: Any, where: str = "features") -> list[Any]:
     """The values in model order, or a RequestError naming every missing, unknown or mistyped field.
 
-    Numbers must be finite; categorical values are strings; any feature may be null (the model
-    imputes), but every feature must be present, so a client typo never passes silently.
+    Numbers must be finite and within the feature's bounds; categorical values are strings; any
+    feature may be null (the model imputes), but every feature must be present, so a client typo
+    never passes silently.
     """
     if not isinstance(features, dict):
         raise RequestError(f"{where}: expected an object of feature values")
@@ -66,16 +112,16 @@ def _well_formed(schema: ServingSchema, features: dict[str, Any]) -> list[Any] |
     if len(features) != len(schema._names) or not schema._names.issuperset(features):
         return None
     values = []
-    for name, dtype in schema._order:
+    for name, dtype, low, high in schema._order:
         value = features[name]
         if value is not None:
             kind = type(value)
             if dtype == "str" or dtype == "bool":
-                if kind is not _PYTHON_TYPE[dtype]:
+                if kind is not _PYTHON_TYPE[dtype] or (kind is str and len(value) > MAX_TEXT):
                     return None
             elif (
                 kind not in _NUMBER
-                or not math.isfinite(value)
+                or not low <= value <= high  # also False for NaN
                 or (dtype == "int64" and kind is float and not value.is_integer())
             ):
                 return None
@@ -91,52 +137,70 @@ def _explain(schema: ServingSchema, features: dict[str, Any], where: str) -> lis
     if missing:
         problems.append(f"missing {', '.join(f'{where}.{m}' for m in missing)}")
     if unknown:
-        problems.append(f"unknown {', '.join(f'{where}.{u}' for u in unknown)}")
+        problems.append(f"unknown {', '.join(f'{where}.{_cut(u)}' for u in unknown[:10])}")
     values: list[Any] = []
-    for name, dtype in schema.features.items():
+    for name, dtype, low, high in schema._order:
         value = features.get(name)
-        if value is None:
-            values.append(None)
-            continue
-        if dtype == "str":
-            if not isinstance(value, str):
-                problems.append(f"{where}.{name}: expected a string, got {type(value).__name__}")
-        elif dtype == "bool":
-            if not isinstance(value, bool):
-                problems.append(
-                    f"{where}.{name}: expected true or false, got {type(value).__name__}"
-                )
-        elif isinstance(value, bool) or not isinstance(value, (int, float)):
-            problems.append(f"{where}.{name}: expected a number, got {type(value).__name__}")
-        elif not math.isfinite(value):
-            problems.append(f"{where}.{name}: must be finite, got {value}")
-        elif dtype == "int64" and isinstance(value, float) and not value.is_integer():
-            problems.append(f"{where}.{name}: expected an integer, got {value}")
         values.append(value)
+        if value is None:
+            continue
+        problem = _value_problem(value, dtype, low, high)
+        if problem:
+            problems.append(f"{where}.{name}: {problem}")
     if problems:
         raise RequestError("; ".join(problems))
     return values
 
 
+def _value_problem(value: Any, dtype: str, low: float, high: float) -> str | None:
+    if dtype == "str":
+        if not isinstance(value, str):
+            return f"expected a string, got {type(value).__name__}"
+        return f"longer than {MAX_TEXT} characters" if len(value) > MAX_TEXT else None
+    if dtype == "bool":
+        return (
+            None
+            if isinstance(value, bool)
+            else f"expected true or false, got {type(value).__name__}"
+        )
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"expected a number, got {type(value).__name__}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be finite, got {value}"
+    if dtype == "int64" and isinstance(value, float) and not value.is_integer():
+        return f"expected an integer, got {shown(value)}"
+    if not low <= value <= high:
+        return f"{shown(value)} is outside [{low:g}, {high:g}]"
+    return None
+
+
 def check_entity_id(schema: ServingSchema, value: Any, where: str) -> Any:
-    """Entity ids as the snapshot stores them: ints for int64 entities (numeric strings accepted)."""
+    """Entity ids as the snapshot stores them: int64 for int64 entities (decimal strings of ASCII
+    digits accepted), else strings (integers accepted) of at most MAX_TEXT characters."""
     if schema.entity_dtype == "int64":
-        if isinstance(value, bool):
-            raise RequestError(f"{where}: expected an integer id, got {value!r}")
-        if isinstance(value, int):
+        if isinstance(value, int) and not isinstance(value, bool) and -INT64 <= value < INT64:
             return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        if (
+            isinstance(value, str)
+            and _DIGITS.fullmatch(value.strip())
+            and -INT64 <= int(value) < INT64
+        ):
             return int(value)
-        raise RequestError(f"{where}: expected an integer id, got {value!r}")
-    if not isinstance(value, (str, int)) or isinstance(value, bool):
-        raise RequestError(f"{where}: expected a string id, got {value!r}")
-    return str(value)
+        raise RequestError(f"{where}: expected an integer id (64-bit), got {shown(value)}")
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise RequestError(f"{where}: expected a string id, got {shown(value)}")
+    text = value if isinstance(value, str) else str(value) if abs(value) < 10**30 else None
+    if text is None or len(text) > MAX_TEXT:
+        raise RequestError(
+            f"{where}: an id may have at most {MAX_TEXT} characters, got {shown(value)}"
+        )
+    return text
 
 
 def check_as_of(value: Any, where: str) -> str | None:
     """The time the features describe (ISO 8601, UTC if no offset), as a naive UTC ISO string; None if absent.
 
-    Monitoring joins a prediction to its outcome by customer and this time (default: request time).
+    Monitoring joins a prediction to its outcome by entity and this time (default: request time).
     """
     if value is None:
         return None
@@ -148,10 +212,12 @@ def check_as_of(value: Any, where: str) -> str | None:
         )
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise RequestError(f"{where}: not an ISO 8601 date-time: {value!r}") from None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
+        raise RequestError(f"{where}: not an ISO 8601 date-time: {shown(value)}") from None
+    if not 1900 <= parsed.year < 2200:
+        raise RequestError(f"{where}: {shown(value)} is outside the years 1900-2199")
     return parsed.isoformat()
 
 
@@ -160,17 +226,23 @@ def check_keys(
 ) -> dict[str, Any]:
     """``body`` as an object with every required key and no key outside required + optional."""
     if not isinstance(body, dict):
-        raise RequestError(f"{where}: expected a JSON object with {', '.join(required)}")
+        raise RequestError(f"{where or 'body'}: expected a JSON object with {', '.join(required)}")
     missing = [k for k in required if k not in body]
     unknown = [k for k in body if k not in required and k not in optional]
     problems = [f"missing {_joined(where, missing)}"] if missing else []
     if unknown:
         problems.append(
-            f"unknown {_joined(where, unknown)} (expected {', '.join((*required, *optional))})"
+            f"unknown {_joined(where, [_cut(k) for k in unknown[:10]])} "
+            f"(expected {', '.join((*required, *optional))})"
         )
     if problems:
         raise RequestError("; ".join(problems))
     return body
+
+
+def _cut(key: str, limit: int = 60) -> str:
+    """A key as it may be echoed back: cut to ``limit`` characters."""
+    return key if len(key) <= limit else key[:limit] + "..."
 
 
 def _joined(where: str, keys: list[str]) -> str:

@@ -43,9 +43,11 @@ def monitor(params: MonitorParams = MonitorParams()) -> MonitorResult:
     )
     reference = load_reference(settings, params.model_name)
     window = measure_window(settings, params, reference, start, end)
-    report = render_report(settings, params, reference, window, start, end)
     verdict = judge(settings, params, reference, window, end)
     via = notify(settings, params, verdict.events, start, end)
+    report = render_report(
+        settings, params, reference, window, start, end
+    )  # optional: never loses the window
     record(
         settings, reference, window, verdict, report, via, start, end, params.time_axis
     )  # before retraining

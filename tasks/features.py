@@ -213,7 +213,11 @@ def publish_feature_set(
         label=repo.config.label,
         features=[
             FeatureColumn(
-                name=c.name, dtype=c.dtype, drift_reason=None if c.drift else c.drift_reason
+                name=c.name,
+                dtype=c.dtype,
+                min=c.min,
+                max=c.max,
+                drift_reason=None if c.drift else c.drift_reason,
             )
             for c in repo.feature_columns
         ],

@@ -61,12 +61,22 @@ def render_report(
     window: WindowMeasurement,
     start: datetime,
     end: datetime,
-) -> Path | None:
-    """Evidently data drift (and classification quality on matured labels) on bounded samples, as HTML."""
+) -> Path | str | None:
+    """Evidently data drift (and classification quality on matured labels) on bounded samples, as
+    HTML. The report only illustrates the monitor's own figures: when Evidently fails, the failure is
+    logged and returned (it is stored with the window), and the window is judged and stored as ever."""
     out = settings.reports_dir / f"drift-{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}.html"
-    return evidently_reports.render(
-        out, reference, window, params.report_sample_rows, params.alerts.drift.max_psi
-    )
+    try:
+        return evidently_reports.render(
+            out, reference, window, params.report_sample_rows, params.alerts.drift.max_psi
+        )
+    except Exception as exc:  # any failure of the optional renderer: never lose the window for it
+        get_run_logger().error(
+            "the Evidently report failed (%s: %s); the window is stored without it",
+            type(exc).__name__,
+            exc,
+        )
+        return f"failed: {type(exc).__name__}: {str(exc)[:300]}"
 
 
 @task(cache_policy=NO_CACHE)
@@ -146,7 +156,7 @@ def record(
     reference: Reference,
     window: WindowMeasurement,
     verdict: Verdict,
-    report: Path | None,
+    report: Path | str | None,
     delivered_via: str,
     start: datetime,
     end: datetime,
@@ -164,7 +174,7 @@ def publish_monitoring(
     reference: Reference,
     window: WindowMeasurement,
     verdict: Verdict,
-    report: Path | None,
+    report: Path | str | None,
     start: datetime,
     end: datetime,
 ) -> None:
@@ -190,11 +200,13 @@ def publish_monitoring(
     create_markdown_artifact(
         "\n".join(lines), key="monitoring-summary", description="monitor window summary"
     )
-    if report is not None:
+    if isinstance(report, Path):
         create_link_artifact(
             report.resolve().as_uri(), link_text=report.name, key="monitoring-report"
         )
-    mlflow_store.log_monitoring_window(settings, reference, window, report, start, end)
+    mlflow_store.log_monitoring_window(
+        settings, reference, window, report if isinstance(report, Path) else None, start, end
+    )
     get_run_logger().info("\n".join(lines))
 
 

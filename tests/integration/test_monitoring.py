@@ -330,3 +330,21 @@ def test_an_as_of_window_judges_rows_by_the_time_their_features_describe(champio
             {"s": described},
         ).fetchall()
     assert axes == [("as_of", 80), ("request", 0)]
+
+
+def test_a_report_renderer_failure_never_loses_the_window(champion):
+    start = HOUR + timedelta(days=5)
+    rows = records(champion, start, 60, seed=50)
+    for r in rows[:50]:  # logged by an older service that let anything through
+        r["features"]["monthly_fee_usd"] = 1e308
+    write_log(champion["home"], f"{start:%Y%m%dT%H}-5.jsonl", rows)
+    result = run(start)
+    assert result.count == 60 and "monthly_fee_usd" in result.psi  # the monitor's own figures
+    with store(champion) as con:
+        (report,) = con.execute(
+            "select report from windows where window_start = $s", {"s": start}
+        ).fetchall()[0]
+    assert (
+        report is not None
+    )  # the HTML, or why Evidently could not render it: stored with the window
+    assert report.endswith(".html") or report.startswith("failed: ")

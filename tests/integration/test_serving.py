@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ops import stack
 from ops.stack import free_port
@@ -110,6 +112,7 @@ def test_health_and_metadata(service):
         "status": "healthy",
         "model_loaded": True,
         "model_version": service["packaged"].model_version,
+        "reload_error": None,
     }
     meta = client.get("/metadata").json()
     assert (
@@ -181,8 +184,8 @@ def test_predict_single_batch_and_by_id_agree(service):
         (
             "/predict",
             lambda f: {"customer_id": 1, "features": {**f, "monthly_fee_usd": float("inf")}},
-            422,
-            "monthly_fee_usd",
+            400,  # Infinity is not JSON: refused before any field is read
+            "Infinity is not a JSON number",
         ),
         (
             "/predict",
@@ -429,3 +432,226 @@ def test_under_load_a_killed_service_loses_no_answered_prediction(service):
     service["start"]()  # a restart keeps the old files and appends to new ones
     assert service["client"].post("/predict_by_id", json={"ids": ids[:3]}).status_code == 200
     assert len(logged(service)) == len(records) + 3
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers", "status", "detail"),
+    [
+        ("POST", "/nowhere", b"{}", {}, 404, "no such path: /nowhere"),
+        ("GET", "/predict", None, {}, 405, "/predict takes POST"),
+        (
+            "POST",
+            "/predict",
+            b"{}",
+            {"content-type": "text/plain"},
+            415,
+            "Content-Type must be application/json, got text/plain",
+        ),
+        (
+            "POST",
+            "/predict",
+            b"--x",
+            {"content-type": "multipart/form-data"},
+            415,
+            "got multipart/form-data",
+        ),
+        (
+            "POST",
+            "/predict",
+            b'{"customer_id": 1, "customer_id": 2}',
+            {},
+            400,
+            "duplicate key 'customer_id'",
+        ),
+        ("POST", "/predict", b'{"customer_id": NaN}', {}, 400, "NaN is not a JSON number"),
+        (
+            "POST",
+            "/predict",
+            b'{"customer_id": ' + b"1" * 5000 + b"}",
+            {},
+            400,
+            "body: not valid JSON",
+        ),
+        ("POST", "/predict", b"[1, 2]", {}, 400, "body: expected a JSON object, got list"),
+        ("POST", "/predict", b"{", {}, 400, "body: not valid JSON"),
+        ("POST", "/predict_batch", b'{"rows": [1]}', {}, 422, "rows[0]: expected a JSON object"),
+    ],
+)
+def test_every_refusal_is_one_problem_document_naming_what_was_wrong(
+    service, method, path, body, headers, status, detail
+):
+    client = service["client"]
+    before = len(logged(service))
+    sent = {"content-type": "application/json", **headers}
+    response = client.request(method, path, content=body, headers=sent)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    document = response.json()
+    assert (
+        document["status"] == status
+        and document["type"] == "about:blank"
+        and detail in document["detail"]
+    )
+    assert len(logged(service)) == before and client.get("/health").status_code == 200
+
+
+def test_a_value_the_model_never_saw_is_refused_not_logged(service):
+    client = service["client"]
+    entity_id, features = features_of(service, 0)
+    for wrong, message in (
+        ({**features, "tenure_days": -3}, "features.tenure_days: -3 is outside [0,"),
+        ({**features, "monthly_fee_usd": 1e308}, "features.monthly_fee_usd: 1e+308 is outside"),
+        ({**features, "orders_30d": 2**64}, "features.orders_30d: 18446744073709551616 is outside"),
+    ):
+        response = client.post("/predict", json={"customer_id": entity_id, "features": wrong})
+        assert response.status_code == 422 and message in response.json()["detail"], response.text
+    huge_id = client.post("/predict", json={"customer_id": "9" * 4000, "features": features})
+    assert huge_id.status_code == 422 and len(huge_id.text) < 400
+
+
+# --- a hostile client: generated bodies, headers and content types against every endpoint --------
+
+JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=30),
+    st.sampled_from(
+        [
+            "",
+            "--5",
+            "²",
+            "①",
+            "0001-01-01T00:00:00+01:00",
+            "9999-12-31T23:59:59-05:00",
+            "NaN",
+            "1e400",
+            "true",
+        ]
+    ),
+)
+JSON = st.recursive(
+    JSON_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def _mutated(draw, valid: dict) -> dict:
+    """A valid body with one part broken: a value replaced, a key dropped, renamed or added."""
+    body = json.loads(json.dumps(valid))
+    target = body
+    path = []
+    while isinstance(target, (dict, list)) and target and draw(st.booleans()):
+        key = draw(
+            st.sampled_from(
+                sorted(target) if isinstance(target, dict) else list(range(len(target)))
+            )
+        )
+        path.append(key)
+        if not isinstance(target[key], (dict, list)):
+            break
+        target = target[key]
+    action = draw(st.sampled_from(["replace", "drop", "rename", "add"]))
+    container = body
+    for key in path[:-1]:
+        container = container[key]
+    key = path[-1] if path else None
+    if key is None:
+        return (
+            draw(JSON) if action == "replace" else {**body, draw(st.text(max_size=8)): draw(JSON)}
+        )
+    if action == "replace":
+        container[key] = draw(JSON)
+    elif action == "drop" and isinstance(container, dict):
+        container.pop(key)
+    elif action == "rename" and isinstance(container, dict):
+        container[draw(st.text(max_size=10))] = container.pop(key)
+    elif isinstance(container, dict):
+        container[draw(st.text(max_size=10))] = draw(JSON)
+    return body
+
+
+@st.composite
+def requests(draw, service_features):
+    entity_id, features = service_features
+    valid = {
+        "/predict": {
+            "customer_id": entity_id,
+            "features": features,
+            "as_of": "2026-01-01T00:00:00",
+        },
+        "/predict_batch": {"rows": [{"customer_id": entity_id, "features": features}] * 2},
+        "/predict_by_id": {"ids": [entity_id]},
+    }
+    path = draw(st.sampled_from(sorted(valid)))
+    body = json.dumps(_mutated(draw, valid[path])).encode()
+    if draw(st.integers(0, 9)) == 0:  # raw text: duplicate keys, NaN, truncation, huge literals
+        body = draw(
+            st.sampled_from(
+                [
+                    body[: max(1, len(body) // 2)],
+                    body.replace(b"{", b'{"ids": 1, "ids": 2, ', 1),
+                    body.replace(b"true", b"NaN"),
+                    b'{"customer_id": ' + b"9" * 5000 + b"}",
+                ]
+            )
+        )
+    content_type = draw(
+        st.sampled_from(
+            ["application/json"] * 6
+            + ["text/plain", "multipart/form-data", "application/json; charset=utf-8", ""]
+        )
+    )
+    return path, body, content_type
+
+
+def test_no_generated_request_gets_a_5xx_and_the_monitor_still_judges_the_window(service):
+    from datetime import UTC, datetime, timedelta
+
+    from churn.params import MonitorParams, RetrainPolicy
+    from flows.monitor import monitor
+
+    client = service["client"]
+    started = datetime.now(UTC).replace(tzinfo=None)
+    seen: dict[int, int] = {}
+
+    @settings(
+        max_examples=540,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(requests(features_of(service, 0)))
+    def hostile(request):
+        path, body, content_type = request
+        response = client.post(
+            path, content=body, headers={"content-type": content_type} if content_type else {}
+        )
+        seen[response.status_code] = seen.get(response.status_code, 0) + 1
+        assert response.status_code < 500, (path, body[:300], response.text[:300])
+        if response.status_code >= 400:
+            document = response.json()
+            assert document["status"] == response.status_code and document["detail"], response.text
+            assert len(response.text) < 2000  # a rejected value is echoed only as a short prefix
+
+    hostile()
+    assert sum(seen.values()) >= 540 and seen.get(200, 0) > 0 and len(seen) >= 4, seen
+    assert client.get("/health").json()["status"] == "healthy"
+    judged = monitor(
+        MonitorParams(
+            window_start=started,
+            window_end=datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=1),
+            alerts={"min_rows": 1},
+            retrain=RetrainPolicy(enabled=False),
+            report_sample_rows=100,
+        )
+    )
+    assert (
+        judged.count == sum(1 for r in logged(service) if r["ts"] >= started.isoformat())
+        and judged.count > 0
+    )
