@@ -17,6 +17,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
 from typing import Any
@@ -103,8 +104,29 @@ class Guard:
         self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Every HTTP request, counted by route (a made-up path counts as "other") and status."""
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        from bentos.metrics import metrics, route
+
+        status = 500
+        started = time.perf_counter()
+
+        async def counted(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, counted)
+        finally:
+            seconds = time.perf_counter() - started
+            label = route(scope["path"])
+            metrics().requests.labels(label, str(status)).inc()
+            metrics().latency.labels(label).observe(seconds)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         headers = dict(scope.get("headers") or [])
         if not (

@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
 from bentos.guard import Guard, problem  # noqa: E402
+from bentos.metrics import bound_bentoml_metrics, metrics  # noqa: E402
 from bentos.prediction_log import PredictionLog  # noqa: E402
 from churn.predictions import record  # noqa: E402
 from churn.serving import (  # noqa: E402
@@ -207,6 +208,12 @@ class ChurnService:
                 )
             )
         self.log.write(records)
+        positives = sum(a["prediction"] for a in answers)
+        counted = metrics().predictions
+        if positives:
+            counted.labels(version, "1").inc(positives)
+        if len(answers) > positives:
+            counted.labels(version, "0").inc(len(answers) - positives)
         return answers
 
     # Every API takes the whole JSON body (a positional-only root input) and checks its keys itself, so an
@@ -305,3 +312,4 @@ class ChurnService:
 
 
 ChurnService.add_asgi_middleware(Guard, token=SETTINGS.api_token, max_body=SETTINGS.max_body_bytes)
+bound_bentoml_metrics()

@@ -381,7 +381,22 @@ def merged(defaults: dict[str, Any], explicit: dict[str, Any]) -> dict[str, Any]
 
 def with_repo_defaults(params: P, defaults: dict[str, Any]) -> P:
     """``params`` with the repo's defaults filled in wherever a field was not set explicitly."""
-    return type(params)(**merged(defaults, params.model_dump(exclude_unset=True)))
+    return type(params)(**merged(defaults, explicit(params)))
+
+
+def explicit(model: BaseModel) -> dict[str, Any]:
+    """The fields set explicitly, nested; a chosen estimator (a model with a ``kind``) whole, since
+    the choice of kind is what was set even when every hyperparameter is its default."""
+    out: dict[str, Any] = {}
+    for name in model.model_fields_set:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            out[name] = (
+                value.model_dump() if "kind" in type(value).model_fields else explicit(value)
+            )
+        else:
+            out[name] = value
+    return out
 
 
 def parse_pipeline_config(text: str, where: str = "pipeline.yml") -> PipelineConfig:

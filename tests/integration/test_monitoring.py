@@ -348,3 +348,13 @@ def test_a_report_renderer_failure_never_loses_the_window(champion):
         report is not None
     )  # the HTML, or why Evidently could not render it: stored with the window
     assert report.endswith(".html") or report.startswith("failed: ")
+
+
+def test_windows_ending_in_the_same_minute_keep_their_own_reports(champion):
+    start = HOUR + timedelta(days=6)
+    write_log(champion["home"], f"{start:%Y%m%dT%H}-4.jsonl", records(champion, start, 60, seed=60))
+    hour = run(start)
+    half = run(start + timedelta(minutes=30), minutes=30)  # the same end, another start
+    assert (
+        hour.report != half.report and Path(hour.report).is_file() and Path(half.report).is_file()
+    )

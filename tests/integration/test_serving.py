@@ -655,3 +655,18 @@ def test_no_generated_request_gets_a_5xx_and_the_monitor_still_judges_the_window
         judged.count == sum(1 for r in logged(service) if r["ts"] >= started.isoformat())
         and judged.count > 0
     )
+
+
+def test_metrics_stay_bounded_whatever_paths_clients_make_up(service):
+    client = service["client"]
+    made_up = [f"/probe-{k}-{'x' * 20}" for k in range(300)]
+    for path in made_up:
+        assert client.get(path).status_code == 404
+    assert (
+        client.post("/predict_by_id", json={"ids": [features_of(service, 0)[0]]}).status_code == 200
+    )
+    exposed = httpx.get(f"{service['url']}/metrics", timeout=30).text
+    assert not any(path in exposed for path in made_up)
+    assert 'churn_http_requests_total{route="other",status="404"}' in exposed
+    assert 'churn_predictions_total{model_version="' in exposed
+    assert len(exposed) < 400_000

@@ -23,3 +23,16 @@ def test_a_prefect_startup_failure_says_why_in_one_line(monkeypatch):
 
 def test_other_errors_pass_through():
     assert explain(ValueError("feature_store.yml: invalid")) == "feature_store.yml: invalid"
+
+
+def test_a_backfill_is_cut_into_consecutive_windows():
+    from datetime import datetime
+
+    from ops.cli import _windows
+
+    cut = _windows(datetime(2025, 1, 1), datetime(2025, 1, 1, 2, 30), 60)
+    assert cut == [
+        (datetime(2025, 1, 1, 0), datetime(2025, 1, 1, 1)),
+        (datetime(2025, 1, 1, 1), datetime(2025, 1, 1, 2)),
+        (datetime(2025, 1, 1, 2), datetime(2025, 1, 1, 2, 30)),
+    ]

@@ -45,3 +45,20 @@ def test_pipeline_yml_errors_name_the_file_and_field():
     with pytest.raises(FeatureRepoError, match="serve: Extra inputs are not permitted"):
         parse_pipeline_config("serve: {}\n", "repo/pipeline.yml")
     assert parse_pipeline_config("{}").train == {}
+
+
+def test_an_explicit_estimator_with_default_hyperparameters_is_kept_whole():
+    from churn.params import LogisticRegressionParams
+
+    chosen = TrainParams().model_copy(update={"estimator": LogisticRegressionParams()})
+    resolved = with_repo_defaults(
+        chosen, {"estimator": {"kind": "gradient_boosting", "n_estimators": 80}}
+    )
+    assert resolved.estimator.kind == "logistic_regression"
+    assert (
+        with_repo_defaults(
+            TrainParams(estimator={"kind": "hist_gradient_boosting"}),
+            {"estimator": {"kind": "gradient_boosting"}},
+        ).estimator.kind
+        == "hist_gradient_boosting"
+    )
