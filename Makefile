@@ -9,7 +9,7 @@ SERVE_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 export CHURN_HOME ?= $(CURDIR)/.churn
 
-.PHONY: help venv demo test test-fast lint format check-repo data list-features expectations features train package serve monitor simulate rollback mlflow-ui up down deploy run-features run-train pins clean
+.PHONY: help venv demo test test-fast lint format check-repo serve-up serve-down data list-features expectations features train package serve monitor simulate rollback mlflow-ui up down deploy run-features run-train pins clean
 
 help:
 	@echo "make demo          set up, generate the synthetic data, run the pipeline, print where to look"
@@ -21,7 +21,8 @@ help:
 	@echo "make run-features  run the features deployment through the worker and watch it"
 	@echo "make run-train     run the train deployment through the worker and watch it"
 	@echo "make package       import @champion and the online snapshot into the Bento model store"
-	@echo "make serve         serve it with BentoML on http://127.0.0.1:$(SERVE_PORT) (SERVE_PORT=...)"
+	@echo "make serve         serve it with BentoML on http://127.0.0.1:$(SERVE_PORT) (SERVE_PORT=...) until Ctrl-C"
+	@echo "make serve-up / serve-down   the same in the background / stop it, workers included"
 	@echo "make monitor       judge the last hour of the prediction log (drift, labels, alerts, retraining)"
 	@echo "make simulate      with make serve running: drifted traffic -> alert -> retrain -> new model served"
 	@echo "make rollback REASON=...  move @champion back to @previous and record why"
@@ -80,8 +81,14 @@ monitor: venv  ## the monitor flow in-process over the last hour
 simulate: venv  ## the level-3 loop against the service make serve runs (needs a world with a drift period)
 	$(BIN)/churn simulate --url http://127.0.0.1:$(SERVE_PORT) $(if $(CHURN_API_TOKEN),--token $(CHURN_API_TOKEN),)
 
-serve: venv  ## serve the packaged champion (from source) on 127.0.0.1:$(SERVE_PORT)
-	BENTOML_HOME=$(CHURN_HOME)/bentoml $(BIN)/bentoml serve bentos.service:ChurnService --host 127.0.0.1 --port $(SERVE_PORT)
+serve: venv  ## serve the packaged champion on 127.0.0.1:$(SERVE_PORT) until Ctrl-C (which stops every worker)
+	$(BIN)/churn serve --port $(SERVE_PORT)
+
+serve-up: venv  ## the same in the background (pid files and log in $(CHURN_HOME)/stack)
+	$(BIN)/churn serve up --port $(SERVE_PORT)
+
+serve-down: venv  ## stop exactly what serve-up started, workers included
+	$(BIN)/churn serve down
 
 rollback: venv  ## make rollback REASON="why"
 	@test -n "$(REASON)" || { echo 'usage: make rollback REASON="why the champion is rolled back"'; exit 2; }

@@ -311,5 +311,7 @@ class ChurnService:
         }
 
 
-ChurnService.add_asgi_middleware(Guard, token=SETTINGS.api_token, max_body=SETTINGS.max_body_bytes)
+ChurnService.add_asgi_middleware(
+    Guard, token=SETTINGS.api_token, max_body=SETTINGS.max_body_bytes, max_batch=SETTINGS.max_batch
+)
 bound_bentoml_metrics()

@@ -448,6 +448,86 @@ def _say(result: MonitorResult) -> None:
     )
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """`bentoml serve` of the packaged model, stoppable as a whole: in the foreground (Ctrl-C or
+    SIGTERM stops the server and every worker) or in the background (`up` / `down`, pid files)."""
+    import os
+    import signal
+
+    from ops import stack
+
+    settings = _settings()
+    directory, name = settings.stack_dir, "serve"
+    if args.action == "down":
+        print(
+            "stopped the service"
+            if stack.stop_process(name, directory)
+            else "no service was running"
+        )
+        return 0
+    if stack.running(name, directory):
+        raise RuntimeError(
+            f"the service is already running (pid file {directory / 'serve.pid'}): `make serve-down` first"
+        )
+    stack.stop_process(name, directory)  # workers a killed server left behind still hold the port
+    model = settings.bentoml_home / "models" / settings.model_name / "latest"
+    if not model.is_file():
+        raise RuntimeError(
+            f"no packaged model {settings.model_name!r} under {settings.bentoml_home}: run `make package` "
+            "once a model is promoted (`make demo` does both)"
+        )
+    if not stack.port_free(args.port):
+        raise RuntimeError(
+            f"port {args.port} on 127.0.0.1 is taken: stop what holds it or pass SERVE_PORT=..."
+        )
+    url = f"http://127.0.0.1:{args.port}"
+    env = {"BENTOML_HOME": str(settings.bentoml_home), "CHURN_HOME": str(settings.home)}
+    cmd = [
+        str(stack.BIN / "bentoml"),
+        "serve",
+        "bentos.service:ChurnService",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+    ]
+    stack.start_process(name, cmd, env, directory, Path.cwd())
+    log = directory / f"{name}.log"
+    print(f"starting the service on {url} (log {log})", flush=True)
+    try:
+        stack.wait_healthy(
+            f"{url}/readyz",
+            args.timeout,
+            log,
+            progress=lambda s: print(f"  waiting for {url}/readyz: {s:.0f}s", flush=True),
+        )
+    except stack.StackError:
+        stack.stop_process(name, directory)
+        raise
+    stack.record_tree(name, directory)
+    print(
+        f"serving model {settings.model_name} on {url} (Swagger UI at /); stop with "
+        + ("`make serve-down`" if args.action == "up" else "Ctrl-C"),
+        flush=True,
+    )
+    if args.action == "up":
+        return 0
+    stopping = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.append(True))
+    with log.open() as follow:
+        follow.seek(0, os.SEEK_END)
+        while not stopping and stack.running(name, directory):
+            line = follow.readline()
+            if line:
+                print(line, end="", flush=True)
+            else:
+                time.sleep(0.3)
+    stack.stop_process(name, directory)
+    print("the service and its workers are stopped")
+    return 0
+
+
 def _first_online_id(feature_set: Path, entity: str) -> object:
     import pyarrow.parquet as pq
 
@@ -576,6 +656,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     chk.set_defaults(func=cmd_repo_check)
 
+    srv = sub.add_parser(
+        "serve", help="serve the packaged model (foreground, or up / down in the background)"
+    )
+    srv.add_argument(
+        "action",
+        nargs="?",
+        choices=["fg", "up", "down"],
+        default="fg",
+        help="fg: in the foreground until Ctrl-C (default); up / down: in the background",
+    )
+    srv.add_argument(
+        "--port", type=int, default=3000, help="the port on 127.0.0.1 (default: %(default)s)"
+    )
+    srv.add_argument(
+        "--timeout",
+        type=float,
+        default=240,
+        help="seconds to wait for /readyz (default: %(default)s)",
+    )
+    srv.set_defaults(func=cmd_serve)
+
     stk = sub.add_parser("stack", help="local Prefect server and process worker")
     stk.add_argument("action", choices=["up", "down", "deploy", "status"])
     stk.add_argument(
@@ -677,7 +778,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+    except (ValueError, RuntimeError, LookupError, FileNotFoundError) as exc:
         print(f"error: {explain(exc)}", file=sys.stderr)
         return 2
 

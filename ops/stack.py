@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from churn.settings import Settings
@@ -76,12 +77,49 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def wait_healthy(url: str, timeout: float, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live (not zombie) process."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not _is_zombie(pid)
+
+
+def running(name: str, directory: Path) -> bool:
+    """Whether the process started under ``name`` is alive."""
+    return _pid(directory / f"{name}.pid") is not None and not _is_zombie(
+        _pid(directory / f"{name}.pid") or 0
+    )
+
+
+def port_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` now (closed connections in TIME_WAIT do not count)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_healthy(
+    url: str,
+    timeout: float,
+    log: Path | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> None:
+    started = time.monotonic()
+    deadline = started + timeout
+    last = started
     while time.monotonic() < deadline:
         if _healthy(url):
             return
         time.sleep(1)
+        if progress is not None and time.monotonic() - last >= 10:
+            last = time.monotonic()
+            progress(last - started)
     tail = log.read_text()[-2000:] if log and log.is_file() else ""
     raise StackError(f"{url} did not answer within {timeout:.0f}s\n{tail}")
 
@@ -126,24 +164,49 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def record_tree(name: str, directory: Path) -> list[int]:
+    """Write the pids now running below the process started under ``name`` (with their start times)
+    to ``<name>.tree``: if that process is killed, its children are re-parented and no longer below
+    it, yet they may go on serving and hold the port. ``stop_process`` stops them from this record."""
+    pid = _pid(directory / f"{name}.pid")
+    below = descendants(pid) if pid else []
+    (directory / f"{name}.tree").write_text("".join(f"{p} {_started(p)}\n" for p in below))
+    return below
+
+
+def _started(pid: int) -> str:
+    """The process's start time in clock ticks since boot: with the pid, it names one process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
 def stop_process(name: str, directory: Path, timeout: float = 20) -> bool:
-    """Stop the process group we started under ``name`` and every process below it.
+    """Stop the process group we started under ``name``, every process below it, and every process
+    recorded below it earlier (``record_tree``) that is still the same process.
 
     SIGINT first (Prefect workers ignore SIGTERM), then SIGTERM and SIGKILL; processes that left
     the group (BentoML workers) are stopped by the pids found under the one we started.
     """
-    pid_file = directory / f"{name}.pid"
+    pid_file, tree_file = directory / f"{name}.pid", directory / f"{name}.tree"
     pid = _pid(pid_file)
     pid_file.unlink(missing_ok=True)
-    if pid is None:
-        return False
-    below = descendants(pid)
+    recorded = []
+    if tree_file.is_file():
+        for line in tree_file.read_text().splitlines():
+            child, started = line.split(" ", 1) if " " in line else (line, "")
+            if child.isdigit() and started and _started(int(child)) == started:
+                recorded.append(int(child))
+        tree_file.unlink()
+    below = descendants(pid) if pid is not None else []
     try:
-        _stop_group(pid, timeout)
+        if pid is not None:
+            _stop_group(pid, timeout)
     finally:
-        for child in below:
+        for child in dict.fromkeys([*below, *recorded]):
             _stop_pid(child)
-    return True
+    return pid is not None or bool(recorded)
 
 
 def _stop_pid(pid: int) -> None:

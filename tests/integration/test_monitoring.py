@@ -354,7 +354,11 @@ def test_windows_ending_in_the_same_minute_keep_their_own_reports(champion):
     start = HOUR + timedelta(days=6)
     write_log(champion["home"], f"{start:%Y%m%dT%H}-4.jsonl", records(champion, start, 60, seed=60))
     hour = run(start)
-    half = run(start + timedelta(minutes=30), minutes=30)  # the same end, another start
+    longer = run(
+        start - timedelta(minutes=30), minutes=90
+    )  # the same end, another start, the same rows
     assert (
-        hour.report != half.report and Path(hour.report).is_file() and Path(half.report).is_file()
+        hour.report != longer.report
+        and Path(hour.report).is_file()
+        and Path(longer.report).is_file()
     )

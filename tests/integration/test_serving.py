@@ -670,3 +670,21 @@ def test_metrics_stay_bounded_whatever_paths_clients_make_up(service):
     assert 'churn_http_requests_total{route="other",status="404"}' in exposed
     assert 'churn_predictions_total{model_version="' in exposed
     assert len(exposed) < 400_000
+
+
+def test_a_body_of_countless_empty_rows_is_refused_before_it_is_parsed(service):
+    client = service["client"]
+    empty_rows = (
+        b'{"rows": [' + b"{}," * 60_000 + b"{}]}"
+    )  # under the byte limit, far over the row limit
+    zeros = b'{"ids": [' + b"0," * 90_000 + b"0]}"
+    for body in (empty_rows, zeros):
+        assert len(body) < MAX_BODY
+        response = client.post(
+            "/predict_batch" if body is empty_rows else "/predict_by_id",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 413 and "too many values" in response.json()["detail"], (
+            response.text
+        )
