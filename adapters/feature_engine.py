@@ -243,19 +243,6 @@ def attach_labels(con: duckdb.DuckDBPyConnection, repo: FeatureRepo) -> None:
     )
 
 
-_INTEGER_TYPES = (
-    "TINYINT",
-    "SMALLINT",
-    "INTEGER",
-    "BIGINT",
-    "UTINYINT",
-    "USMALLINT",
-    "UINTEGER",
-    "UBIGINT",
-    "HUGEINT",
-)
-
-
 def _examples(con: duckdb.DuckDBPyConnection, table: str, column: str) -> str:
     """Up to three distinct values of a column, sorted, strings quoted: for error messages."""
     values = con.execute(
@@ -267,7 +254,7 @@ def _examples(con: duckdb.DuckDBPyConnection, table: str, column: str) -> str:
 def _check_label_dtype(con: duckdb.DuckDBPyConnection, label: str, where: str) -> None:
     """The label must be a 0/1 integer column; anything else gets one error saying how to map it."""
     dtype = _columns(con, "labels")[label]
-    if dtype.split("(")[0] in _INTEGER_TYPES:
+    if dtype_accepts("int64", dtype) or dtype == "UBIGINT":  # an integer column of any width
         return
     examples = _examples(con, "labels", label)
     if dtype == "BOOLEAN":

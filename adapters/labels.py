@@ -6,24 +6,35 @@ data; only those predictions are labelled, with the same SQL that labels the tra
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
 from adapters import feature_engine
+from churn.featurestore import FeatureRepo
 from churn.settings import Settings
 
 
-def matured(settings: Settings, con: Any, table: str) -> tuple[pd.DataFrame, str]:
-    """(probability, prediction, label) of the predictions in ``table`` whose outcome is known, and a note."""
+def matured(settings: Settings, con: Any, *tables: str) -> list[tuple[pd.DataFrame, str]]:
+    """For each of ``tables``: (probability, prediction, label) of its predictions whose outcome is
+    known, and a note. The raw data is registered and its extent measured once for all of them."""
     repo = feature_engine.load_feature_repo(settings.feature_repo)
-    entity, horizon = repo.config.entity, repo.config.spine.horizon_days
     try:
         sources = feature_engine.resolve_sources(repo, settings.raw_dir)
     except feature_engine.FeatureBuildError as exc:
-        return pd.DataFrame(), f"no labels: the raw data is not readable ({exc})"
+        return [
+            (pd.DataFrame(), f"no labels: the raw data is not readable ({exc})") for _ in tables
+        ]
     feature_engine.register_sources(con, repo, sources)
     observed_until = feature_engine.data_bounds(con, repo).covered_to
+    return [_labelled(con, repo, table, observed_until) for table in tables]
+
+
+def _labelled(
+    con: Any, repo: FeatureRepo, table: str, observed_until: datetime
+) -> tuple[pd.DataFrame, str]:
+    entity, horizon = repo.config.entity, repo.config.spine.horizon_days
     cast = "bigint" if repo.config.entity_dtype == "int64" else "varchar"
     con.execute(
         f'create or replace temp table spine as select distinct try_cast(entity_id as {cast}) as "{entity}", '

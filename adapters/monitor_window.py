@@ -71,8 +71,9 @@ def measure(
         prediction_log.load_window(
             con, settings.predictions_dir, reference.entity, lookback, end, "lookback", axis
         )
-        window_labelled, window_note = labels.matured(settings, con, "preds")
-        labelled, note = labels.matured(settings, con, "lookback")
+        (window_labelled, window_note), (labelled, note) = labels.matured(
+            settings, con, "preds", "lookback"
+        )
         note += f" among predictions of the last {params.label_lookback_days} days"
         sample = prediction_log.sample(con, reference, params.report_sample_rows)
         labelled_sample = (

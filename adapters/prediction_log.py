@@ -51,8 +51,10 @@ def load_window(
     """Temp table ``table`` with the well-formed predictions of [start, end) on the time ``axis``:
     when the service answered (``ts``, only the files of those hours are read) or the time the
     features describe (``as_of``: any file may hold such a row, every file is read)."""
-    every = sorted(str(path) for path in Path(directory).glob("*.jsonl"))
-    files = log_files(directory, start, end) if axis == "request" else every
+    if axis == "request":
+        files = log_files(directory, start, end)
+    else:
+        files = sorted(str(path) for path in Path(directory).glob("*.jsonl"))
     con.execute(f"create or replace temp table {table} ({COLUMNS})")
     if not files:
         return WindowRead(files=0, malformed=0)

@@ -139,7 +139,7 @@ def main() -> int:
         psi, prediction_psi = drift.psi, drift.prediction_psi
         stages[f"PSI, {len(names)} features + prediction"] = time.perf_counter() - t
         t = time.perf_counter()
-        labelled, note = labels.matured(settings, con, "preds")
+        ((labelled, note),) = labels.matured(settings, con, "preds")
         label = label_metrics(labelled, note)
         stages["matured labels + metrics"] = time.perf_counter() - t
         t = time.perf_counter()

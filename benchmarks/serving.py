@@ -169,15 +169,7 @@ def main() -> int:
         }
         stop = _serve(
             "bentoml",
-            [
-                str(stack.BIN / "bentoml"),
-                "serve",
-                "bentos.service:ChurnService",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
+            stack.serve_command(port),
             env,
             work / "bento",
             port,

@@ -22,12 +22,20 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
 from typing import Any
 
+from bentos.metrics import metrics
+
 log = logging.getLogger("churn.service")
 
 OPEN_PATHS = frozenset({"/health", "/healthz", "/livez", "/readyz", "/metrics"})
 API_PATHS = frozenset({"/predict", "/predict_batch", "/predict_by_id"})
 PAGES = frozenset({"/", "/docs.json", "/metadata", "/favicon.ico"})
 ASSETS = "/static_content/"  # Swagger UI's files
+
+
+def route(path: str) -> str:
+    """A path as a metrics label: one the service serves, or "other"."""
+    return path if path in API_PATHS or path in OPEN_PATHS or path in PAGES else "other"
+
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -112,8 +120,6 @@ class Guard:
         """Every HTTP request, counted by route (a made-up path counts as "other") and status."""
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        from bentos.metrics import metrics, route
-
         status = 500
         started = time.perf_counter()
 

@@ -12,8 +12,6 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from bentos.guard import API_PATHS, OPEN_PATHS, PAGES
-
 
 @dataclass(frozen=True)
 class Metrics:
@@ -41,15 +39,13 @@ def metrics() -> Metrics:
     )
 
 
-def route(path: str) -> str:
-    return path if path in API_PATHS or path in OPEN_PATHS or path in PAGES else "other"
-
-
 def bound_bentoml_metrics() -> None:
     """BentoML's traffic-metrics middleware (bentoml 1.4, pinned) makes one label per request path,
     so 2,000 made-up paths grew /metrics by 17 MB: let it see only the service's own routes (the
     guard answers and counts the rest as "other"). A test fails if BentoML changes under it."""
     from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
+
+    from bentos.guard import route
 
     measured = RunnerTrafficMetricsMiddleware.__call__
     if getattr(measured, "bounded", False):

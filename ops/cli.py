@@ -482,15 +482,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     url = f"http://127.0.0.1:{args.port}"
     env = {"BENTOML_HOME": str(settings.bentoml_home), "CHURN_HOME": str(settings.home)}
-    cmd = [
-        str(stack.BIN / "bentoml"),
-        "serve",
-        "bentos.service:ChurnService",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(args.port),
-    ]
+    cmd = stack.serve_command(args.port)
     stack.start_process(name, cmd, env, directory, Path.cwd())
     log = directory / f"{name}.log"
     print(f"starting the service on {url} (log {log})", flush=True)

@@ -164,6 +164,19 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def serve_command(port: int) -> list[str]:
+    """`bentoml serve` of the project's service on 127.0.0.1:``port``."""
+    return [
+        str(BIN / "bentoml"),
+        "serve",
+        "bentos.service:ChurnService",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
 def record_tree(name: str, directory: Path) -> list[int]:
     """Write the pids now running below the process started under ``name`` (with their start times)
     to ``<name>.tree``: if that process is killed, its children are re-parented and no longer below

@@ -94,15 +94,7 @@ def test_a_new_users_repo_goes_from_tables_to_a_served_prediction(
     port, directory = stack.free_port(), home / "serve"
     stack.start_process(
         "bentoml",
-        [
-            str(stack.BIN / "bentoml"),
-            "serve",
-            "bentos.service:ChurnService",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        stack.serve_command(port),
         {k: env[k] for k in env if k.startswith(("CHURN_", "BENTOML_"))},
         directory,
         ROOT,

@@ -60,15 +60,7 @@ def test_a_loan_book_is_served_monitored_by_its_own_time_and_retrained_on_new_la
     port, directory = stack.free_port(), home / "serve"
     stack.start_process(
         "bentoml",
-        [
-            str(stack.BIN / "bentoml"),
-            "serve",
-            "bentos.service:ChurnService",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        stack.serve_command(port),
         {**own, "CHURN_RELOAD_SECONDS": "1"},
         directory,
         ROOT,

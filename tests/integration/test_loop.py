@@ -64,15 +64,7 @@ def test_drift_alert_retrain_promotion_and_the_new_model_served(prefect_server, 
     }
     stack.start_process(
         "bentoml",
-        [
-            str(stack.BIN / "bentoml"),
-            "serve",
-            "bentos.service:ChurnService",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        stack.serve_command(port),
         env,
         directory,
         ROOT,

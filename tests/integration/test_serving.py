@@ -50,15 +50,7 @@ def service(prefect_server, small_world, tmp_path_factory):
         def start():
             stack.start_process(
                 "bentoml",
-                [
-                    str(stack.BIN / "bentoml"),
-                    "serve",
-                    "bentos.service:ChurnService",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                ],
+                stack.serve_command(port),
                 env,
                 directory,
                 ROOT,
