@@ -9,7 +9,7 @@ SERVE_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 export CHURN_HOME ?= $(CURDIR)/.churn
 
-.PHONY: help venv demo test test-fast lint format check-repo serve-up serve-down data list-features expectations features train package serve monitor simulate rollback mlflow-ui up down deploy run-features run-train pins clean
+.PHONY: help venv demo test test-fast lint format check-repo serve-up serve-down container-base container container-test data list-features expectations features train package serve monitor simulate rollback mlflow-ui up down deploy run-features run-train pins clean
 
 help:
 	@echo "make demo          set up, generate the synthetic data, run the pipeline, print where to look"
@@ -25,6 +25,7 @@ help:
 	@echo "make serve-up / serve-down   the same in the background / stop it, workers included"
 	@echo "make monitor       judge the last hour of the prediction log (drift, labels, alerts, retraining)"
 	@echo "make simulate      with make serve running: drifted traffic -> alert -> retrain -> new model served"
+	@echo "make container     the packaged Bento as a container image, built offline (make container-test: for real)"
 	@echo "make rollback REASON=...  move @champion back to @previous and record why"
 	@echo "make mlflow-ui     the MLflow UI on the pipeline's tracking store (127.0.0.1:$(MLFLOW_PORT), MLFLOW_PORT=...)"
 	@echo "make list-features every feature with its view, dtype, SQL hash and description"
@@ -44,6 +45,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 pins: venv  ## recompile the exact pins from requirements.in (and the tools' from requirements-dev.in)
 	$(BIN)/uv pip compile requirements.in --python-version 3.11 --no-header --no-annotate -o requirements.txt
 	$(BIN)/uv pip compile requirements-dev.in --python-version 3.11 --no-header --no-annotate -o requirements-dev.txt
+	$(BIN)/uv pip compile bentos/requirements.in -c requirements.txt --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header --no-annotate -o bentos/requirements.txt
 
 demo: venv
 	$(BIN)/churn demo
@@ -89,6 +91,15 @@ serve-up: venv  ## the same in the background (pid files and log in $(CHURN_HOME
 
 serve-down: venv  ## stop exactly what serve-up started, workers included
 	$(BIN)/churn serve down
+
+container-base: venv  ## the local base image (debootstrap, Python 3.11) and its -wheels builder
+	$(BIN)/churn container base
+
+container: venv  ## the packaged Bento as an image, built offline: churn-service:v<model version>-<commit>
+	$(BIN)/churn container build
+
+container-test: venv  ## build, run, /readyz, predict, the log on a volume, stop (skips without a docker daemon)
+	$(BIN)/pytest -s -rs tests/integration/test_container.py
 
 rollback: venv  ## make rollback REASON="why"
 	@test -n "$(REASON)" || { echo 'usage: make rollback REASON="why the champion is rolled back"'; exit 2; }

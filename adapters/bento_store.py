@@ -114,3 +114,17 @@ def build_bento(settings: Settings, packaged: PackagedModel) -> PackagedModel:
             f"bento {bento.tag} references {models}, not the packaged model {packaged.tag}"
         )
     return dataclasses.replace(packaged, bento=str(bento.tag), bento_path=str(bento.path))
+
+
+def bento_model_version(settings: Settings, bento: str) -> str:
+    """The model version a built Bento serves (its ``model_version`` label, set by ``build_bento``)."""
+    use_bentoml_home(settings)
+    import bentoml
+
+    found = bentoml.bentos.get(bento)
+    version = found.info.labels.get("model_version")
+    if version is None:
+        raise LookupError(
+            f"bento {found.tag} carries no model_version label: rebuild it with `make package`"
+        )
+    return str(version)

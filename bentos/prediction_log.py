@@ -25,7 +25,19 @@ from churn.predictions import HOUR_FORMAT, file_name
 class PredictionLog:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            writable = os.access(self.directory, os.W_OK | os.X_OK)
+        except PermissionError:
+            writable = False
+        if not writable:
+            # one clear line instead of a traceback per worker (e.g. a root-owned folder bind-mounted
+            # into the image, whose user is not root)
+            raise PermissionError(
+                f"the prediction log folder {self.directory} is not writable by uid {os.getuid()}: "
+                "mount a volume this user can write (docker: -v churn-data:/data) or set "
+                "CHURN_PREDICTIONS_DIR"
+            )
         self._lock = threading.Lock()
         self._hour: str | None = None
         self._handle: IO[bytes] | None = None

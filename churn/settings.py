@@ -203,6 +203,11 @@ class Settings:
         return self.home / "bench"
 
     @property
+    def container_dir(self) -> Path:
+        """The base image's root filesystem and the wheelhouse of ``churn container base``."""
+        return self.home / "container"
+
+    @property
     def simulate_dir(self) -> Path:
         """Scratch space of ``churn simulate`` (the combined history + drift world)."""
         return self.home / "simulate"

@@ -257,8 +257,7 @@ MLflow UI     make mlflow-ui   (then open http://127.0.0.1:5000; store {settings
 Prefect UI    make up   (then open http://127.0.0.1:4200; make down to stop)
 serving       bento {packaged.bento} with {packaged.tag} (model version {packaged.model_version})
   serve       make serve   (BentoML on http://127.0.0.1:3000, Swagger UI at /)
-  container   BENTOML_HOME={settings.bentoml_home} .venv/bin/bentoml containerize {packaged.bento}
-              (needs a docker daemon)
+  container   make container-base && make container   (an image built offline; needs a docker daemon)
   try         curl -s -X POST http://127.0.0.1:3000/predict_by_id -H 'content-type: application/json' \\
                    -d '{{"ids": [{some_id}]}}'
 monitoring    make monitor   (the last hour of {settings.predictions_dir}; results in {settings.monitoring_dir}/)
@@ -520,6 +519,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_container(args: argparse.Namespace) -> int:
+    """The service's image, built offline: `base` makes the base and builder images, `build` the
+    image of a packaged Bento, tagged v<model version>-<git commit> and latest."""
+    from adapters.bento_store import bento_model_version
+    from churn.settings import ServiceSettings
+    from ops import container
+
+    settings = _settings()
+    if args.action == "base":
+        base, builder = container.make_base(
+            settings, mirror=args.mirror, wheels=args.wheels, force=args.force
+        )
+        print(f"base image {base}, builder {builder}")
+        return 0
+    bento = args.bento or f"{ServiceSettings.from_env().service_name}:latest"
+    version = bento_model_version(settings, bento)
+    tag = container.image_tag(args.repository, version, container.git_commit())
+    print(f"building {tag} from bento {bento} (model version {version})", flush=True)
+    image = container.containerize(settings, bento, tag)
+    container.docker("tag", image.tag, f"{args.repository}:latest")
+    print(
+        f"image {image.tag} (also {args.repository}:latest): {image.size_mb:.0f} MB, built in "
+        f"{image.seconds:.0f} s\n  run  docker run --rm -p 127.0.0.1:3000:3000 -v churn-data:/data "
+        f"-e CHURN_API_TOKEN=... {image.tag}"
+    )
+    return 0
+
+
 def _first_online_id(feature_set: Path, entity: str) -> object:
     import pyarrow.parquet as pq
 
@@ -668,6 +695,29 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds to wait for /readyz (default: %(default)s)",
     )
     srv.set_defaults(func=cmd_serve)
+
+    ctr = sub.add_parser("container", help="the service's image, built offline")
+    ctr.add_argument(
+        "action",
+        choices=["base", "build"],
+        help="base: make the base image (debootstrap) and its -wheels builder; build: the image of a Bento",
+    )
+    ctr.add_argument("--bento", help="the Bento to containerize (default: <service name>:latest)")
+    ctr.add_argument(
+        "--repository",
+        default="churn-service",
+        help="the image repository, a registry prefix included (default: %(default)s)",
+    )
+    ctr.add_argument("--mirror", help="base: the Debian mirror (default: the one apt uses here)")
+    ctr.add_argument(
+        "--wheels",
+        type=Path,
+        help="base: a folder with the wheels of bentos/requirements.txt (air-gapped machines)",
+    )
+    ctr.add_argument(
+        "--force", action="store_true", help="base: remake the images even if they exist"
+    )
+    ctr.set_defaults(func=cmd_container)
 
     stk = sub.add_parser("stack", help="local Prefect server and process worker")
     stk.add_argument("action", choices=["up", "down", "deploy", "status"])
