@@ -123,8 +123,8 @@ up: venv
 down: venv
 	$(BIN)/churn stack down
 
-deploy: venv
-	$(BIN)/churn stack deploy
+deploy: venv  ## every deployment in prefect.yaml, schedules paused; ACTIVE=1 turns them on
+	$(BIN)/churn stack deploy $(if $(ACTIVE),--active)
 
 run-features: venv
 	. $(CHURN_HOME)/stack/env.sh && $(BIN)/prefect deployment run 'features/features-daily' --watch --watch-timeout 1800

@@ -45,6 +45,20 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def is_locked(exc: BaseException | None) -> bool:
+    """A DuckDB store another process holds open (DuckDB allows one writer, or readers only)."""
+    return exc is not None and "lock" in str(exc).lower() and "duckdb" in type(exc).__module__
+
+
+def retry_when_locked(task: Any, task_run: Any, state: Any) -> bool:
+    """A task retry condition: retry only when the store was locked by another process."""
+    try:
+        state.result()
+    except Exception as exc:
+        return is_locked(exc)
+    return False
+
+
 def open_store(settings: Settings) -> Any:
     import duckdb
 

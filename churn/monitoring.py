@@ -7,7 +7,7 @@ condition starts, one when it clears), and decide whether to retrain.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from churn.contracts import LabelMetrics, WindowMeasurement
@@ -198,3 +198,5 @@ class MonitorResult:
     retrain: RetrainDecision
     retrain_run: str | None
     report: str | None
+    open_alerts: list[str] = field(default_factory=list)
+    """Alerts still open after this window (fired now or earlier, not cleared)."""

@@ -5,12 +5,16 @@ whether to retrain."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from prefect import flow
+from prefect.states import State
 
+from churn import events
 from churn.monitoring import MonitorResult, retrain_params
 from churn.params import MonitorParams
 from churn.settings import Settings
+from flows.outcome import finish
 from flows.train import train
 from tasks.monitoring import (
     judge,
@@ -31,8 +35,10 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
-@flow(name="monitor")
-def monitor(params: MonitorParams = MonitorParams()) -> MonitorResult:
+@flow(name="monitor", timeout_seconds=3600)
+def monitor(params: MonitorParams = MonitorParams()) -> State[Any]:
+    """Returns the MonitorResult; the run's state is named "Alerting" while alerts are open and
+    "Retraining" when this window requested retraining."""
     settings = Settings.from_env()
     params = resolve_params(settings, params)
     end = _utc(params.window_end) if params.window_end else datetime.now(UTC).replace(tzinfo=None)
@@ -52,24 +58,24 @@ def monitor(params: MonitorParams = MonitorParams()) -> MonitorResult:
         settings, reference, window, verdict, report, via, start, end, params.time_axis
     )  # before retraining
     publish_monitoring(settings, reference, window, verdict, report, start, end)
-    retrain_run = None
+    retrain_run, failed = None, False
     if verdict.decision.fire:
-        failed = False
         try:
             if params.retrain.in_process:  # a subflow: no worker needed
-                result = train(retrain_params(params.retrain, params.model_name))
+                trained = train(retrain_params(params.retrain, params.model_name))
                 retrain_run = (
-                    f"in-process train: v{result.version} "
-                    f"{'promoted' if result.promoted else 'not promoted'} ({result.decision})"
+                    f"in-process train: v{trained.version} "
+                    f"{'promoted' if trained.promoted else 'not promoted'} ({trained.decision})"
                 )
             else:
-                retrain_run = start_retraining(params)
+                retrain_run = start_retraining(params, end)
         except (
             Exception
         ) as exc:  # the window is stored; the failure is recorded and the next window retries
             failed, retrain_run = True, f"failed: {type(exc).__name__}: {exc}"
         note_retraining(settings, end, retrain_run, failed)
-    return MonitorResult(
+    open_alerts = events.open_after(verdict.open_rules, [(e.rule, e.event) for e in verdict.events])
+    result = MonitorResult(
         window_start=start,
         window_end=end,
         count=window.metrics.count,
@@ -81,4 +87,9 @@ def monitor(params: MonitorParams = MonitorParams()) -> MonitorResult:
         retrain=verdict.decision,
         retrain_run=retrain_run,
         report=str(report) if report else None,
+        open_alerts=open_alerts,
+    )
+    fired = [e.rule for e in verdict.events if e.event == "fired"]
+    return finish(
+        result, *events.monitor_outcome(open_alerts, fired, verdict.decision.fire, failed)
     )

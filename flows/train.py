@@ -4,13 +4,16 @@ run the validation gates and promote it to champion only when they approve it.""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from prefect import flow
+from prefect.states import State
 
-from churn.contracts import TrainResult
+from churn import events
 from churn.params import FeaturesParams, TrainParams
 from churn.settings import Settings
 from flows.features import features
+from flows.outcome import finish
 from flows.package import package
 from tasks.gates import (
     judge,
@@ -36,8 +39,9 @@ from tasks.training import (
 )
 
 
-@flow(name="train")
-def train(params: TrainParams = TrainParams()) -> TrainResult:
+@flow(name="train", timeout_seconds=4 * 3600)
+def train(params: TrainParams = TrainParams()) -> State[Any]:
+    """Returns the TrainResult (the run's state is named "Rejected" when the gates reject it)."""
     settings = Settings.from_env()
     params = resolve_params(settings, params)
     check_tracking(settings)
@@ -68,4 +72,8 @@ def train(params: TrainParams = TrainParams()) -> TrainResult:
         result = dataclasses.replace(
             result, packaged=package(params.model_name)
         )  # a running service picks it up
-    return result
+    failed = [c.gate for c in report.checks if c.status == "FAIL"]
+    return finish(
+        result,
+        *events.train_outcome(params.model_name, version, report.decision, result.promoted, failed),
+    )

@@ -203,11 +203,9 @@ def cmd_package(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     _use_prefect()
-    from churn.params import RollbackParams
     from flows.rollback import rollback
 
-    chosen = {"model_name": args.model} if args.model else {}
-    event = rollback(RollbackParams(reason=args.reason, **chosen))
+    event = rollback(args.reason, args.model)
     print(f"{event.model}: champion v{event.rolled_back} -> v{event.champion} ({event.reason})")
     return 0
 
@@ -577,7 +575,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
         port = stack.running_port(settings)
         if port is None:
             raise RuntimeError("the local stack is not running: run `make up` first")
-        print(stack.deploy(settings, project, port))
+        print(stack.deploy(settings, project, port, active=args.active))
     else:
         port = stack.running_port(settings)
         print(f"prefect server: {f'up on port {port}' if port else 'down'}")
@@ -730,6 +728,11 @@ def _parser() -> argparse.ArgumentParser:
         default=5000,
         help="the MLflow server's port (default: %(default)s)",
     )
+    stk.add_argument(
+        "--active",
+        action="store_true",
+        help="deploy: turn the schedules on (default: registered paused)",
+    )
     stk.set_defaults(func=cmd_stack)
 
     exp = sub.add_parser("expectations", help="Great Expectations suites").add_subparsers(
@@ -816,10 +819,33 @@ _GENERATE_DEFAULTS = _parser().parse_args(
 )  # the drift period feeds `churn simulate`
 
 
+# commands that run flows: their runs carry the tags cli and cli-<command> in the Prefect UI
+RUNS_FLOWS = (
+    cmd_features_build,
+    cmd_train,
+    cmd_package,
+    cmd_rollback,
+    cmd_demo,
+    cmd_monitor,
+    cmd_replay,
+    cmd_simulate,
+)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.func not in RUNS_FLOWS:
+        return int(args.func(args))
+    _use_prefect()
+    from prefect import tags
+
+    with tags("cli", f"cli-{args.command}"):
+        return int(args.func(args))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return args.func(args)
+        return _run(args)
     except (ValueError, RuntimeError, LookupError, FileNotFoundError) as exc:
         print(f"error: {explain(exc)}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ Everything lives under ``$CHURN_HOME/stack``; ``env.sh`` there points a shell at
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from churn.settings import Settings
 
@@ -313,7 +315,7 @@ def up(
     )
     (directory / "prefect-server.port").write_text(str(port))
     wait_healthy(f"http://127.0.0.1:{port}/api/health", timeout, directory / "prefect-server.log")
-    ensure_pool(env, project_dir)
+    ensure_pool(settings, env, project_dir)
     start_process(
         "prefect-worker",
         [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
@@ -329,24 +331,49 @@ def up(
     return env
 
 
-def ensure_pool(env: dict[str, str], project_dir: Path) -> None:
+def pool_template(settings: Settings, project_dir: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Prefect's process base job template with the project's home and checkout as defaults, so a
+    run's environment is declared on the pool (and visible in the UI), not inherited from a shell."""
+    done = subprocess.run(
+        [str(BIN / "prefect"), "work-pool", "get-default-base-job-template", "--type", "process"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    template: dict[str, Any] = json.loads(done.stdout)
+    variables = template["variables"]["properties"]
+    variables["env"]["default"] = {
+        "CHURN_HOME": str(settings.home),
+        "CHURN_PROJECT_DIR": str(project_dir),
+    }
+    variables["working_dir"]["default"] = str(project_dir)
+    return template
+
+
+def ensure_pool(settings: Settings, env: dict[str, str], project_dir: Path) -> None:
+    """The process work pool with the project's base job template (created, or updated in place)."""
     prefect = str(BIN / "prefect")
     full_env = {**os.environ, **env}
+    template = settings.stack_dir / "base-job-template.json"
+    template.parent.mkdir(parents=True, exist_ok=True)
+    template.write_text(json.dumps(pool_template(settings, project_dir, env), indent=2))
     exists = subprocess.run(
         [prefect, "work-pool", "inspect", POOL], env=full_env, cwd=project_dir, capture_output=True
     )
-    if exists.returncode != 0:
-        subprocess.run(
-            [prefect, "work-pool", "create", POOL, "--type", "process"],
-            env=full_env,
-            cwd=project_dir,
-            check=True,
-            capture_output=True,
-        )
+    action = ["update", POOL] if exists.returncode == 0 else ["create", POOL, "--type", "process"]
+    subprocess.run(
+        [prefect, "work-pool", *action, "--base-job-template", str(template)],
+        env=full_env,
+        cwd=project_dir,
+        check=True,
+        capture_output=True,
+    )
 
 
-def deploy(settings: Settings, project_dir: Path, port: int) -> str:
-    """Register every deployment in prefect.yaml against the running server."""
+def deploy(settings: Settings, project_dir: Path, port: int, active: bool = False) -> str:
+    """Register every deployment in prefect.yaml (and its triggers) against the running server;
+    schedules stay paused unless ``active``."""
     env = {**os.environ, **prefect_env(settings, port), "CHURN_PROJECT_DIR": str(project_dir)}
     result = subprocess.run(
         [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"],
@@ -359,7 +386,38 @@ def deploy(settings: Settings, project_dir: Path, port: int) -> str:
         raise StackError(
             f"prefect deploy failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         )
-    return result.stdout
+    if active:
+        resumed = set_schedules(project_dir, env, active=True)
+        return result.stdout + f"\nschedules active: {', '.join(resumed)}\n"
+    return result.stdout + "\nschedules paused (make deploy ACTIVE=1 turns them on)\n"
+
+
+def set_schedules(project_dir: Path, env: dict[str, str], active: bool) -> list[str]:
+    """Turn every schedule of prefect.yaml's deployments on or off; the deployments touched."""
+    import yaml
+
+    config = yaml.safe_load((project_dir / "prefect.yaml").read_text())
+    names = [
+        f"{d['entrypoint'].rsplit(':', 1)[1]}/{d['name']}"
+        for d in config["deployments"]
+        if d.get("schedules")
+    ]
+    script = (
+        "import sys\n"
+        "from prefect.client.orchestration import get_client\n"
+        "with get_client(sync_client=True) as c:\n"
+        "    for name in sys.argv[2:]:\n"
+        "        d = c.read_deployment_by_name(name)\n"
+        "        for s in d.schedules:\n"
+        "            c.update_deployment_schedule(d.id, s.id, active=sys.argv[1] == 'on')\n"
+    )
+    subprocess.run(
+        [str(BIN / "python"), "-c", script, "on" if active else "off", *names],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    return names
 
 
 def down(settings: Settings) -> list[str]:

@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from adapters import feature_sets, mlflow_store, registry
-from churn import gates, training
+from churn import events, gates, training
 from churn.contracts import (
     ChampionScore,
     FeatureDrift,
@@ -163,13 +163,26 @@ def promote_if_approved(
     settings: Settings, params: TrainParams, report: gates.GateReport
 ) -> Promotion:
     """Move @champion to the challenger only when APPROVED (and the champion is still the one compared)."""
+    from prefect.events import emit_event
+
     logger = get_run_logger()
+    payload = {
+        "version": report.challenger_version,
+        "champion": report.champion_version,
+        "decision": report.decision,
+        "failed": [c.gate for c in report.checks if c.status == "FAIL"],
+    }
     if not report.approved:
         logger.warning(
             "%s v%s REJECTED (%d failed checks): champion unchanged",
             params.model_name,
             report.challenger_version,
             report.counts["FAIL"],
+        )
+        emit_event(
+            events.MODEL_REJECTED,
+            resource=events.model_resource(params.model_name),
+            payload=payload,
         )
         return Promotion(False, report.champion_version)
     if not params.promote:
@@ -186,5 +199,10 @@ def promote_if_approved(
     )
     logger.info(
         "%s v%s is now @champion (previous: %s)", params.model_name, event.champion, event.previous
+    )
+    emit_event(
+        events.MODEL_PROMOTED,
+        resource=events.model_resource(params.model_name),
+        payload={**payload, "previous": event.previous},
     )
     return Promotion(True, event.champion, event.previous)

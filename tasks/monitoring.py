@@ -10,6 +10,7 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
+from prefect.tasks import exponential_backoff
 
 from adapters import (
     evidently_reports,
@@ -18,6 +19,7 @@ from adapters import (
     monitor_window,
     monitoring_store,
 )
+from churn import events as pipeline_events
 from churn import monitoring
 from churn.contracts import Reference, WindowMeasurement
 from churn.monitoring import AlertEvent, Verdict
@@ -79,7 +81,15 @@ def render_report(
         return f"failed: {type(exc).__name__}: {str(exc)[:300]}"
 
 
-@task(cache_policy=NO_CACHE)
+# a reader holding monitoring.duckdb open (e.g. an inspection shell) locks the writer out for a while
+STORE_RETRIES = dict(
+    retries=4,
+    retry_delay_seconds=exponential_backoff(backoff_factor=3),
+    retry_condition_fn=monitoring_store.retry_when_locked,
+)
+
+
+@task(cache_policy=NO_CACHE, **STORE_RETRIES)
 def judge(
     settings: Settings,
     params: MonitorParams,
@@ -130,18 +140,35 @@ def notify(
     ]
     for line in lines:
         logger.warning(line)
+    from prefect.events import emit_event
+
+    for e in events:
+        emit_event(
+            pipeline_events.ALERT_FIRED if e.event == "fired" else pipeline_events.ALERT_CLEARED,
+            resource=pipeline_events.model_resource(params.model_name),
+            related=[
+                {"prefect.resource.id": f"churn.alert.{e.rule}", "prefect.resource.role": "rule"}
+            ],
+            payload={
+                "rule": e.rule,
+                "value": e.value,
+                "limit": e.limit,
+                "window_start": start.isoformat(),
+                "window_end": end.isoformat(),
+            },
+        )
     via = "file"
     if params.notify_block:
-        from prefect.blocks.core import Block
-
         try:
-            Block.load(params.notify_block).notify(
-                "\n".join(lines), subject=f"churn monitor: {len(events)} alert change(s)"
+            deliver(
+                params.notify_block,
+                "\n".join(lines),
+                f"churn monitor: {len(events)} alert change(s)",
             )
             via = f"block {params.notify_block}"
         except Exception as exc:  # the file below still records every alert
             logger.error(
-                "notification block %s failed (%s); alerts are in alerts.jsonl",
+                "notification block %s failed after retries (%s); alerts are in alerts.jsonl",
                 params.notify_block,
                 exc,
             )
@@ -150,7 +177,15 @@ def notify(
     return via
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2))
+def deliver(block: str, text: str, subject: str) -> None:
+    """One message to a Prefect notification block; retried, since webhooks fail transiently."""
+    from prefect.blocks.core import Block
+
+    Block.load(block).notify(text, subject=subject)
+
+
+@task(cache_policy=NO_CACHE, **STORE_RETRIES)
 def record(
     settings: Settings,
     reference: Reference,
@@ -211,25 +246,35 @@ def publish_monitoring(
 
 
 @task(cache_policy=NO_CACHE)
-def start_retraining(params: MonitorParams) -> str:
-    """A run of the training deployment with the retrain overrides (needs a worker); returns what started."""
-    from prefect.deployments import run_deployment
+def start_retraining(params: MonitorParams, end: datetime) -> str:
+    """A ``churn.retrain.requested`` event with the retrain overrides: the deployment trigger of the
+    training deployment (prefect.yaml, an automation in the UI) runs it; returns what was requested."""
+    from prefect.client.orchestration import get_client
+    from prefect.events import emit_event
     from prefect.exceptions import ObjectNotFound
 
-    overrides = monitoring.retrain_params(params.retrain, params.model_name).model_dump(
-        mode="json", exclude_unset=True
-    )
     try:
-        run = run_deployment(params.retrain.deployment, parameters={"params": overrides}, timeout=0)
+        with get_client(sync_client=True) as client:
+            client.read_deployment_by_name(params.retrain.deployment)
     except ObjectNotFound:
         raise LookupError(
             f"deployment {params.retrain.deployment!r} is not registered with the Prefect server: run `make deploy`, "
             "or set retrain.in_process to train in the monitor's own process"
         ) from None
-    return f"flow run {run.id} of {params.retrain.deployment}"
+    overrides = monitoring.retrain_params(params.retrain, params.model_name).model_dump(
+        mode="json", exclude_unset=True
+    )
+    event = emit_event(
+        pipeline_events.RETRAIN_REQUESTED,
+        resource=pipeline_events.model_resource(params.model_name),
+        payload={"params": overrides, "window_end": end.isoformat()},
+    )
+    if event is None:
+        raise RuntimeError("the retrain event could not be emitted (no Prefect events client)")
+    return f"event {event.id}: the {params.retrain.deployment} trigger starts the run"
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **STORE_RETRIES)
 def note_retraining(settings: Settings, end: datetime, outcome: str, failed: bool) -> None:
     """What retraining started (or why it could not), on this window's (already stored) decision."""
     monitoring_store.note_retrain_run(settings, end, outcome, failed)

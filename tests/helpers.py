@@ -92,3 +92,39 @@ def toy_frame(dates: int, rows_per_date: int = 40, seed: int = 0) -> pd.DataFram
             "label": rng.integers(0, 2, n),
         }
     )
+
+
+def prefect_events(name: str, since: datetime, expect: int = 1, timeout: float = 60) -> list[dict]:
+    """The events called ``name`` the Prefect server received since ``since`` (waits for ``expect``:
+    events are sent in the background)."""
+    import time
+
+    from prefect.client.orchestration import get_client
+
+    deadline, found = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        with get_client(sync_client=True) as client:
+            response = client._client.post(
+                "/events/filter",
+                json={
+                    "filter": {
+                        "event": {"name": [name]},
+                        "occurred": {"since": since.isoformat()},
+                    },
+                    "limit": 50,
+                },
+            )
+        response.raise_for_status()
+        found = response.json()["events"]
+        if len(found) >= expect:
+            break
+        time.sleep(1)
+    return found
+
+
+def run_tags(state) -> list[str]:
+    """The tags of the flow run that ended in ``state``."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return list(client.read_flow_run(state.state_details.flow_run_id).tags)

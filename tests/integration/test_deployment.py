@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from datetime import datetime
 
 from ops import stack
 from tests.helpers import ROOT
 
 
-def test_deployments_complete_through_a_process_worker(prefect_server, small_world, tmp_path):
+def test_deployments_complete_through_a_process_worker(
+    prefect_server, small_world, tmp_path, monkeypatch
+):
+    from churn.settings import Settings
+
+    monkeypatch.setenv("CHURN_HOME", str(tmp_path / "home"))
     env = {
         **os.environ,
         "CHURN_HOME": str(tmp_path / "home"),
@@ -19,7 +25,7 @@ def test_deployments_complete_through_a_process_worker(prefect_server, small_wor
         "CHURN_PROJECT_DIR": str(ROOT),
     }
     prefect = str(stack.BIN / "prefect")
-    stack.ensure_pool({}, ROOT)
+    stack.ensure_pool(Settings.from_env(), {}, ROOT)
     deployed = subprocess.run(
         [prefect, "--no-prompt", "deploy", "--all"],
         env=env,
@@ -79,25 +85,60 @@ def test_deployments_complete_through_a_process_worker(prefect_server, small_wor
         )
         assert cron in inspect.stdout, name
 
-    # the monitor's retraining trigger starts a run of the training deployment with its overrides
+    # the pool declares the runs' environment; schedules are registered paused
     import asyncio
+    import time
 
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
     from churn.params import MonitorParams
     from tasks.monitoring import start_retraining
 
-    outcome = start_retraining.fn(MonitorParams())
-    assert outcome.startswith("flow run ") and outcome.endswith("of train/train-weekly")
-
-    async def read(run_id):
+    async def read_state():
         async with get_client() as client:
-            return await client.read_flow_run(run_id)
+            pool = await client.read_work_pool(stack.POOL)
+            deployments = {
+                name: await client.read_deployment_by_name(name)
+                for name in ("train/train-weekly", "monitor/monitor-hourly")
+            }
+            return pool, deployments, await client.read_automations()
 
-    run = asyncio.run(read(outcome.split()[2]))
-    assert run.parameters["params"]["rebuild_features"] and run.parameters["params"]["package"]
-    assert run.parameters["params"]["model_name"] == "churn-classifier"
-    assert run.parameters["params"]["gates"] == {"drift": {"mode": "warn"}}
+    pool, deployments, automations = asyncio.run(read_state())
+    declared = pool.base_job_template["variables"]["properties"]
+    assert declared["env"]["default"]["CHURN_HOME"] == str(tmp_path / "home")
+    assert declared["working_dir"]["default"] == str(ROOT)
+    assert all(not s.active for d in deployments.values() for s in d.schedules)
+    training = deployments["train/train-weekly"]
+    assert training.global_concurrency_limit.limit == 1
+    assert training.concurrency_options.collision_strategy == "ENQUEUE"
+    trigger = next(a for a in automations if a.name == "retrain when the monitor requests it")
+    assert trigger.enabled and trigger.trigger.expect == {"churn.retrain.requested"}
+    assert trigger.actions[0].deployment_id == deployments["train/train-weekly"].id
+
+    # the monitor's retrain request is an event; the automation starts the training deployment
+    # with the retrain overrides
+    outcome = start_retraining.fn(MonitorParams(), datetime(2026, 1, 1, 12))
+    assert outcome.startswith("event ") and "train/train-weekly" in outcome
+
+    async def triggered():
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                deployment_filter=DeploymentFilter(
+                    id=DeploymentFilterId(any_=[deployments["train/train-weekly"].id])
+                )
+            )
+            return [r for r in runs if r.parameters.get("params")]
+
+    deadline, runs = time.monotonic() + 120, []
+    while time.monotonic() < deadline and not runs:
+        runs = asyncio.run(triggered())
+        time.sleep(2)
+    assert len(runs) == 1, "the trigger started exactly one training run"
+    params = runs[0].parameters["params"]
+    assert params["rebuild_features"] and params["package"]
+    assert params["model_name"] == "churn-classifier"
+    assert params["gates"] == {"drift": {"mode": "warn"}}
 
 
 def test_training_through_an_mlflow_server(prefect_server, small_world, tmp_path, monkeypatch):

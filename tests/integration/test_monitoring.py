@@ -6,8 +6,10 @@ and alerts that fire once and clear once through a real webhook block (a local H
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pandas as pd
 import pytest
 
 from churn.params import MonitorParams, RetrainPolicy
-from tests.helpers import train_champion
+from tests.helpers import prefect_events, run_tags, train_champion
 
 HOUR = datetime(2026, 1, 10, 12)
 
@@ -93,7 +95,7 @@ def records(
     return out
 
 
-def run(start: datetime, minutes: int = 60, **overrides):
+def run(start: datetime, minutes: int = 60, return_state: bool = False, **overrides):
     from flows.monitor import monitor
 
     params = MonitorParams(
@@ -104,7 +106,7 @@ def run(start: datetime, minutes: int = 60, **overrides):
         retrain=RetrainPolicy(enabled=False),
         **overrides,
     )
-    return monitor(params)
+    return monitor(params, return_state=return_state)
 
 
 def store(champion):
@@ -217,14 +219,28 @@ def test_alerts_fire_once_and_clear_once_through_the_webhook_block(champion):
                 records(champion, start, 120, shift=shift, seed=10 + k),
             )
         Receiver.received.clear()
-        first = run(windows[0], notify_block="custom-webhook/churn-alerts")
+        since = datetime.now(UTC)
+        state = run(windows[0], return_state=True, notify_block="custom-webhook/churn-alerts")
+        first = state.result()
         fired = {e.rule for e in first.events}
+        # the run says so where the user looks: its state, its tags, one event per alert
+        assert (
+            state.is_completed() and state.name == "Alerting" and "alert(s) open" in state.message
+        )
+        assert "alerting" in run_tags(state)
+        announced = prefect_events("churn.alert.fired", since, expect=len(fired))
+        assert {e["payload"]["rule"] for e in announced} == fired
         assert {e.event for e in first.events} == {"fired"} and len(fired) >= 5
         assert len(Receiver.received) == 1 and "FIRED" in Receiver.received[0]["text"]
         second = run(windows[1], notify_block="custom-webhook/churn-alerts")
         assert second.events == [] and len(Receiver.received) == 1  # still drifted: no storm
-        third = run(windows[2], notify_block="custom-webhook/churn-alerts")
+        state = run(windows[2], return_state=True, notify_block="custom-webhook/churn-alerts")
+        third = state.result()
         assert {e.event for e in third.events} == {"cleared"} and len(Receiver.received) == 2
+        assert state.name == "Completed" and third.open_alerts == []
+        assert len(prefect_events("churn.alert.cleared", since, expect=len(third.events))) == len(
+            third.events
+        )
         assert "drifted_share" in {e.rule for e in third.events}
     finally:
         server.shutdown()
@@ -282,16 +298,18 @@ def test_a_retrain_trigger_that_cannot_start_is_recorded_and_starts_no_cooldown(
         )
         from flows.monitor import monitor
 
-        result = monitor(
+        state = monitor(
             MonitorParams(
                 window_start=window,
                 window_end=window + timedelta(minutes=60),
                 report_sample_rows=500,
                 alerts={"min_rows": 20},
                 retrain=policy,
-            )
+            ),
+            return_state=True,
         )
-        outcomes.append(result)
+        assert state.name == "Retraining" and "retraining could not start" in state.message
+        outcomes.append(state.result())
     assert all(
         r.retrain.fire and r.retrain_run.startswith("failed: ") for r in outcomes
     )  # the second not held
@@ -362,3 +380,33 @@ def test_windows_ending_in_the_same_minute_keep_their_own_reports(champion):
         and Path(hour.report).is_file()
         and Path(longer.report).is_file()
     )
+
+
+def test_a_reader_holding_the_store_open_delays_the_writer_but_never_breaks_it(champion):
+    """DuckDB admits one writer or many readers: an inspection shell with monitoring.duckdb open
+    read-only locks the monitor out; its store tasks retry with backoff until the reader is gone."""
+    start = HOUR + timedelta(days=9)
+    write_log(champion["home"], f"{start:%Y%m%dT%H}-6.jsonl", records(champion, start, 60, seed=60))
+    reader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], read_only=True); "
+            "print('open', flush=True); time.sleep(8)",
+            str(champion["settings"].monitoring_db),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout.readline().strip() == "open"
+        state = run(start, return_state=True)
+        assert state.is_completed(), state.message
+    finally:
+        reader.kill()
+        reader.wait()
+    with store(champion) as con:
+        stored = con.execute(
+            "select count(*) from windows where window_start = $s", {"s": start}
+        ).fetchone()[0]
+    assert stored == 1

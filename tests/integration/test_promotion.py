@@ -56,7 +56,6 @@ def degrade_training_labels(settings):
 
 def test_gates_promote_reject_and_roll_back(home):
     from adapters import mlflow_store
-    from churn.params import RollbackParams
     from flows.rollback import rollback
     from flows.train import train
 
@@ -82,7 +81,7 @@ def test_gates_promote_reject_and_roll_back(home):
     assert files == {"gates/validation_report.txt", "gates/validation_report.json"}
     assert client.get_model_version("churn-classifier", "3").tags["gates.decision"] == "REJECTED"
 
-    event = rollback(RollbackParams(reason="bad predictions reported by the retention team"))
+    event = rollback("bad predictions reported by the retention team")
     assert (event.champion, event.rolled_back) == ("1", "2")
     assert aliases(home)["champion"] == "1"
     assert (
@@ -92,7 +91,7 @@ def test_gates_promote_reject_and_roll_back(home):
     log = home.registry_log.read_text().splitlines()
     assert [line.count('"action": "rollback"') for line in log][-1] == 1
     with pytest.raises(Exception, match="nothing to roll back to"):
-        rollback(RollbackParams(reason="again"))
+        rollback("again")
 
 
 def test_racing_promotions_leave_exactly_one_champion(home):
