@@ -9,13 +9,15 @@ SERVE_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 export CHURN_HOME ?= $(CURDIR)/.churn
 
-.PHONY: help venv demo test test-fast lint format check-repo serve-up serve-down container-base container container-test data list-features expectations features train package serve monitor simulate rollback mlflow-ui up down deploy run-features run-train pins clean
+.PHONY: help venv demo test test-fast lint check-workflows check-k8s format check-repo serve-up serve-down container-base container container-test data list-features expectations features train package serve monitor simulate rollback mlflow-ui up down deploy run-features run-train pins clean
 
 help:
 	@echo "make demo          set up, generate the synthetic data, run the pipeline, print where to look"
 	@echo "make test          set up and run the whole test suite"
 	@echo "make test-fast     the layers that start no server (unit, sql, data, model), about a minute"
 	@echo "make lint          ruff (lint + format check) and mypy (strict on the churn/ library)"
+	@echo "make check-workflows  .github/workflows offline: GitHub's schema, actionlint (+ shellcheck), zizmor"
+	@echo "make check-k8s     render deploy/k8s (base, staging, prod) and validate it strictly, offline"
 	@echo "make up / down     start / stop a local Prefect server (127.0.0.1:$(PORT)) and process worker"
 	@echo "make deploy        register every deployment in prefect.yaml with the running server"
 	@echo "make run-features  run the features deployment through the worker and watch it"
@@ -60,6 +62,16 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+WORKFLOWS ?= $(wildcard .github/workflows/*.yml)
+
+check-workflows: venv  ## the CI/CD workflows, offline: the vendored GitHub workflow schema, actionlint, zizmor
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
+	$(BIN)/actionlint -shellcheck $(BIN)/shellcheck $(WORKFLOWS)
+	$(BIN)/zizmor --offline --persona auditor $(WORKFLOWS)
+
+check-k8s: venv  ## deploy/k8s rendered with kubectl kustomize, validated against bundled schemas (also in make test)
+	$(BIN)/pytest -q tests/unit/test_k8s_manifests.py
 
 format: venv  ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .

@@ -290,6 +290,14 @@ def model_info(settings: Settings, model_name: str, version: str) -> Any:
     return mlflow.models.get_model_info(f"models:/{model_name}/{version}")
 
 
+GATES_DIR = "gates"
+GATE_REPORT = "validation_report.json"
+
+
+class NoGateReportError(LookupError):
+    """The run is not in the tracking store, or its gates never reported (no train flow judged it)."""
+
+
 def log_gate_report(
     settings: Settings, run: TrainingRun, model_name: str, report: GateReport
 ) -> None:
@@ -297,13 +305,35 @@ def log_gate_report(
     client = connect(settings)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "validation_report.txt").write_text(report.to_text() + "\n")
-        (Path(tmp) / "validation_report.json").write_text(json.dumps(report.to_dict(), indent=2))
-        client.log_artifacts(run.run_id, tmp, artifact_path="gates")
+        (Path(tmp) / GATE_REPORT).write_text(json.dumps(report.to_dict(), indent=2))
+        client.log_artifacts(run.run_id, tmp, artifact_path=GATES_DIR)
     client.log_metric(run.run_id, "gates_failed", report.counts["FAIL"])
     client.set_tag(run.run_id, "gates.decision", report.decision)
     client.set_model_version_tag(
         model_name, report.challenger_version, "gates.decision", report.decision
     )
+
+
+def load_gate_report(settings: Settings, run_id: str) -> GateReport:
+    """The gate report ``log_gate_report`` stored on a training run (``gates/validation_report.json``)."""
+    from mlflow.exceptions import MlflowException
+
+    client = connect(settings)
+    try:
+        client.get_run(run_id)
+    except MlflowException as exc:
+        raise NoGateReportError(
+            f"no run {run_id!r} in the tracking store {settings.tracking_uri} ({exc.error_code})"
+        ) from None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(run_id, f"{GATES_DIR}/{GATE_REPORT}", tmp)
+        except (MlflowException, OSError) as exc:
+            raise NoGateReportError(
+                f"run {run_id} has no {GATES_DIR}/{GATE_REPORT}: its gates never reported "
+                f"(a run of the train flow logs one) ({type(exc).__name__})"
+            ) from None
+        return GateReport.from_dict(json.loads(Path(local).read_text()))
 
 
 def download_reference(settings: Settings, run_id: str, target: Path) -> None:

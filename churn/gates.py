@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -191,6 +191,23 @@ class GateReport:
             "counts": self.counts,
             "checks": [asdict(c) for c in self.checks],
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GateReport:
+        """The report ``to_dict`` wrote (e.g. read back from a training run). The decision is
+        recomputed from the checks; a stored decision that disagrees with them is an error."""
+        report = cls(
+            checks=tuple(Check(**check) for check in data["checks"]),
+            model_name=data["model_name"],
+            challenger_version=data["challenger_version"],
+            champion_version=data["champion_version"],
+        )
+        if data.get("decision", report.decision) != report.decision:
+            raise ValueError(
+                f"gate report of {report.model_name} v{report.challenger_version} says "
+                f"{data['decision']} but its checks say {report.decision}: it was edited or is corrupt"
+            )
+        return report
 
 
 def _fmt(value: float | None) -> str:

@@ -169,6 +169,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.search:
         params = params.model_copy(update={"search": True})
     result = train(params)
+    if args.outputs:
+        append_outputs(
+            Path(args.outputs),
+            {
+                "run_id": result.run.run_id,
+                "model_version": result.version,
+                "verdict": result.decision,
+            },
+        )
     print(result.report)
     print(
         json.dumps(
@@ -186,6 +195,32 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def append_outputs(path: Path, values: dict[str, str]) -> None:
+    """Append ``key=value`` lines (the format of GitHub Actions' ``$GITHUB_OUTPUT`` file)."""
+    for key, value in values.items():
+        if "\n" in value or "\r" in value or "=" in key:
+            raise ValueError(f"output {key}={value!r} cannot be written as one key=value line")
+    with path.open("a", encoding="utf-8") as out:
+        out.writelines(f"{key}={value}\n" for key, value in values.items())
+
+
+def cmd_verdict(args: argparse.Namespace) -> int:
+    """The gate report logged to a training run: exit 0 only when it is APPROVED."""
+    from adapters.mlflow_store import load_gate_report
+
+    report = load_gate_report(_settings(), args.run_id)
+    counts = report.counts
+    print(
+        f"verdict {report.decision}: {report.model_name} v{report.challenger_version} "
+        f"(run {args.run_id}): {counts['PASS']} passed, {counts['WARN']} warnings, "
+        f"{counts['FAIL']} failed, {counts['SKIP']} skipped"
+    )
+    for check in report.checks:
+        if check.status in ("FAIL", "WARN"):
+            print(f"  [{check.status}] {check.gate}: {check.message}")
+    return 0 if report.approved else 1
 
 
 def cmd_package(args: argparse.Namespace) -> int:
@@ -643,7 +678,19 @@ def _parser() -> argparse.ArgumentParser:
     trn.add_argument(
         "--search", action="store_true", help="small hyperparameter search (nested MLflow runs)"
     )
+    trn.add_argument(
+        "--outputs",
+        metavar="FILE",
+        help='append run_id=, model_version= and verdict= lines to FILE (e.g. "$GITHUB_OUTPUT")',
+    )
     trn.set_defaults(func=cmd_train)
+
+    vrd = sub.add_parser(
+        "verdict",
+        help="the gate report logged to a training run; exits non-zero unless it is APPROVED",
+    )
+    vrd.add_argument("--run-id", required=True, help="the MLflow run of the train flow")
+    vrd.set_defaults(func=cmd_verdict)
 
     pkg = sub.add_parser(
         "package", help="run the package flow: @champion into the Bento model store"
@@ -846,7 +893,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
-    except (ValueError, RuntimeError, LookupError, FileNotFoundError) as exc:
+    except (ValueError, RuntimeError, LookupError, FileNotFoundError, ConnectionError) as exc:
         print(f"error: {explain(exc)}", file=sys.stderr)
         return 2
 

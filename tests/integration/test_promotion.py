@@ -1,5 +1,6 @@
-"""Gates and promotion end to end: first model approved, degraded challenger rejected, rollback,
-and racing promotions, on a real Prefect server and MLflow SQLite store."""
+"""Gates and promotion end to end: first model approved, degraded challenger rejected (trained and
+judged through the CI/CD workflow's commands), rollback, and racing promotions, on a real Prefect
+server and MLflow SQLite store."""
 
 from __future__ import annotations
 
@@ -54,10 +55,11 @@ def degrade_training_labels(settings):
     )
 
 
-def test_gates_promote_reject_and_roll_back(home):
+def test_gates_promote_reject_and_roll_back(home, tmp_path, capsys):
     from adapters import mlflow_store
     from flows.rollback import rollback
     from flows.train import train
+    from ops.cli import main
 
     first = train(SMALL_WORLD_PARAMS)
     assert first.decision == "APPROVED" and first.promoted
@@ -69,15 +71,19 @@ def test_gates_promote_reject_and_roll_back(home):
     assert aliases(home) == {"champion": "2", "previous": "1", "challenger": "2"}
 
     degrade_training_labels(home)
-    third = train(SMALL_WORLD_PARAMS)
-    assert third.decision == "REJECTED" and not third.promoted
-    assert (
-        "[FAIL] regression: auc_roc" in third.report
-        and "[FAIL] performance: auc_roc" in third.report
-    )
+    # the third run goes the CI/CD workflow's way: its train job, then its validate job
+    outputs = tmp_path / "github_output"
+    params = SMALL_WORLD_PARAMS.model_dump_json()
+    assert main(["train", "--params", params, "--outputs", str(outputs)]) == 0
+    report = capsys.readouterr().out
+    third = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert third == {"run_id": third["run_id"], "model_version": "3", "verdict": "REJECTED"}
+    assert "[FAIL] regression: auc_roc" in report and "[FAIL] performance: auc_roc" in report
+    assert main(["verdict", "--run-id", third["run_id"]]) == 1  # the workflow stops here
+    assert "  [FAIL] regression: auc_roc" in capsys.readouterr().out
     assert aliases(home) == {"champion": "2", "previous": "1", "challenger": "3"}
     client = mlflow_store.connect(home)
-    files = {f.path for f in client.list_artifacts(third.run.run_id, "gates")}
+    files = {f.path for f in client.list_artifacts(third["run_id"], "gates")}
     assert files == {"gates/validation_report.txt", "gates/validation_report.json"}
     assert client.get_model_version("churn-classifier", "3").tags["gates.decision"] == "REJECTED"
 

@@ -36,3 +36,22 @@ def test_a_backfill_is_cut_into_consecutive_windows():
         (datetime(2025, 1, 1, 1), datetime(2025, 1, 1, 2)),
         (datetime(2025, 1, 1, 2), datetime(2025, 1, 1, 2, 30)),
     ]
+
+
+def test_train_outputs_are_appended_as_github_output_lines(tmp_path):
+    import pytest
+
+    from ops.cli import append_outputs
+
+    outputs = tmp_path / "github_output"
+    outputs.write_text("earlier=step\n")
+    append_outputs(outputs, {"run_id": "0f3a", "model_version": "7", "verdict": "APPROVED"})
+    assert outputs.read_text().splitlines() == [
+        "earlier=step",
+        "run_id=0f3a",
+        "model_version=7",
+        "verdict=APPROVED",
+    ]
+    with pytest.raises(ValueError, match="cannot be written as one key=value line"):
+        append_outputs(outputs, {"verdict": "APPROVED\nrun_id=forged"})
+    assert outputs.read_text().count("\n") == 4  # nothing of the refused values was written

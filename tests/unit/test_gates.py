@@ -139,6 +139,17 @@ def test_any_failure_rejects_unless_its_gate_is_in_warn_mode():
     assert unscorable.decision == "REJECTED"
 
 
+def test_a_report_read_back_from_its_json_decides_the_same():
+    import json
+
+    for report in (_report(), _report(drift=FeatureDrift({"x": 0.9}, {}, "compared"))):
+        stored = json.loads(json.dumps(report.to_dict()))
+        assert gates.GateReport.from_dict(stored) == report
+    stored["decision"] = "APPROVED"  # the last one was rejected
+    with pytest.raises(ValueError, match="says APPROVED but its checks say REJECTED"):
+        gates.GateReport.from_dict(stored)
+
+
 def test_a_check_that_compared_nothing_says_skip_and_why():
     first = _report(
         champion=ChampionScore(None),
