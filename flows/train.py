@@ -72,7 +72,7 @@ def train(params: TrainParams = TrainParams()) -> State[Any]:
         result = dataclasses.replace(
             result, packaged=package(params.model_name)
         )  # a running service picks it up
-    failed = [c.gate for c in report.checks if c.status == "FAIL"]
+    failed = [f"{c.gate}: {c.name}" for c in report.checks if c.status == "FAIL"]
     return finish(
         result,
         *events.train_outcome(params.model_name, version, report.decision, result.promoted, failed),

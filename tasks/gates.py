@@ -170,7 +170,7 @@ def promote_if_approved(
         "version": report.challenger_version,
         "champion": report.champion_version,
         "decision": report.decision,
-        "failed": [c.gate for c in report.checks if c.status == "FAIL"],
+        "failed": [f"{c.gate}: {c.name}" for c in report.checks if c.status == "FAIL"],
     }
     if not report.approved:
         logger.warning(

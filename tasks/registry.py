@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from adapters import mlflow_store, registry
+from churn import events
 from churn.contracts import RegistryEvent
 from churn.params import RollbackParams
 from churn.settings import Settings
@@ -24,6 +25,17 @@ def roll_back_champion(settings: Settings, params: RollbackParams) -> RegistryEv
         event.rolled_back,
         event.champion,
         params.reason,
+    )
+    from prefect.events import emit_event
+
+    emit_event(
+        events.MODEL_ROLLED_BACK,
+        resource=events.model_resource(params.model_name),
+        payload={
+            "champion": event.champion,
+            "rolled_back": event.rolled_back,
+            "reason": params.reason,
+        },
     )
     create_markdown_artifact(
         key="rollback",

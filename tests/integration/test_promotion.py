@@ -5,12 +5,13 @@ server and MLflow SQLite store."""
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import SMALL_WORLD_PARAMS
+from tests.helpers import SMALL_WORLD_PARAMS, prefect_events
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -61,6 +62,7 @@ def test_gates_promote_reject_and_roll_back(home, tmp_path, capsys):
     from flows.train import train
     from ops.cli import main
 
+    since = datetime.now(UTC)
     first = train(SMALL_WORLD_PARAMS)
     assert first.decision == "APPROVED" and first.promoted
     assert "no champion yet" in first.report and "Overall: APPROVED" in first.report
@@ -81,6 +83,18 @@ def test_gates_promote_reject_and_roll_back(home, tmp_path, capsys):
     assert "[FAIL] regression: auc_roc" in report and "[FAIL] performance: auc_roc" in report
     assert main(["verdict", "--run-id", third["run_id"]]) == 1  # the workflow stops here
     assert "  [FAIL] regression: auc_roc" in capsys.readouterr().out
+    # and the Prefect UI shows the rejection: the run's state, its tags, an event
+    (run,) = latest_runs("train", 1)
+    assert run.state.type.value == "COMPLETED" and run.state.name == "Rejected"
+    assert run.state.message.startswith("churn-classifier v3 REJECTED: ")
+    assert "regression: auc_roc" in run.state.message
+    assert {"rejected", "cli", "cli-train"} <= set(run.tags)
+    (rejected,) = prefect_events("churn.model.rejected", since)
+    assert (
+        rejected["payload"]["version"] == "3"
+        and "regression: auc_roc" in rejected["payload"]["failed"]
+    )
+    assert len(prefect_events("churn.model.promoted", since, expect=2)) == 2
     assert aliases(home) == {"champion": "2", "previous": "1", "challenger": "3"}
     client = mlflow_store.connect(home)
     files = {f.path for f in client.list_artifacts(third["run_id"], "gates")}
@@ -98,6 +112,22 @@ def test_gates_promote_reject_and_roll_back(home, tmp_path, capsys):
     assert [line.count('"action": "rollback"') for line in log][-1] == 1
     with pytest.raises(Exception, match="nothing to roll back to"):
         rollback("again")
+    # the rolled-back champion is packaged, so a running service serves it at its next reload
+    assert (home.bentoml_home / "models" / "churn-classifier" / "latest").is_file()
+    assert prefect_events("churn.model.rolled-back", since)[0]["payload"]["champion"] == "1"
+
+
+def latest_runs(flow_name: str, n: int):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=n,
+        )
 
 
 def test_racing_promotions_leave_exactly_one_champion(home):
