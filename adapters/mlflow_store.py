@@ -371,6 +371,7 @@ def load_reference(settings: Settings, model_name: str) -> Reference:
         features,
         frame,
         predicted,
+        None if threshold is None else float(threshold),
     )
 
 
