@@ -104,6 +104,11 @@ def quality_path(drift_report: Path) -> Path:
     return drift_report.with_name("quality-" + drift_report.name.removeprefix("drift-"))
 
 
+def report_files(drift_report: Path) -> list[Path]:
+    """A window's report files: the drift report and, when labels existed, its quality report."""
+    return [p for p in (drift_report, quality_path(drift_report)) if p.is_file()]
+
+
 def _unique(path: Path) -> Path:
     """``path``, or ``<stem>-2``, ``-3``, ... when it (or its quality report) exists: never overwrite."""
     candidate, k = path, 1

@@ -206,8 +206,17 @@ def publish_monitoring(
         create_link_artifact(
             report.resolve().as_uri(), link_text=report.name, key="monitoring-report"
         )
+    from prefect.runtime import flow_run
+
     mlflow_store.log_monitoring_window(
-        settings, reference, window, report if isinstance(report, Path) else None, start, end
+        settings,
+        reference,
+        window,
+        evidently_reports.report_files(report) if isinstance(report, Path) else [],
+        start,
+        end,
+        verdict.conditions,
+        flow_run.id,
     )
     get_run_logger().info("\n".join(lines))
 
