@@ -249,3 +249,18 @@ def test_report_names_are_unique_per_window_second_and_run(tmp_path, reference):
         "drift-20300101T000000-20300101T010000-v7-stable.html",
         "drift-20300101T000000-20300101T010000-v7-stable-2.html",
     ]
+
+
+def test_a_feature_no_sampled_row_has_is_shown_in_the_monitors_bins(tmp_path, reference):
+    """Evidently refuses a column without values; the monitor counts missing values as a bin. The
+    column is shown in the monitor's bins and still carries the monitor's figure and flag."""
+    rng = np.random.default_rng(4)
+    current = traffic(rng, 1000)
+    current["x4"] = np.nan  # a feature the service stopped sending values for
+    end = START + timedelta(hours=1)
+    window = measure(tmp_path / "log", reference, current, START, end)
+    _, flags = monitor_says(window, PARAMS)
+    assert flags["x4"] is True
+    out = evidently_reports.render(tmp_path / "reports", reference, window, PARAMS, START, end)
+    _, column_flags, scores = evidently_says(out.read_text())
+    assert column_flags == flags and scores["x4"] == pytest.approx(window.drift.psi["x4"], abs=1e-6)
