@@ -9,7 +9,7 @@ SERVE_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 export CHURN_HOME ?= $(CURDIR)/.churn
 
-.PHONY: help venv demo test test-fast lint check-workflows check-k8s format check-repo serve-up serve-down container-base container container-test data list-features expectations features train package serve monitor simulate rollback mlflow-ui up down deploy run-features run-train pins clean
+.PHONY: help venv demo test test-fast lint check-workflows check-k8s format check-repo serve-up serve-down container-base container container-test data list-features expectations features train package serve monitor simulate rollback mlflow-ui monitor-ui up down deploy run-features run-train pins clean
 
 help:
 	@echo "make demo          set up, generate the synthetic data, run the pipeline, print where to look"
@@ -30,6 +30,7 @@ help:
 	@echo "make container     the packaged Bento as a container image, built offline (make container-test: for real)"
 	@echo "make rollback REASON=...  move @champion back to @previous and record why"
 	@echo "make mlflow-ui     the MLflow UI on the pipeline's tracking store (127.0.0.1:$(MLFLOW_PORT), MLFLOW_PORT=...)"
+	@echo "make monitor-ui    the monitoring trends: prints the MLflow Chart view URL of churn-monitoring and serves the UI"
 	@echo "make list-features every feature with its view, dtype, SQL hash and description"
 	@echo "make check-repo    the feature repo on a sample, in seconds (sources, SQL, .yml contract, point in time)"
 	@echo "make expectations  regenerate the Great Expectations suites from the feature metadata"
@@ -118,7 +119,10 @@ rollback: venv  ## make rollback REASON="why"
 	$(BIN)/churn rollback --reason "$(REASON)"
 
 mlflow-ui: venv  ## the MLflow UI on the pipeline's tracking store
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CHURN_HOME)/mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CHURN_HOME)/mlflow.db --artifacts-destination $(CHURN_HOME)/mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
+
+monitor-ui: venv  ## the MLflow UI at the monitoring experiment's trend charts (prints the URL first)
+	$(BIN)/python -m ops.monitor_ui --port $(MLFLOW_PORT)
 
 expectations: venv  ## regenerate expectations/*.json from the feature repo's metadata
 	$(BIN)/churn expectations generate

@@ -37,6 +37,11 @@ def new_staging(features_dir: Path) -> tuple[str, Path]:
     return version, staging
 
 
+def staged_version(staging: Path) -> str:
+    """The version a staging directory (``new_staging``) is for."""
+    return staging.name.removeprefix(".staging-")
+
+
 def discard_staging(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 

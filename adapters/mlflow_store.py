@@ -1,15 +1,23 @@
 """MLflow: connect, experiments, the training run (params, metrics, datasets, plots, model), the
-registry's model versions, gate reports, reference samples and monitoring windows."""
+registry's model versions, gate reports, reference samples and monitoring windows.
+
+What a user sees in the UI is written here: every experiment opens on its runs (not MLflow 3's GenAI
+overview), the registered model, its versions and the runs carry descriptions (what, which data,
+the gate verdict), runs name the flow that made them as their source, test metrics are logged
+against the test dataset and the logged model, and monitoring windows draw lines over time (one
+trend run per champion version, a metric point per window at the window's end).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import subprocess
 import tempfile
 import warnings
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +36,7 @@ from churn.contracts import (
     WindowMeasurement,
 )
 from churn.gates import GateReport
+from churn.monitoring import Condition
 from churn.params import TrainParams
 from churn.settings import Settings
 from churn.training import Split, reference_sample
@@ -35,6 +44,33 @@ from churn.training import Split, reference_sample
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_FILE = "reference.parquet"
 UI_PORT = 5000
+MONITORING_EXPERIMENT = "churn-monitoring"
+TRAIN_SOURCE = "flows/train.py:train"
+MONITOR_SOURCE = "flows/monitor.py:monitor"
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+"""MLflow 3's UI opens an experiment of this kind on its runs (classic ML), not the GenAI overview."""
+NOTE = "mlflow.note.content"
+"""The tag MLflow shows as a run's or experiment's description."""
+TREND_TAG = "churn.trend"
+GATES_PENDING = "- gates: not run yet"
+
+EXPERIMENT_NOTES = {
+    MONITORING_EXPERIMENT: (
+        "One run per monitor window (`flows/monitor.py`), named by its bounds to the second, "
+        "nested under a trend run per champion version. The trend runs hold every window's metrics "
+        "as a line over time (step = window end in epoch minutes, timestamp = window end): open a "
+        "trend run's Model metrics tab, or the Chart view with x-axis Step or Time."
+    ),
+}
+REGISTERED_MODEL_NOTE = (
+    "Churn classifier: the probability that an entity (the feature repo's `entity`, e.g. "
+    "`customer_id`) churns within the label horizon after its `as_of`; `predict` applies the "
+    "version's stored decision threshold. Trained, registered and gated by the `train` flow "
+    "(`flows/train.py`); each version's description names its feature set, as-of range, test "
+    "metrics and gate verdict. Aliases: `@champion` is served (the `package` flow puts it in the "
+    "BentoML store), `@challenger` is the latest trained version, `@previous` the champion before "
+    "the last promotion (the rollback target)."
+)
 
 # skops loads only types listed here (never arbitrary pickled code). These are what our pipelines
 # contain beyond skops' defaults: update the list when adding an estimator (a unit test checks it).
@@ -76,7 +112,10 @@ def connect(settings: Settings) -> Any:
 
     uri = settings.tracking_uri
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        database = Path(uri.removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)
+        if not database.exists():
+            _create_store(uri, settings.mlartifacts_dir)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -90,20 +129,64 @@ def connect(settings: Settings) -> Any:
     return client
 
 
+def _create_store(uri: str, artifact_root: Path) -> None:
+    """Create a new SQLite store whose ``Default`` experiment keeps its artifacts under CHURN_HOME
+    (MLflow's client would point it at ``./mlruns`` in whatever directory it runs from)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    artifact_root.mkdir(parents=True, exist_ok=True)
+    SqlAlchemyStore(uri, artifact_root.resolve().as_uri())
+
+
 def experiment_id(settings: Settings, client: Any, name: str) -> str:
-    """Get or create the experiment; with the embedded SQLite store, artifacts go under CHURN_HOME."""
+    """Get or create the experiment; with the embedded SQLite store, artifacts go under CHURN_HOME.
+    Every experiment is marked for classic ML so MLflow 3's UI opens it on its runs."""
     found = client.get_experiment_by_name(name)
     if found is not None:
+        if found.tags.get(EXPERIMENT_KIND[0]) is None:  # made before the kind was set
+            client.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
         return str(found.experiment_id)
     location = None
     if settings.tracking_uri.startswith("sqlite:"):
         location = (settings.mlartifacts_dir / name).resolve().as_uri()
-    return str(client.create_experiment(name, artifact_location=location))
+    note = EXPERIMENT_NOTES.get(
+        name,
+        "Training runs of the `train` flow (`flows/train.py`): one run per fit, its model registered "
+        "as `@challenger` and judged by the gates; each run's description says which data and verdict.",
+    )
+    return str(
+        client.create_experiment(
+            name,
+            artifact_location=location,
+            tags={EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1], NOTE: note},
+        )
+    )
+
+
+def source_tags(source: str) -> dict[str, str]:
+    """The run's source as the MLflow UI shows it: the flow that made it, not Prefect's engine.py."""
+    tags = {"mlflow.source.name": source, "mlflow.source.type": "JOB"}
+    commit = git_commit()
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
+    return tags
 
 
 def run_url(run: TrainingRun, port: int = UI_PORT) -> str:
     """The run's page in the MLflow UI (``make mlflow-ui``)."""
     return f"http://127.0.0.1:{port}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
+
+
+def experiment_url(experiment: str, port: int = UI_PORT, charts: bool = False) -> str:
+    """An experiment's runs in MLflow 3's classic ML view (optionally the Chart view)."""
+    mode = "&compareRunsMode=CHART" if charts else ""
+    return f"http://127.0.0.1:{port}/#/experiments/{experiment}/runs?workflowType=machine_learning{mode}"
+
+
+def monitoring_ui_url(settings: Settings, port: int = UI_PORT) -> str:
+    """Where the monitoring trends are: the ``churn-monitoring`` experiment's Chart view."""
+    client = connect(settings)
+    return experiment_url(experiment_id(settings, client, MONITORING_EXPERIMENT), port, charts=True)
 
 
 def git_commit() -> str:
@@ -166,7 +249,12 @@ def log_training_run(
     training_file = data.feature_set.path / feature_sets.TRAINING_SET
     sources = json.dumps({k: v.model_dump() for k, v in manifest.sources.items()}, sort_keys=True)
     run_name = f"{fitted.estimator_params['kind']}-{manifest.version}"
-    with mlflow.start_run(experiment_id=experiment, run_name=run_name) as run:
+    with mlflow.start_run(
+        experiment_id=experiment,
+        run_name=run_name,
+        tags=source_tags(TRAIN_SOURCE),
+        description=training_description(data, split, fitted, metrics),
+    ) as run:
         mlflow.log_params(
             {
                 **{f"estimator.{k}": v for k, v in fitted.estimator_params.items()},
@@ -186,14 +274,11 @@ def log_training_run(
                 "feature_set_version": manifest.version,
             }
         )
-        mlflow.log_metrics(
-            {**metrics, "valid_auc_roc": fitted.valid_auc_roc, "fit_seconds": fitted.fit_seconds}
-        )
         file_sha = file_digest(str(training_file))
-        for part, context in (("train", "training"), ("test", "testing")):
-            mlflow.log_input(
-                _dataset(data, getattr(split, part), part, training_file, file_sha), context=context
-            )
+        datasets = {}
+        for part, context in (("train", "training"), ("valid", "validation"), ("test", "testing")):
+            datasets[part] = _dataset(data, getattr(split, part), part, training_file, file_sha)
+            mlflow.log_input(datasets[part], context=context)
         mlflow.set_tags(
             {
                 "git_commit": git_commit(),
@@ -239,15 +324,64 @@ def log_training_run(
                 "entity_dtype": manifest.entity_dtype,
             },
         )
+        # the test metrics belong to the test dataset and to the logged model (its page lists them)
+        mlflow.log_metrics(metrics, model_id=info.model_id, dataset=datasets["test"])
+        mlflow.log_metrics(
+            {"valid_auc_roc": fitted.valid_auc_roc},
+            model_id=info.model_id,
+            dataset=datasets["valid"],
+        )
+        mlflow.log_metrics({"fit_seconds": fitted.fit_seconds}, model_id=info.model_id)
         for trial in fitted.trials:
             with mlflow.start_run(
-                experiment_id=experiment, run_name=f"trial-{trial.trial}", nested=True
+                experiment_id=experiment,
+                run_name=f"trial-{trial.trial}",
+                nested=True,
+                tags=source_tags(TRAIN_SOURCE),
             ):
                 mlflow.log_params({f"estimator.{k}": v for k, v in trial.params.items()})
                 mlflow.log_metrics(
                     {"valid_auc_roc": trial.valid_auc_roc, "fit_seconds": trial.fit_seconds}
                 )
     return TrainingRun(run.info.run_id, experiment, info.model_uri)
+
+
+def training_description(
+    data: TrainingData, split: Split, fitted: FittedModel, metrics: dict[str, float]
+) -> str:
+    """What a training run (and its model version) is: the model, the data, the test figures; the
+    gate verdict line is filled in by ``log_gate_report``."""
+    manifest = data.manifest
+    as_of = data.frame["as_of"]
+    figures = ", ".join(
+        f"{k} {metrics[k]:.4f}" for k in ("auc_roc", "pr_auc", "recall") if k in metrics
+    )
+    return "\n".join(
+        [
+            f"**{fitted.estimator_params['kind']}** churn classifier trained by the `train` flow "
+            f"(`{TRAIN_SOURCE}`).",
+            "",
+            f"- data: feature set `{manifest.version}`, {len(data.frame)} rows of `{manifest.entity}` "
+            f"as of {as_of.min():%Y-%m-%d} to {as_of.max():%Y-%m-%d} "
+            f"({split.strategy} split: train {len(split.train)}, valid {len(split.valid)}, "
+            f"test {len(split.test)} rows)",
+            f"- test set: {figures} at decision threshold {fitted.decision_threshold:.4f}",
+            GATES_PENDING,
+        ]
+    )
+
+
+def with_gate_verdict(description: str, report: GateReport) -> str:
+    """The description with its gates line saying the verdict (added when it has none)."""
+    counts = report.counts
+    champion = f"v{report.champion_version}" if report.champion_version else "no champion"
+    line = (
+        f"- gates: **{report.decision}** against {champion} ({counts['FAIL']} failed, "
+        f"{counts['WARN']} warnings, {counts['SKIP']} skipped, {counts['PASS']} passed)"
+    )
+    if re.search(r"^- gates: .*$", description, flags=re.MULTILINE):
+        return re.sub(r"^- gates: .*$", line, description, count=1, flags=re.MULTILINE)
+    return f"{description.rstrip()}\n{line}" if description else line
 
 
 def register_challenger(
@@ -257,10 +391,19 @@ def register_challenger(
     metrics: dict[str, float],
     feature_set_version: str,
 ) -> str:
-    """Register the run's model and point the ``challenger`` alias at the new version."""
+    """Register the run's model and point the ``challenger`` alias at the new version; the registered
+    model and the version get descriptions (the version's: the run's, naming its data)."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     client = connect(settings)
+    try:
+        client.create_registered_model(model_name, description=REGISTERED_MODEL_NOTE)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        if client.get_registered_model(model_name).description != REGISTERED_MODEL_NOTE:
+            client.update_registered_model(model_name, description=REGISTERED_MODEL_NOTE)
     version = mlflow.register_model(
         run.model_uri,
         model_name,
@@ -270,6 +413,12 @@ def register_challenger(
             "feature_set.version": feature_set_version,
         },
     ).version
+    note = client.get_run(run.run_id).data.tags.get(NOTE, "")
+    client.update_model_version(
+        model_name,
+        version,
+        description=f"Registered as `@challenger` from run `{run.run_id}`.\n\n{note}",
+    )
     client.set_registered_model_alias(model_name, "challenger", version)
     return str(version)
 
@@ -311,6 +460,14 @@ def log_gate_report(
     client.set_tag(run.run_id, "gates.decision", report.decision)
     client.set_model_version_tag(
         model_name, report.challenger_version, "gates.decision", report.decision
+    )
+    note = client.get_run(run.run_id).data.tags.get(NOTE, "")
+    client.set_tag(run.run_id, NOTE, with_gate_verdict(note, report))
+    version = client.get_model_version(model_name, report.challenger_version)
+    client.update_model_version(
+        model_name,
+        report.challenger_version,
+        description=with_gate_verdict(version.description or "", report),
     )
 
 
@@ -401,44 +558,108 @@ def load_reference(settings: Settings, model_name: str) -> Reference:
         features,
         frame,
         predicted,
+        None if threshold is None else float(threshold),
     )
+
+
+def _trend_run(client: Any, experiment: str, model_version: str) -> str:
+    """The trend run of a champion version in the monitoring experiment (created on first use)."""
+    found = client.search_runs(
+        [experiment],
+        filter_string=f"tags.`{TREND_TAG}` = 'v{model_version}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1,
+    )
+    if found:
+        return str(found[0].info.run_id)
+    run = client.create_run(
+        experiment,
+        run_name=f"trend-champion-v{model_version}",
+        tags={
+            TREND_TAG: f"v{model_version}",
+            "champion_version": model_version,
+            **source_tags(MONITOR_SOURCE),
+            NOTE: (
+                f"Every monitor window judged against champion v{model_version}: one metric point per "
+                "window (step = window end in epoch minutes, timestamp = window end), so the Model "
+                "metrics tab and the Chart view draw lines over time. The windows are its child runs."
+            ),
+        },
+    )
+    client.set_terminated(run.info.run_id)
+    return str(run.info.run_id)
+
+
+def window_values(window: WindowMeasurement, conditions: list[Condition]) -> dict[str, float]:
+    """The figures a window logs: counts, rates, latency, PSI per feature and of the prediction,
+    matured-label quality (look-back and this window's) and the judged rules' values."""
+    m = window.metrics
+    values: dict[str, float] = {
+        "count": m.count,
+        "positive_rate": m.positive_rate,
+        "latency_p99_ms": m.latency_p99_ms,
+        "malformed_lines": window.read.malformed,
+        "labelled": window.labels.labelled,
+        "window_labelled": window.window_labels.labelled,
+        **{f"psi.{k}": v for k, v in window.drift.psi.items()},
+        **window.labels.metrics,
+        **{f"window.{k}": v for k, v in window.window_labels.metrics.items()},
+    }
+    if window.drift.prediction_psi is not None:
+        values["prediction_psi"] = window.drift.prediction_psi
+    for c in conditions:
+        if not c.rule.startswith("psi:"):
+            values[c.rule] = c.value
+    if any(c.rule == "drifted_share" for c in conditions):
+        values["dataset_drift"] = float(
+            next(c.breached for c in conditions if c.rule == "drifted_share")
+        )
+    return {k: float(v) for k, v in values.items()}
 
 
 def log_monitoring_window(
     settings: Settings,
     reference: Reference,
     window: WindowMeasurement,
-    report: Path | None,
+    reports: list[Path],
     start: datetime,
     end: datetime,
-) -> None:
-    """One run per window in the ``churn-monitoring`` experiment, named by the window's bounds."""
+    conditions: list[Condition] | None = None,
+    flow_run_id: str | None = None,
+) -> str:
+    """One run per window in the ``churn-monitoring`` experiment, named by the window's bounds to
+    the second and nested under the champion version's trend run; the same metrics go to the
+    trend run at step = window end in epoch minutes, timestamp = window end, so they draw lines
+    over time. Returns the window run's id."""
     import mlflow
+    from mlflow.entities import Metric
 
     client = connect(settings)
-    experiment = experiment_id(settings, client, "churn-monitoring")
-    m = window.metrics
+    experiment = experiment_id(settings, client, MONITORING_EXPERIMENT)
+    moment = end.replace(tzinfo=UTC) if end.tzinfo is None else end
+    step, timestamp = int(moment.timestamp() // 60), int(moment.timestamp() * 1000)
+    values = window_values(window, conditions or [])
+    trend = _trend_run(client, experiment, reference.model_version)
+    tags = {
+        **source_tags(MONITOR_SOURCE),
+        "champion_version": reference.model_version,
+        "window_start": str(start),
+        "window_end": str(end),
+    }
+    if flow_run_id:
+        tags["prefect.flow_run_id"] = str(flow_run_id)
     with mlflow.start_run(
-        experiment_id=experiment, run_name=f"window-{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}"
-    ):
-        mlflow.set_tags(
-            {
-                "champion_version": reference.model_version,
-                "window_start": str(start),
-                "window_end": str(end),
-            }
-        )
-        values: dict[str, float] = {
-            "count": m.count,
-            "positive_rate": m.positive_rate,
-            "latency_p99_ms": m.latency_p99_ms,
-            "malformed_lines": window.read.malformed,
-            "labelled": window.labels.labelled,
-            **{f"psi.{k}": v for k, v in window.drift.psi.items()},
-            **window.labels.metrics,
-        }
-        if window.drift.prediction_psi is not None:
-            values["prediction_psi"] = window.drift.prediction_psi
-        mlflow.log_metrics({k: float(v) for k, v in values.items()})
-        if report is not None:
+        experiment_id=experiment,
+        run_name=f"window-{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}",
+        parent_run_id=trend,
+        tags=tags,
+        description=f"Monitor window [{start}, {end}) UTC against champion v{reference.model_version}: "
+        f"{window.metrics.count} predictions.",
+    ) as run:
+        mlflow.log_metrics(values, step=step, timestamp=timestamp)
+        for report in reports:
             mlflow.log_artifact(str(report), artifact_path="evidently")
+    client.log_batch(
+        trend, metrics=[Metric(k, v, timestamp, step) for k, v in values.items()], synchronous=True
+    )
+    return str(run.info.run_id)

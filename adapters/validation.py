@@ -5,14 +5,22 @@ Suites are JSON files under ``CHURN_EXPECTATIONS_DIR`` (default ``./expectations
 bring-your-own-data repo is validated before anyone writes suites for it); a suite whose metadata
 changed since it was generated is an error until ``churn expectations generate`` is run.
 Validation runs in a file-backed GX context under ``$CHURN_HOME/gx`` so every run updates the Data Docs.
+Each validation carries a run name (what was validated, e.g. the feature-set version, and the flow
+run) and names its data asset. Data Docs are made to read offline: GX's pages load jQuery, Bootstrap
+and friends from public CDNs (the index's tables are drawn by JavaScript, so without those hosts it
+is empty); after every build each page is rewritten to reference nothing outside the site, and the
+index gets its validation results and suites as static HTML tables (``offline_data_docs``).
 No Prefect here: the tasks log the outcomes and publish failures as artifacts.
 """
 
 from __future__ import annotations
 
 import copy
+import html
 import json
+import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -131,11 +139,24 @@ def _jsonable(value):
         return str(value)
 
 
+def run_name(subject: str, flow_run_id: str | None = None) -> str:
+    """A validation's run name: what was validated (e.g. ``feature-set-<version>``) and the flow run
+    (``<subject>.flow-run-<first 8 of its id>``), safe as a path part (GX stores results by it)."""
+    name = subject if not flow_run_id else f"{subject}.flow-run-{str(flow_run_id)[:8]}"
+    return re.sub(r"[^A-Za-z0-9_.:-]+", "_", name)
+
+
 def validate(
-    settings: Settings, frame: pd.DataFrame, suite: dict, parameters: dict | None = None
+    settings: Settings,
+    frame: pd.DataFrame,
+    suite: dict,
+    parameters: dict | None = None,
+    name: str | None = None,
 ) -> ValidationOutcome:
-    """Validate ``frame`` against ``suite`` in the file-backed context and update the Data Docs."""
+    """Validate ``frame`` against ``suite`` in the file-backed context under run name ``name``, and
+    update the Data Docs (readable offline)."""
     import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
 
     context = gx.get_context(mode="file", project_root_dir=str(settings.gx_dir))
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -165,14 +186,22 @@ def validate(
         gx.Checkpoint(
             name=asset_name,
             validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data-docs")],
+            actions=[],  # Data Docs are built below, once the result names its asset
             result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
         )
     )
     result = checkpoint.run(
-        batch_parameters={"dataframe": frame}, expectation_parameters=parameters or {}
+        batch_parameters={"dataframe": frame},
+        expectation_parameters=parameters or {},
+        run_id=RunIdentifier(run_name=name, run_time=datetime.now(UTC)),
     )
-    (run,) = result.run_results.values()
+    ((key, run),) = result.run_results.items()
+    # GX's validation page reads the asset from the legacy batch_kwargs (a DataFrame batch has none:
+    # the page said "Data asset: None"); record it, then build the pages of this result and suite
+    run.meta["batch_kwargs"] = {"datasource_name": source.name, "data_asset_name": asset_name}
+    context.validation_results_store.set(key, run)
+    context.build_data_docs(resource_identifiers=[key, key.expectation_suite_identifier])
+    offline_data_docs(settings.data_docs_index.parent, settings.gx_dir / "gx" / VALIDATIONS_STORE)
     failures = []
     for item in run.results:
         if item.success:
@@ -204,12 +233,138 @@ Batch = tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]
 """A frame, the suite it must pass, and the suite's parameters."""
 
 
-def enforce(settings: Settings, batches: list[Batch]) -> list[ValidationOutcome]:
-    """Validate every batch; if any fails, raise one error listing every failing expectation of every suite."""
+def enforce(
+    settings: Settings, batches: list[Batch], name: str | None = None
+) -> list[ValidationOutcome]:
+    """Validate every batch under run name ``name``; if any fails, raise one error listing every
+    failing expectation of every suite."""
     outcomes = [
-        validate(settings, frame, suite, parameters) for frame, suite, parameters in batches
+        validate(settings, frame, suite, parameters, name) for frame, suite, parameters in batches
     ]
     failed = [o for o in outcomes if not o.success]
     if failed:
         raise DataValidationError(failed)
     return outcomes
+
+
+# --- Data Docs that read offline -------------------------------------------------------------------
+
+VALIDATIONS_STORE = Path("uncommitted") / "validations"
+OFFLINE_MARK = "<!-- churn: offline data docs -->"
+_SCRIPT = re.compile(r"<script\b[^>]*>.*?</script\s*>", re.IGNORECASE | re.DOTALL)
+_REMOTE = re.compile(
+    r"<(?:link|img)\b[^>]*\b(?:href|src)\s*=\s*[\"']?(?:https?:)?//[^>]*>", re.IGNORECASE
+)
+_REMOTE_URL = re.compile(r"url\(\s*['\"]?(?:https?:)?//[^)]*\)", re.IGNORECASE)
+_CTA_FOOTER = re.compile(r'<footer\b[^>]*id="ge-cta-footer".*?</footer>', re.IGNORECASE | re.DOTALL)
+_TOOLBAR = re.compile(r'<div id="[^"]*-body-table-toolbar"[^>]*>.*?</div>', re.DOTALL)
+_EMPTY_TABLE = re.compile(
+    r'<table\s+id="[^"]*-body-table"\s+class="([^"]*)"[^>]*>\s*</table>', re.DOTALL
+)
+_OFFLINE_STYLE = (
+    "<style>body{font-family:sans-serif;margin:0 16px}"
+    "table{border-collapse:collapse;margin:8px 0}th,td{border:1px solid #ccc;padding:3px 8px;"
+    "text-align:left;vertical-align:top}.ge-failed{color:#b00020;font-weight:bold}"
+    ".ge-passed{color:#1b7a1b}nav img,.cooltip .top{display:none}</style>"
+)
+
+
+def offline_data_docs(site: Path, results: Path) -> None:
+    """Rewrite the Data Docs site to read without network: every page loses its references to other
+    hosts (CDN scripts and styles, the tracking logo) and its scripts (they only drove those
+    libraries); the index's JavaScript tables become static HTML tables built from the stored
+    validation results (``results``) and the suite pages. Pages already rewritten are skipped."""
+    for page in sorted(site.rglob("*.html")):
+        if page.name == "index.html" and page.parent == site:
+            continue
+        with page.open(encoding="utf-8") as handle:  # the mark sits right after <head>
+            if OFFLINE_MARK in handle.read(512):
+                continue
+        page.write_text(_offline(page.read_text(encoding="utf-8")), encoding="utf-8")
+    index = site / "index.html"
+    if index.is_file():  # GX rebuilds the index on every build: rewrite it each time
+        text = index.read_text(encoding="utf-8")
+        if OFFLINE_MARK not in text:
+            index.write_text(_offline_index(_offline(text), site, results), encoding="utf-8")
+
+
+def _offline(text: str) -> str:
+    text = _SCRIPT.sub("", text)
+    text = _REMOTE.sub("", text)
+    text = _REMOTE_URL.sub("none", text)  # e.g. a background logo in GX's own styles
+    text = _CTA_FOOTER.sub("", text)
+    text = text.replace("<head>", f"<head>\n{OFFLINE_MARK}\n{_OFFLINE_STYLE}", 1)
+    return text
+
+
+def validation_rows(site: Path, results: Path) -> list[dict[str, Any]]:
+    """Every validation page of the site with what its stored result says, newest first."""
+    rows = []
+    for page in (site / "validations").rglob("*.html"):
+        relative = page.relative_to(site / "validations")
+        stored = results / relative.with_suffix(".json")
+        if not stored.is_file():
+            continue
+        result = json.loads(stored.read_text())
+        meta = result.get("meta", {})
+        run_id = meta.get("run_id") or {}
+        batch = meta.get("active_batch_definition") or {}
+        statistics = result.get("statistics", {})
+        rows.append(
+            {
+                "page": page.relative_to(site).as_posix(),
+                "success": bool(result.get("success")),
+                "run_time": str(run_id.get("run_time") or ""),
+                "run_name": run_id.get("run_name") or "",
+                "asset": batch.get("data_asset_name") or "",
+                "suite": result.get("suite_name") or "",
+                "passed": f"{statistics.get('successful_expectations', '?')}/"
+                f"{statistics.get('evaluated_expectations', '?')}",
+            }
+        )
+    return sorted(rows, key=lambda r: r["run_time"], reverse=True)
+
+
+def _static_table(head: list[str], rows: list[str], css: str) -> str:
+    cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join(rows) or f'<tr><td colspan="{len(head)}">none yet</td></tr>'
+    return f'<table class="{html.escape(css)}"><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _suite_name(site: Path, page: Path) -> str:
+    """GX stores suite ``a.b`` as ``expectations/a/b.html``."""
+    return ".".join(page.relative_to(site / "expectations").with_suffix("").parts)
+
+
+def _offline_index(text: str, site: Path, results: Path) -> str:
+    def link(href: str, label: str) -> str:
+        return f'<a href="{html.escape(href)}">{html.escape(label)}</a>'
+
+    validations = [
+        "<tr>"
+        + (
+            '<td class="ge-passed">passed</td>'
+            if r["success"]
+            else '<td class="ge-failed">FAILED</td>'
+        )
+        + f"<td>{link(r['page'], r['run_time'])}</td><td>{html.escape(r['run_name'])}</td>"
+        f"<td>{html.escape(r['asset'])}</td><td>{html.escape(r['suite'])}</td>"
+        f"<td>{html.escape(r['passed'])}</td></tr>"
+        for r in validation_rows(site, results)
+    ]
+    suites = [
+        f"<tr><td>{link(p.relative_to(site).as_posix(), _suite_name(site, p))}</td></tr>"
+        for p in sorted((site / "expectations").rglob("*.html"))
+    ]
+
+    def static(match: re.Match[str]) -> str:
+        css = match.group(1)
+        if "validation-results" in css:
+            head = ["status", "run time", "run name", "data asset", "suite", "expectations passed"]
+            return _static_table(head, validations, css)
+        if "expectation_suites" in css:
+            return _static_table(["expectation suite"], suites, css)
+        return ""
+
+    text = _TOOLBAR.sub("", text)
+    return _EMPTY_TABLE.sub(static, text)

@@ -292,6 +292,8 @@ class Reference:
     frame: pd.DataFrame
     positive_rate: float | None = None
     """The share of the reference the model predicts positive (at its decision threshold)."""
+    decision_threshold: float | None = None
+    """The model's probability cut-off (``predict`` is ``probability >= decision_threshold``)."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from churn.contracts import LabelMetrics, WindowMeasurement
+from churn.contracts import Drift, LabelMetrics, WindowMeasurement
 from churn.params import AlertRules, RetrainPolicy, TrainParams
 
 
@@ -45,10 +45,6 @@ def conditions(
     m = window.metrics
     if m.count < rules.min_rows:
         return []
-    features = [
-        feature_drift(name, value, window.drift.p_values.get(name), rules)
-        for name, value in sorted(window.drift.psi.items())
-    ]
     out = [
         c
         for c in (positive_rate(m.positive_rate, reference_positive_rate, rules),)
@@ -58,8 +54,8 @@ def conditions(
         out.append(
             _above("p99_latency_ms_per_row", m.latency_p99_per_row_ms, rules.max_p99_latency_ms)
         )
-    share = sum(c.breached for c in features) / len(features) if features else 0.0
-    out.append(_above("drifted_share", share, rules.max_drifted_share))
+    share, features = dataset_drift(window.drift, rules)
+    out.append(share)
     out += features
     # this window's own labels once there are enough (a drop shows undiluted), else the look-back's
     judged = (
@@ -75,6 +71,17 @@ def conditions(
     ):
         out.append(_above("auc_roc_drop", training_auc_roc - auc_roc, rules.max_auc_roc_drop))
     return out
+
+
+def dataset_drift(drift: Drift, rules: AlertRules) -> tuple[Condition, list[Condition]]:
+    """The ``drifted_share`` condition and each feature's ``psi:<feature>`` condition (sorted by
+    feature), as every judged window gets them: the Evidently report shows exactly these."""
+    features = [
+        feature_drift(name, value, drift.p_values.get(name), rules)
+        for name, value in sorted(drift.psi.items())
+    ]
+    share = sum(c.breached for c in features) / len(features) if features else 0.0
+    return _above("drifted_share", share, rules.max_drifted_share), features
 
 
 def feature_drift(name: str, psi: float, p_value: float | None, rules: AlertRules) -> Condition:

@@ -77,12 +77,15 @@ def publish_validation_failures(failed: list[validation.ValidationOutcome]) -> N
 
 @task(cache_policy=NO_CACHE)
 def enforce_suites(
-    settings: Settings, batches: list[validation.Batch]
+    settings: Settings, batches: list[validation.Batch], subject: str = "validation"
 ) -> list[validation.ValidationOutcome]:
-    """Validate every batch against its suite; on any failure publish every failing expectation and stop."""
+    """Validate every batch against its suite, the results named by ``subject`` and the flow run; on
+    any failure publish every failing expectation and stop."""
+    from prefect.runtime import flow_run
+
     logger = get_run_logger()
     try:
-        outcomes = validation.enforce(settings, batches)
+        outcomes = validation.enforce(settings, batches, validation.run_name(subject, flow_run.id))
     except validation.DataValidationError as exc:
         for outcome in exc.failed:
             logger.error("%s", outcome.summary())
@@ -116,7 +119,9 @@ def validate_sources(
                 days=spec.max_staleness_days
             )
         batches.append((frame, suites[f"source.{name}"], parameters))
-    outcomes = enforce_suites(settings, batches)
+    outcomes = enforce_suites(
+        settings, batches, f"sources-{sources.bounds.covered_to:%Y%m%dT%H%M%S}"
+    )
     return ValidationSummary(
         suites={o.suite: SuiteResult(success=o.success, evaluated=o.evaluated) for o in outcomes},
         data_docs=outcomes[0].docs,
@@ -176,7 +181,9 @@ def validate_feature_set(settings: Settings, repo: FeatureRepo, staging: Path) -
         ONLINE_SNAPSHOT: staging / feature_sets.ONLINE_SNAPSHOT,
     }
     outcomes = enforce_suites(
-        settings, [(pd.read_parquet(path), suites[name], {}) for name, path in files.items()]
+        settings,
+        [(pd.read_parquet(path), suites[name], {}) for name, path in files.items()],
+        f"feature-set-{feature_sets.staged_version(staging)}",
     )
     # the stamp lets the train flow skip re-validating exactly these bytes with exactly this suite
     return ValidationSummary(

@@ -64,13 +64,15 @@ def render_report(
     start: datetime,
     end: datetime,
 ) -> Path | str | None:
-    """Evidently data drift (and classification quality on matured labels) on bounded samples, as
-    HTML. The report only illustrates the monitor's own figures: when Evidently fails, the failure is
-    logged and returned (it is stored with the window), and the window is judged and stored as ever."""
-    out = settings.reports_dir / f"drift-{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}.html"
+    """Evidently data drift with the monitor's own figures and verdict (and classification quality at
+    the model's decision threshold), plotted on bounded samples, as HTML named by window, version,
+    verdict and flow run. When Evidently fails, the failure is logged and returned (it is stored
+    with the window), and the window is judged and stored as ever."""
+    from prefect.runtime import flow_run
+
     try:
         return evidently_reports.render(
-            out, reference, window, params.report_sample_rows, params.alerts.drift.max_psi
+            settings.reports_dir, reference, window, params, start, end, flow_run.id
         )
     except Exception as exc:  # any failure of the optional renderer: never lose the window for it
         get_run_logger().error(
@@ -239,8 +241,17 @@ def publish_monitoring(
         create_link_artifact(
             report.resolve().as_uri(), link_text=report.name, key="monitoring-report"
         )
+    from prefect.runtime import flow_run
+
     mlflow_store.log_monitoring_window(
-        settings, reference, window, report if isinstance(report, Path) else None, start, end
+        settings,
+        reference,
+        window,
+        evidently_reports.report_files(report) if isinstance(report, Path) else [],
+        start,
+        end,
+        verdict.conditions,
+        flow_run.id,
     )
     get_run_logger().info("\n".join(lines))
 

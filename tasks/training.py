@@ -79,7 +79,7 @@ def validate_training_data(settings: Settings, data: TrainingData) -> None:
             suite["name"],
         )
         return
-    enforce_suites(settings, [(data.frame, suite, {})])
+    enforce_suites(settings, [(data.frame, suite, {})], f"training-set-{data.feature_set.version}")
 
 
 @task(cache_policy=NO_CACHE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -53,6 +54,17 @@ def test_flow_publishes_a_versioned_feature_set_with_manifest(churn_env):
     lookup = OnlineFeatures(online, "customer_id", feature_names)
     some_id = int(online["customer_id"].iloc[0])
     assert lookup.get(some_id)["plan"] == online["plan"].iloc[0]
+
+    # every validation result is named by what was validated and this flow run
+    from adapters.validation import VALIDATIONS_STORE
+
+    stored = (churn_env.gx_dir / "gx" / VALIDATIONS_STORE).rglob("*.json")
+    full = {json.loads(p.read_text())["meta"]["run_id"]["run_name"] for p in stored}
+    assert all(re.search(r"\.flow-run-[0-9a-f]{8}$", n) for n in full), full
+    names = {n.split(".flow-run-")[0] for n in full}
+    version = published.version
+    assert {f"feature-set-{version}"} < names and len(names) == 2
+    assert next(n for n in names if n != f"feature-set-{version}").startswith("sources-")
 
 
 def test_failed_run_leaves_the_last_good_feature_set(churn_env, tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ and alerts that fire once and clear once through a real webhook block (a local H
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -230,6 +231,7 @@ def test_alerts_fire_once_and_clear_once_through_the_webhook_block(champion):
         assert "alerting" in run_tags(state)
         announced = prefect_events("churn.alert.fired", since, expect=len(fired))
         assert {e["payload"]["rule"] for e in announced} == fired
+        assert "-v1-drifted-" in Path(first.report).name  # the verdict in the report's name
         assert {e.event for e in first.events} == {"fired"} and len(fired) >= 5
         assert len(Receiver.received) == 1 and "FIRED" in Receiver.received[0]["text"]
         second = run(windows[1], notify_block="custom-webhook/churn-alerts")
@@ -244,6 +246,7 @@ def test_alerts_fire_once_and_clear_once_through_the_webhook_block(champion):
             third.events
         )
         assert "drifted_share" in {e.rule for e in third.events}
+        assert "-v1-stable-" in Path(third.report).name
     finally:
         server.shutdown()
     lines = [json.loads(line) for line in champion["settings"].alerts_log.read_text().splitlines()]
@@ -382,6 +385,23 @@ def test_windows_ending_in_the_same_minute_keep_their_own_reports(champion):
         and Path(hour.report).is_file()
         and Path(longer.report).is_file()
     )
+    # bounds to the second, the champion's version, the verdict and the flow run
+    named = re.compile(
+        r"drift-\d{8}T\d{6}-\d{8}T\d{6}-v1-(stable|drifted|not-judged)-[0-9a-f]{8}\.html"
+    )
+    assert named.fullmatch(Path(hour.report).name) and named.fullmatch(Path(longer.report).name)
+    again = run(start)  # a rerun of the same window keeps the first report
+    assert again.report != hour.report and Path(hour.report).is_file()
+    from adapters.mlflow_store import MONITORING_EXPERIMENT, connect
+
+    client = connect(champion["settings"])
+    experiment = client.get_experiment_by_name(MONITORING_EXPERIMENT).experiment_id
+    names = [
+        r.info.run_name
+        for r in client.search_runs([experiment], filter_string="tags.champion_version = '1'")
+    ]
+    assert f"window-{start:%Y%m%dT%H%M%S}-{start + timedelta(minutes=60):%Y%m%dT%H%M%S}" in names
+    assert "trend-champion-v1" in names
 
 
 def test_a_reader_holding_the_store_open_delays_the_writer_but_never_breaks_it(champion):

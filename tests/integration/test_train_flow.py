@@ -67,11 +67,12 @@ def test_run_logs_params_metrics_datasets_artifacts_and_tags(trained):
     } <= set(metrics)
     assert 0.5 < metrics["auc_roc"] <= 1.0
     inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
-    assert set(inputs) == {"train", "test"} and all(
+    assert set(inputs) == {"train", "valid", "test"} and all(
         len(d.dataset.digest) == 16 for d in inputs.values()
     )
     assert {t.value for d in inputs.values() for t in d.tags if t.key == "mlflow.data.context"} == {
         "training",
+        "validation",
         "testing",
     }
     assert tags["git_commit"] and len(tags["feature_set.training_sha256"]) == 64
@@ -84,6 +85,42 @@ def test_run_logs_params_metrics_datasets_artifacts_and_tags(trained):
         "feature_set_manifest.json",
     ):
         assert f"evaluation/{name}" in files
+
+
+def test_the_ui_says_what_each_run_and_version_is(trained):
+    """Descriptions (what, which data, the gate verdict), the flow as the run's source, test metrics
+    against the test dataset and the logged model, experiments that open on their runs."""
+    from adapters import mlflow_store
+
+    settings, result = trained
+    client = client_for(settings)
+    run = client.get_run(result.run.run_id)
+    tags = run.data.tags
+    assert tags["mlflow.source.name"] == "flows/train.py:train"
+    assert tags["mlflow.source.type"] == "JOB"
+    version_set = tags["feature_set.version"]
+    note = tags["mlflow.note.content"]
+    assert f"feature set `{version_set}`" in note and "hist_gradient_boosting" in note
+    assert f"- gates: **{result.decision}**" in note and "not run yet" not in note
+    version = client.get_model_version("churn-classifier", result.version)
+    assert f"feature set `{version_set}`" in version.description
+    assert f"- gates: **{result.decision}**" in version.description
+    assert client.get_registered_model("churn-classifier").description == (
+        mlflow_store.REGISTERED_MODEL_NOTE
+    )
+    test_input = next(d.dataset for d in run.inputs.dataset_inputs if d.dataset.name == "test")
+    model_id = result.run.model_uri.removeprefix("models:/")
+    by_key = {m.key: m for m in client.get_logged_model(model_id).metrics}
+    assert by_key["auc_roc"].value == pytest.approx(result.metrics["auc_roc"])
+    assert (by_key["auc_roc"].dataset_name, by_key["auc_roc"].dataset_digest) == (
+        "test",
+        test_input.digest,
+    )
+    assert by_key["valid_auc_roc"].dataset_name == "valid"
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    default = client.get_experiment("0")
+    assert default.artifact_location.startswith(settings.mlartifacts_dir.resolve().as_uri())
 
 
 def test_challenger_loads_from_the_registry_and_scores_a_dataframe(trained):
