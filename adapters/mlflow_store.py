@@ -177,6 +177,12 @@ def run_url(run: TrainingRun, port: int = UI_PORT) -> str:
     return f"http://127.0.0.1:{port}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
 
 
+def artifacts_url(settings: Settings, run_id: str, port: int = UI_PORT) -> str:
+    """The artifacts tab of a run in the MLflow UI (``make mlflow-ui``)."""
+    experiment = connect(settings).get_run(run_id).info.experiment_id
+    return f"http://127.0.0.1:{port}/#/experiments/{experiment}/runs/{run_id}/artifacts"
+
+
 def experiment_url(experiment: str, port: int = UI_PORT, charts: bool = False) -> str:
     """An experiment's runs in MLflow 3's classic ML view (optionally the Chart view)."""
     mode = "&compareRunsMode=CHART" if charts else ""

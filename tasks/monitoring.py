@@ -237,13 +237,9 @@ def publish_monitoring(
     create_markdown_artifact(
         "\n".join(lines), key="monitoring-summary", description="monitor window summary"
     )
-    if isinstance(report, Path):
-        create_link_artifact(
-            report.resolve().as_uri(), link_text=report.name, key="monitoring-report"
-        )
     from prefect.runtime import flow_run
 
-    mlflow_store.log_monitoring_window(
+    run_id = mlflow_store.log_monitoring_window(
         settings,
         reference,
         window,
@@ -253,6 +249,14 @@ def publish_monitoring(
         verdict.conditions,
         flow_run.id,
     )
+    if isinstance(report, Path):
+        # the copy logged to MLflow: a browser opens it from the Prefect UI, a file:// link it cannot
+        create_link_artifact(
+            mlflow_store.artifacts_url(settings, run_id),
+            link_text=f"Evidently report {report.name} (MLflow run artifacts)",
+            key="monitoring-report",
+            description=f"open with `make mlflow-ui`; on disk: {report}",
+        )
     get_run_logger().info("\n".join(lines))
 
 

@@ -409,6 +409,9 @@ def test_a_reader_holding_the_store_open_delays_the_writer_but_never_breaks_it(c
     read-only locks the monitor out; its store tasks retry with backoff until the reader is gone."""
     start = HOUR + timedelta(days=9)
     write_log(champion["home"], f"{start:%Y%m%dT%H}-6.jsonl", records(champion, start, 60, seed=60))
+    from adapters.monitoring_store import open_store
+
+    open_store(champion["settings"]).close()  # the store exists, as after any earlier window
     reader = subprocess.Popen(
         [
             sys.executable,
@@ -432,3 +435,16 @@ def test_a_reader_holding_the_store_open_delays_the_writer_but_never_breaks_it(c
             "select count(*) from windows where window_start = $s", {"s": start}
         ).fetchone()[0]
     assert stored == 1
+    # the report link in the Prefect UI opens the copy logged to MLflow, not a file:// path
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    (link,) = [a for a in artifacts if a.key == "monitoring-report"]
+    assert "](http://127.0.0.1:" in link.data and link.data.endswith("/artifacts)")
+    assert "file://" not in link.data
