@@ -9,7 +9,7 @@ SERVE_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 export CHURN_HOME ?= $(CURDIR)/.churn
 
-.PHONY: help venv demo test test-fast lint check-workflows check-k8s format check-repo serve-up serve-down container-base container container-test data list-features expectations features train package serve monitor simulate rollback mlflow-ui monitor-ui up down deploy run-features run-train pins clean
+.PHONY: help venv demo test test-fast lint check-workflows check-k8s format check-repo serve-up serve-down container-base container container-test deploy-model deploy-down data list-features expectations features train package serve monitor simulate rollback mlflow-ui monitor-ui up down deploy run-features run-train pins clean
 
 help:
 	@echo "make demo          set up, generate the synthetic data, run the pipeline, print where to look"
@@ -28,6 +28,7 @@ help:
 	@echo "make monitor       judge the last hour of the prediction log (drift, labels, alerts, retraining)"
 	@echo "make simulate      with make serve running: drifted traffic -> alert -> retrain -> new model served"
 	@echo "make container     the packaged Bento as a container image, built offline (make container-test: for real)"
+	@echo "make deploy-model ENV=dev  roll the packaged champion's image out (dev: docker + nginx on 127.0.0.1:3000)"
 	@echo "make rollback REASON=...  move @champion back to @previous and record why"
 	@echo "make mlflow-ui     the MLflow UI on the pipeline's tracking store (127.0.0.1:$(MLFLOW_PORT), MLFLOW_PORT=...)"
 	@echo "make monitor-ui    the monitoring trends: prints the MLflow Chart view URL of churn-monitoring and serves the UI"
@@ -110,6 +111,12 @@ container-base: venv  ## the local base image (debootstrap, Python 3.11) and its
 
 container: venv  ## the packaged Bento as an image, built offline: churn-service:v<model version>-<commit>
 	$(BIN)/churn container build
+
+deploy-model: venv  ## make deploy-model ENV=dev|staging|prod [OVERRIDE="why"]: the packaged champion's image rolled out
+	$(BIN)/churn deploy --env $(or $(ENV),dev) $(if $(OVERRIDE),--override "$(OVERRIDE)")
+
+deploy-down: venv  ## stop what deploy-model ENV=dev started on this docker host (container and nginx)
+	$(BIN)/churn undeploy --env $(or $(ENV),dev)
 
 container-test: venv  ## build, run, /readyz, predict, the log on a volume, stop (skips without a docker daemon)
 	$(BIN)/pytest -s -rs tests/integration/test_container.py

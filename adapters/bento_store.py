@@ -128,3 +128,16 @@ def bento_model_version(settings: Settings, bento: str) -> str:
             f"bento {found.tag} carries no model_version label: rebuild it with `make package`"
         )
     return str(version)
+
+
+def sample_ids(settings: Settings, bento: str, n: int = 3) -> list[object]:
+    """``n`` entity ids from the online snapshot a Bento's model carries (for smoke predictions)."""
+    use_bentoml_home(settings)
+    import bentoml
+    import pyarrow.parquet as pq
+
+    found = bentoml.bentos.get(bento)
+    model = bentoml.models.get(found.info.services[0].models[0].tag)
+    entity = json.loads((Path(model.path) / "schema.json").read_text())["entity"]
+    table = pq.read_table(Path(model.path) / "online_snapshot.parquet", columns=[entity])
+    return table.column(0).slice(0, n).to_pylist()

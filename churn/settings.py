@@ -96,6 +96,11 @@ class Settings:
     """The registered model every flow trains, promotes, packages and monitors (``CHURN_MODEL_NAME``)."""
     duckdb_threads: int
     duckdb_memory_limit: str
+    environments_dir: Path
+    """Deployment environments, one ``<name>.yml`` each (``CHURN_ENVIRONMENTS_DIR``, default
+    ``./deploy/environments``)."""
+    environment: str
+    """The environment this process runs in (``CHURN_ENV``, default ``dev``): runs are tagged with it."""
     train_threads: int | None
     """Math threads (OpenMP, BLAS) while fitting (``CHURN_TRAIN_THREADS``); unset: the cores that are
     idle when the fit starts (see ``idle_cores``). The latency gate always uses one, as served."""
@@ -120,6 +125,10 @@ class Settings:
             model_name=env.name("CHURN_MODEL_NAME", MODEL_NAME),
             duckdb_threads=int(env.number("CHURN_DUCKDB_THREADS", os.cpu_count() or 1, minimum=1)),
             duckdb_memory_limit=env.env.get("CHURN_DUCKDB_MEMORY_LIMIT", "4GB"),
+            environments_dir=env.path(
+                "CHURN_ENVIRONMENTS_DIR", env.base / "deploy" / "environments"
+            ),
+            environment=env.name("CHURN_ENV", "dev"),
             train_threads=int(env.number("CHURN_TRAIN_THREADS", 0, minimum=1)) or None,
         )
 
@@ -201,6 +210,11 @@ class Settings:
     def bench_dir(self) -> Path:
         """Worlds and scratch stores of the benchmarks."""
         return self.home / "bench"
+
+    @property
+    def deploy_dir(self) -> Path:
+        """Rollout state per environment: the proxy's config, live container, rollout log."""
+        return self.home / "deploy"
 
     @property
     def container_dir(self) -> Path:

@@ -16,8 +16,12 @@ from prefect.states import Completed, State
 
 def finish(data: Any, name: str, message: str, tags: list[str]) -> State[Any]:
     """The final state of the current flow run, its outcome tags added to the run."""
+    from churn.settings import Settings
+
+    if not any(t.startswith("env-") for t in tags):
+        tags = [*tags, f"env-{Settings.from_env().environment}"]  # which environment it ran in
     run_id = flow_run.id
-    if run_id and tags:
+    if run_id:
         from prefect.client.orchestration import get_client
 
         with get_client(sync_client=True) as client:

@@ -555,9 +555,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_container(args: argparse.Namespace) -> int:
     """The service's image, built offline: `base` makes the base and builder images, `build` the
     image of a packaged Bento, tagged v<model version>-<git commit> and latest."""
+    from adapters import container
     from adapters.bento_store import bento_model_version
     from churn.settings import ServiceSettings
-    from ops import container
 
     settings = _settings()
     if args.action == "base":
@@ -577,6 +577,24 @@ def cmd_container(args: argparse.Namespace) -> int:
         f"{image.seconds:.0f} s\n  run  docker run --rm -p 127.0.0.1:3000:3000 -v churn-data:/data "
         f"-e CHURN_API_TOKEN=... {image.tag}"
     )
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """The deploy flow in-process: the packaged champion's image rolled out to an environment."""
+    from flows.deploy import deploy
+
+    line = deploy(args.env, args.bento, args.override)
+    print(f"model version {line['model_version']} live in {args.env}: {line['target']}")
+    return 0
+
+
+def cmd_undeploy(args: argparse.Namespace) -> int:
+    from adapters import docker_rollout
+
+    folder = docker_rollout.state_dir(_settings().deploy_dir, args.env)
+    stopped = docker_rollout.take_down(folder)
+    print(f"stopped {', '.join(stopped)}" if stopped else f"nothing of {args.env} was running here")
     return 0
 
 
@@ -764,6 +782,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     ctr.set_defaults(func=cmd_container)
 
+    dep = sub.add_parser(
+        "deploy", help="run the deploy flow: the packaged champion's image rolled out to ENV"
+    )
+    dep.add_argument("--env", default="dev", help="deploy/environments/<ENV>.yml (default: dev)")
+    dep.add_argument("--bento", help="the Bento to deploy (default: the latest packaged)")
+    dep.add_argument(
+        "--override", help="why this model version may skip the environment ENV requires"
+    )
+    dep.set_defaults(func=cmd_deploy)
+    und = sub.add_parser(
+        "undeploy", help="stop ENV's live container and its nginx endpoint on this docker host"
+    )
+    und.add_argument("--env", default="dev", help="the environment (default: dev)")
+    und.set_defaults(func=cmd_undeploy)
+
     stk = sub.add_parser("stack", help="local Prefect server and process worker")
     stk.add_argument("action", choices=["up", "down", "deploy", "status"])
     stk.add_argument(
@@ -868,6 +901,7 @@ _GENERATE_DEFAULTS = _parser().parse_args(
 
 # commands that run flows: their runs carry the tags cli and cli-<command> in the Prefect UI
 RUNS_FLOWS = (
+    cmd_deploy,
     cmd_features_build,
     cmd_train,
     cmd_package,

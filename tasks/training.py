@@ -11,20 +11,25 @@ from prefect.logging import get_run_logger
 from adapters import feature_engine, feature_sets, mlflow_store, validation
 from churn import training
 from churn.contracts import FittedModel, Promotion, TrainingData, TrainingRun, TrainResult
+from churn.environments import environment_gates
 from churn.expectations import TRAINING_SET
 from churn.gates import GateReport
-from churn.params import TrainParams, with_repo_defaults
+from churn.params import TrainParams, merged, with_repo_defaults
 from churn.settings import Settings
 from tasks.features import enforce_suites
 
 
 @task(cache_policy=NO_CACHE)
 def resolve_params(settings: Settings, params: TrainParams) -> TrainParams:
-    """The run's params: those given explicitly, then the feature repo's pipeline.yml, then
-    CHURN_MODEL_NAME, then the defaults."""
-    defaults = {"model_name": settings.model_name} | feature_engine.load_pipeline_config(
-        settings.feature_repo
-    ).train
+    """The run's params: those given explicitly, then the feature repo's pipeline.yml, then the
+    environment's gate strictness (CHURN_ENV), then CHURN_MODEL_NAME, then the defaults."""
+    defaults = merged(
+        {
+            "model_name": settings.model_name,
+            "gates": environment_gates(settings.environments_dir, settings.environment),
+        },
+        feature_engine.load_pipeline_config(settings.feature_repo).train,
+    )
     resolved = with_repo_defaults(params, defaults)
     if defaults:
         get_run_logger().info(

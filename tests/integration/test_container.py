@@ -13,7 +13,7 @@ import uuid
 import httpx
 import pytest
 
-from ops import container
+from adapters import container
 from ops.stack import free_port
 from tests.helpers import train_champion
 

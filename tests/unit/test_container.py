@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from ops import container
+from adapters import container
 from tests.helpers import ROOT
 
 

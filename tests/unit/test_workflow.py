@@ -17,11 +17,6 @@ from tests.helpers import ROOT
 
 WORKFLOW = ROOT / ".github" / "workflows" / "ml-pipeline.yml"
 MAIN = "github.ref == 'refs/heads/main'"
-PENDING = {
-    "container": "the image build (issue 15, part 1) lands from another branch",
-    "deploy-model": "the deploy flow (issue 15, part 1) lands from another branch",
-}
-"""Make targets the workflow calls that another branch adds; remove each once it is in the Makefile."""
 CREDENTIAL_STEPS = {"registry-login", "kubeconfig"}
 """Steps that only hand GitHub's environment secrets to the tools (no pipeline logic)."""
 
@@ -73,7 +68,6 @@ def test_the_jobs_mirror_the_seed_pipeline(workflow):
 
 def test_every_step_is_a_make_target_or_a_churn_command(workflow):
     targets, parser = make_targets(), _parser()
-    pending = []
     for job, step in steps(workflow):
         if "uses" in step or step.get("id") in CREDENTIAL_STEPS:
             continue
@@ -82,20 +76,10 @@ def test_every_step_is_a_make_target_or_a_churn_command(workflow):
         if argv[0] == "make":
             target = argv[1]
             assert all("=" in a for a in argv[2:]), f"{where}: one target per step"
-            if target in PENDING and target not in targets:
-                pending.append(target)
-            else:
-                assert target in targets, f"{where}: no such make target"
+            assert target in targets, f"{where}: no such make target"
         else:
             assert argv[0] == ".venv/bin/churn", f"{where}: neither make nor churn"
             parser.parse_args(argv[1:])  # exits (fails the test) on an unknown command or option
-    assert set(pending) <= set(PENDING)
-
-
-@pytest.mark.parametrize("target", sorted(PENDING))
-def test_targets_another_branch_adds(target):
-    if target not in make_targets():
-        pytest.skip(f"make {target}: {PENDING[target]}")
 
 
 def test_no_expression_is_expanded_inside_a_script(workflow):

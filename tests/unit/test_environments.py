@@ -1,0 +1,66 @@
+"""Environments as configuration: the shipped files load, errors name file and field, the promotion
+rule (prod needs what staging served, or an override with a reason), smoke answers judged."""
+
+from __future__ import annotations
+
+import pytest
+
+from churn.environments import (
+    environment_gates,
+    load_environment,
+    promotion_allowed,
+    smoke_problem,
+)
+from tests.helpers import ROOT
+
+FOLDER = ROOT / "deploy" / "environments"
+
+
+def test_the_shipped_environments_load_with_their_targets_and_rules():
+    dev, staging, prod = (load_environment(FOLDER, n) for n in ("dev", "staging", "prod"))
+    assert dev.target.kind == "docker" and dev.image.registry is None and not dev.schedules_active
+    assert staging.target.kind == prod.target.kind == "kubernetes"
+    assert (staging.target.overlay, prod.target.overlay) == ("staging", "prod")
+    assert (ROOT / "deploy" / "k8s" / "overlays" / prod.target.overlay).is_dir()
+    assert prod.requires == "staging" and staging.requires is None
+    assert prod.gates.performance.min_auc_roc > dev.gates.performance.min_auc_roc
+    assert environment_gates(FOLDER, "prod")["performance"] == {"min_auc_roc": 0.78}
+    assert environment_gates(FOLDER, "dev") == {} and environment_gates(FOLDER, "nowhere") == {}
+
+
+def test_a_wrong_environment_file_names_the_file_and_the_field(tmp_path):
+    (tmp_path / "qa.yml").write_text("target: {kind: docker, port: 99999}\nimage: {regstry: x}\n")
+    with pytest.raises(ValueError) as wrong:
+        load_environment(tmp_path, "qa")
+    assert "qa.yml" in str(wrong.value) and "target.docker.port" in str(wrong.value)
+    assert "image.regstry" in str(wrong.value)
+    with pytest.raises(LookupError, match=r"no environment 'uat'.*known: \['qa'\]"):
+        load_environment(tmp_path, "uat")
+    (tmp_path / "loop.yml").write_text("target: {kind: docker}\nrequires: loop\n")
+    with pytest.raises(ValueError, match="cannot require itself"):
+        load_environment(tmp_path, "loop")
+
+
+def test_prod_takes_only_what_staging_served_unless_overridden_with_a_reason():
+    prod = load_environment(FOLDER, "prod")
+    assert "staging served model version 4" in promotion_allowed(
+        prod, "4", {"staging": {"4"}}, None
+    )
+    with pytest.raises(ValueError, match="not been served by staging"):
+        promotion_allowed(prod, "5", {"staging": {"4"}, "prod": {"5"}}, None)
+    with pytest.raises(ValueError, match="at least 10 characters"):
+        promotion_allowed(prod, "5", {}, "urgent")
+    assert promotion_allowed(prod, "5", {}, "hotfix for the broken v4 threshold").startswith(
+        "override: hotfix"
+    )
+    dev = load_environment(FOLDER, "dev")
+    assert "requires no earlier" in promotion_allowed(dev, "9", {}, None)
+
+
+def test_a_smoke_answer_must_score_every_id_with_the_new_model():
+    good = [{"customer_id": 1, "probability": 0.2, "model_version": "3"}]
+    assert smoke_problem(good, [1], "3") is None
+    assert "served by model 2" in smoke_problem([{**good[0], "model_version": "2"}], [1], "3")
+    assert "expected 2 answers" in smoke_problem(good, [1, 2], "3")
+    assert "not in [0, 1]" in smoke_problem([{**good[0], "probability": 1.5}], [1], "3")
+    assert "expected 1 answers" in smoke_problem({"title": "Unauthorized"}, [1], "3")
