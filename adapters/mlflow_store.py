@@ -18,7 +18,7 @@ import pandas as pd
 
 from adapters import feature_sets
 from adapters.evaluation import write_evaluation
-from adapters.feature_engine import file_digest, load_feature_repo
+from adapters.feature_engine import load_feature_repo
 from churn.contracts import (
     FeatureKind,
     FittedModel,
@@ -189,7 +189,7 @@ def log_training_run(
         mlflow.log_metrics(
             {**metrics, "valid_auc_roc": fitted.valid_auc_roc, "fit_seconds": fitted.fit_seconds}
         )
-        file_sha = file_digest(str(training_file))
+        file_sha = feature_sets.table_digest(training_file)
         for part, context in (("train", "training"), ("test", "testing")):
             mlflow.log_input(
                 _dataset(data, getattr(split, part), part, training_file, file_sha), context=context

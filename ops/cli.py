@@ -521,11 +521,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _first_online_id(feature_set: Path, entity: str) -> object:
-    import pyarrow.parquet as pq
+    from adapters.feature_sets import ONLINE_SNAPSHOT, read_table
 
-    from adapters.feature_sets import ONLINE_SNAPSHOT
-
-    return pq.read_table(feature_set / ONLINE_SNAPSHOT, columns=[entity]).column(0)[0].as_py()
+    return read_table(feature_set / ONLINE_SNAPSHOT, entity, columns=[entity])[entity].tolist()[0]
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
