@@ -152,7 +152,14 @@ def cmd_features_build(args: argparse.Namespace) -> int:
 
     chosen = {
         k: getattr(args, k)
-        for k in ("first_as_of", "last_as_of", "every_days", "every_months", "online_as_of")
+        for k in (
+            "first_as_of",
+            "last_as_of",
+            "every_days",
+            "every_months",
+            "online_as_of",
+            "partitions",
+        )
     }
     params = FeaturesParams(**{k: v for k, v in chosen.items() if v is not None})
     result = features(params)
@@ -605,6 +612,12 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--online-as-of",
         help="as-of of the online snapshot (default: midnight after the last event)",
+    )
+    build.add_argument(
+        "--partitions",
+        type=int,
+        help="hash partitions of the entity, each its own task and DuckDB connection on "
+        "CHURN_TASK_RUNNER (default: pipeline.yml, else 1)",
     )
     build.set_defaults(func=cmd_features_build)
 

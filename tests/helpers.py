@@ -92,3 +92,12 @@ def toy_frame(dates: int, rows_per_date: int = 40, seed: int = 0) -> pd.DataFram
             "label": rng.integers(0, 2, n),
         }
     )
+
+
+def assert_same_table(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """Row for row, with the same columns, dtypes, index and order; every value exact except float
+    aggregates, which may differ in the last bits: DuckDB adds floats in an order its plan decides
+    (the single build itself differs so between one and two DuckDB threads)."""
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12, atol=1e-12)
+    exact = [c for c in expected.columns if expected[c].dtype.kind != "f"]
+    pd.testing.assert_frame_equal(got[exact], expected[exact], check_exact=True)
