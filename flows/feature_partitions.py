@@ -47,6 +47,7 @@ def partition_runner(settings: Settings) -> TaskRunner:
     )
 
 
+# the parameters are the parent flow's records, validated once already: no pydantic copy of the repo
 @flow(name="feature_partitions", validate_parameters=False)
 def feature_partitions(
     settings: Settings,
