@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -87,8 +86,11 @@ def import_champion(settings: Settings, model_name: str) -> PackagedModel:
     with bentoml.models.create(model_name, labels=labels, metadata={"mlflow_uri": uri}) as ref:
         target = Path(ref.path)
         skops.io.dump(model, target / "model.skops")
-        shutil.copyfile(
-            feature_set.path / feature_sets.ONLINE_SNAPSHOT, target / "online_snapshot.parquet"
+        feature_sets.copy_table(
+            settings,
+            feature_set.path / feature_sets.ONLINE_SNAPSHOT,
+            target / "online_snapshot.parquet",
+            manifest.entity,
         )
         (target / "schema.json").write_text(json.dumps(schema, indent=2, default=str))
     return PackagedModel(str(ref.tag), str(version), details.run_id, labels)

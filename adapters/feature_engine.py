@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from churn.contracts import CheckedSources, DataBounds, SourceSummary
+from churn.contracts import CheckedSources, DataBounds, Partition, SourceSummary
 from churn.featurestore import (
     AS_OF,
     FeatureRepo,
@@ -177,9 +177,18 @@ def _check_keys(con: duckdb.DuckDBPyConnection, table: str, entity: str, what: s
 
 
 def build_spine(
-    con: duckdb.DuckDBPyConnection, repo: FeatureRepo, as_of_dates: list[datetime], with_label: bool
+    con: duckdb.DuckDBPyConnection,
+    repo: FeatureRepo,
+    as_of_dates: list[datetime],
+    with_label: bool,
+    partition: Partition | None = None,
 ) -> int:
-    """Create the temp table ``spine`` from population.sql (and label.sql); return its row count."""
+    """Create the temp table ``spine`` from population.sql (and label.sql); return its row count.
+
+    With a ``partition`` of more than one, the whole population is built and checked, then only the
+    rows whose entity hashes to it are kept (DuckDB's ``hash()``, for integer and string ids alike):
+    label.sql and every view then see those rows only. An empty partition is not an error.
+    """
     cfg = repo.config
     entity = cfg.entity
     dates = pd.DataFrame({AS_OF: pd.to_datetime(sorted(set(as_of_dates))).astype("datetime64[us]")})
@@ -203,7 +212,17 @@ def build_spine(
             f"{where}: empty spine: no {entity} is eligible at any of {len(as_of_dates)} as-of dates "
             f"({min(as_of_dates)} .. {max(as_of_dates)})"
         )
-    con.execute(f'create or replace temp table spine as select "{entity}", {AS_OF} from population')
+    if partition is None or partition.count == 1:
+        con.execute(
+            f'create or replace temp table spine as select "{entity}", {AS_OF} from population'
+        )
+    else:
+        con.execute(
+            f'create or replace temp table spine as select "{entity}", {AS_OF} from population '
+            f'where hash("{entity}") % $count = $index',
+            {"count": partition.count, "index": partition.index},
+        )
+        n = con.execute("select count(*) from spine").fetchall()[0][0]
     if with_label:
         attach_labels(con, repo)
     return n
@@ -364,15 +383,19 @@ def write_features(
     with_label: bool,
     out: Path,
     raw_dir: Path | None = None,
+    partition: Partition | None = None,
 ) -> tuple[int, int]:
     """Write the feature rows of the spine at ``as_of_dates`` to ``out``; return (rows, positive labels).
 
     Views are checked to give at most one row per spine row and are left-joined onto it, so the
     output has exactly the spine's rows: both counts come from the spine, not from re-reading ``out``.
+    With a ``partition``, only the spine rows of that hash partition, on a connection of its own
+    (``duckdb_threads``, ``duckdb_memory_limit``, spilling under ``duckdb_tmp``): each partition's
+    peak memory is bounded as the whole build's is. Rows are ordered by as-of, then entity.
     """
     with connect(settings) as con:
         register_sources(con, repo, resolve_sources(repo, raw_dir or settings.raw_dir))
-        rows = build_spine(con, repo, as_of_dates, with_label=with_label)
+        rows = build_spine(con, repo, as_of_dates, with_label=with_label, partition=partition)
         evaluate_views(con, repo).order(f'as_of, "{repo.config.entity}"').write_parquet(str(out))
         positives = (
             con.execute(f'select sum("{repo.config.label}") from spine').fetchall()[0][0]

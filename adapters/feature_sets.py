@@ -6,18 +6,29 @@ Layout under ``CHURN_FEATURES_DIR`` (default ``$CHURN_HOME/features``)::
     runs/<version>/online_snapshot.parquet  latest feature vector per active entity
     runs/<version>/manifest.json            FeatureSetManifest: counts, as-of range, SQL hashes, digests
     latest.json                             {"version": ...}: replaced only after a full success
+
+A set built in N > 1 hash partitions (``FeaturesParams.partitions``) holds each table as a
+directory of the same name with one ``part-NNNNN.parquet`` per partition (some may be empty);
+``read_table`` reads either layout into the same frame, ordered by as-of then entity as one file is.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from churn.contracts import FeatureSet, FeatureSetManifest
+from churn.contracts import FeatureSet, FeatureSetManifest, Partition
+from churn.featurestore import AS_OF
+from churn.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TRAINING_SET = "training_set.parquet"
 ONLINE_SNAPSHOT = "online_snapshot.parquet"
@@ -25,8 +36,76 @@ MANIFEST = "manifest.json"
 LATEST = "latest.json"
 
 
+PART_GLOB = "part-*.parquet"
+
+
 class NoFeatureSetError(FileNotFoundError):
     """No feature set has been published yet under the features directory."""
+
+
+def part_file(table: Path, partition: Partition) -> Path:
+    """Where one partition of ``table`` is written: the table's own file when there is only one
+    partition, else ``<table>/part-NNNNN.parquet`` (the directory is created)."""
+    if partition.count == 1:
+        return table
+    table.mkdir(exist_ok=True)
+    return table / f"part-{partition.index:05d}.parquet"
+
+
+def table_files(table: Path) -> list[Path]:
+    """The parquet files of a table: the file itself, or its parts in partition order."""
+    if table.is_file():
+        return [table]
+    parts = sorted(table.glob(PART_GLOB)) if table.is_dir() else []
+    if not parts:
+        raise NoFeatureSetError(
+            f"{table}: neither a parquet file nor a directory of {PART_GLOB}: rebuild the features"
+        )
+    return parts
+
+
+def read_table(table: Path, entity: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """A feature table as one frame, whatever its layout: rows ordered by as-of, then entity (the
+    order one file is written in), so a partitioned set reads exactly like a single-file one.
+
+    The parts are read as one Arrow dataset and converted once: dtypes are decided over every row,
+    as for one file (an integer column with a null in any part is float64 in all of it).
+    """
+    import pandas as pd
+
+    if table.is_file():
+        return pd.read_parquet(table, columns=columns)
+    table_files(table)  # a clear error when it is neither
+    keys = [AS_OF, entity]
+    wanted = None if columns is None else [*columns, *(k for k in keys if k not in columns)]
+    frame = pd.read_parquet(table, columns=wanted).sort_values(keys, ignore_index=True)
+    return frame if columns is None else frame[columns]
+
+
+def table_digest(table: Path) -> str:
+    """sha256 of a table's bytes: the file's own digest, or one over every part's name and digest."""
+    from adapters.feature_engine import file_digest
+
+    files = table_files(table)
+    if files == [table]:
+        return file_digest(str(table))
+    lines = "".join(f"{p.name} {file_digest(str(p))}\n" for p in files)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def copy_table(settings: Settings, table: Path, target: Path, entity: str) -> None:
+    """One parquet file at ``target`` with the table's rows in its order: a copy of a single-file
+    table, or its parts merged by DuckDB in as-of, entity order, as the single build writes it."""
+    from adapters.feature_engine import connect
+
+    files = table_files(table)
+    if files == [table]:
+        shutil.copyfile(table, target)
+        return
+    with connect(settings) as con:
+        con.read_parquet([str(p) for p in files]).order(f'{AS_OF}, "{entity}"').write_parquet(
+            str(target)
+        )
 
 
 def new_staging(features_dir: Path) -> tuple[str, Path]:

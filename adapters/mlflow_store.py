@@ -26,7 +26,7 @@ import pandas as pd
 
 from adapters import feature_sets
 from adapters.evaluation import write_evaluation
-from adapters.feature_engine import file_digest, load_feature_repo
+from adapters.feature_engine import load_feature_repo
 from churn.contracts import (
     FeatureKind,
     FittedModel,
@@ -280,7 +280,7 @@ def log_training_run(
                 "feature_set_version": manifest.version,
             }
         )
-        file_sha = file_digest(str(training_file))
+        file_sha = feature_sets.table_digest(training_file)
         datasets = {}
         for part, context in (("train", "training"), ("valid", "validation"), ("test", "testing")):
             datasets[part] = _dataset(data, getattr(split, part), part, training_file, file_sha)

@@ -109,14 +109,15 @@ def load_suites(repo: FeatureRepo, directory: Path) -> tuple[dict[str, dict], li
     return suites, generated_now
 
 
-def validation_stamp(suite: dict, data_file: Path) -> str:
-    """Identifies one suite validating one file: equal stamps mean the same check on the same bytes."""
+def validation_stamp(suite: dict, table: Path) -> str:
+    """Identifies one suite validating one table (a file or its parts): equal stamps mean the same
+    check on the same bytes."""
     import hashlib
 
-    from adapters.feature_engine import file_digest
+    from adapters.feature_sets import table_digest
 
     suite_sha = hashlib.sha256(json.dumps(suite, sort_keys=True).encode()).hexdigest()
-    return f"{suite_sha[:16]}:{file_digest(str(data_file))}"
+    return f"{suite_sha[:16]}:{table_digest(table)}"
 
 
 def write_suites(repo: FeatureRepo, directory: Path) -> list[Path]:

@@ -3,12 +3,22 @@
     .venv/bin/python -m benchmarks.features                          # default scale (~2.4M events)
     .venv/bin/python -m benchmarks.features --customers 170000       # ~20M events
     .venv/bin/python -m benchmarks.features --customers 850000 --pandas-cap-gb 16   # ~100M events
+    .venv/bin/python -m benchmarks.features --partitions 4,8          # single build vs hash partitions
 
 Data is generated once per scale under $CHURN_HOME/bench/. Each implementation runs in its own
 process, timed from reading the sources to the written parquet (interpreter imports excluded), and
 reports its own peak RSS. Pandas is stopped at an RSS cap (--pandas-cap-gb) so it fails cleanly instead of
 swapping the machine; when it does, the report says so. When both finish, their outputs are
 compared row by row before any figure is printed.
+
+``--partitions`` compares the features flow's single build (``write_features``: one query, rows in
+as-of, entity order) with the same training set in N hash partitions of the entity. Each partition
+runs in a process of its own, one after another, as a task on its own machine would (its own DuckDB
+connection with the same threads and memory limit), timed and measured (peak RSS) on its own.
+Publishing (the digest of every part, which the validation stamp needs, the manifest and the
+atomic rename) and reading the set back in order (what training pays) are timed in this process.
+Partitioning cannot win on one 2-core machine: the figure that matters is the projection for N
+machines, the slowest partition plus publishing, beside the single build.
 """
 
 from __future__ import annotations
@@ -25,6 +35,14 @@ from pathlib import Path
 
 
 def _peak_mib() -> float:
+    """This process's own peak RSS (VmHWM). ``ru_maxrss`` is not: on Linux it keeps the high-water
+    mark of the parent it was forked from (e.g. one that just generated the data) across exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -51,6 +69,45 @@ def child_duckdb(spec: dict) -> dict:
         rows = engine.build_spine(con, repo, dates, with_label=True)
         engine.evaluate_views(con, repo).write_parquet(spec["out"])
     return {"seconds": time.perf_counter() - started, "spine_rows": rows, "peak_mib": _peak_mib()}
+
+
+def child_partition(spec: dict) -> dict:
+    """One hash partition (or, with a count of 1, the single build) of the training set, as the
+    features flow's partition task builds it."""
+    from datetime import datetime
+
+    from adapters import feature_engine as engine
+    from adapters.feature_sets import part_file
+    from churn.contracts import Partition
+    from churn.settings import Settings
+
+    settings = Settings.from_env(
+        {
+            "CHURN_HOME": spec["home"],
+            "CHURN_RAW_DIR": spec["raw"],
+            "CHURN_DUCKDB_THREADS": str(spec["threads"]),
+            "CHURN_DUCKDB_MEMORY_LIMIT": spec["memory_limit"],
+            "CHURN_FEATURE_REPO": spec["repo"],
+        }
+    )
+    dates = [datetime.fromisoformat(d) for d in spec["dates"]]
+    partition = Partition(spec["index"], spec["count"])
+    started = time.perf_counter()
+    repo = engine.load_feature_repo(settings.feature_repo)
+    rows, positives = engine.write_features(
+        settings,
+        repo,
+        dates,
+        with_label=True,
+        out=part_file(Path(spec["out"]), partition),
+        partition=partition,
+    )
+    return {
+        "seconds": time.perf_counter() - started,
+        "spine_rows": rows,
+        "positives": positives,
+        "peak_mib": _peak_mib(),
+    }
 
 
 def child_pandas(spec: dict) -> dict:
@@ -128,6 +185,128 @@ def _compare(duck: Path, naive: Path) -> str:
     return f"identical ({len(a):,} rows x {len(a.columns)} columns)"
 
 
+def _publish_seconds(table: Path, staging: Path) -> float:
+    """What turns built parts into a published set: every part's digest (the validation stamp),
+    the manifest and the atomic rename of the staging directory."""
+    from adapters.feature_sets import table_digest
+
+    started = time.perf_counter()
+    digest = table_digest(table)
+    (staging / "manifest.json").write_text(json.dumps({"training_set": digest}))
+    staging.rename(staging.with_name(staging.name + "-published"))
+    return time.perf_counter() - started
+
+
+def _read_seconds(table: Path, entity: str) -> tuple[float, object]:
+    from adapters.feature_sets import read_table
+
+    started = time.perf_counter()
+    frame = read_table(table, entity)
+    return time.perf_counter() - started, frame
+
+
+def run_partitions(args: argparse.Namespace, base: dict, work: Path, events: int) -> int:
+    """The single build beside N hash partitions, each partition timed in its own process."""
+    import shutil
+
+    import pandas as pd
+
+    counts = [int(n) for n in args.partitions.split(",")]
+    entity = "customer_id"
+    runs: dict[int, dict] = {}
+    for round_ in range(args.repeats):  # rounds interleave the builds: a noisy minute hits all
+        for n in [1, *counts]:
+            staging = work / f"r{round_}-n{n}"
+            staging.mkdir()
+            table = staging / "training_set.parquet"
+            parts = []
+            for index in range(n):
+                result = _run_child(
+                    "partition",
+                    {
+                        **base,
+                        "out": str(table),
+                        "threads": args.threads,
+                        "memory_limit": args.memory_limit,
+                        "index": index,
+                        "count": n,
+                    },
+                    args.timeout,
+                )
+                if "error" in result:
+                    print(f"N={n} partition {index}: {result['error']}")
+                    return 1
+                parts.append(result)
+            read_s, frame = _read_seconds(table, entity)
+            publish_s = _publish_seconds(table, staging)
+            best = runs.setdefault(n, {"parts": parts, "publish": publish_s, "read": read_s})
+            best["frame"] = frame
+            best["publish"], best["read"] = (
+                min(best["publish"], publish_s),
+                min(best["read"], read_s),
+            )
+            best["parts"] = [  # each partition's best time and its highest peak over the rounds
+                {
+                    **b,
+                    "seconds": min(b["seconds"], p["seconds"]),
+                    "peak_mib": max(b["peak_mib"], p["peak_mib"]),
+                }
+                for b, p in zip(best["parts"], parts)
+            ]
+            shutil.rmtree(staging.with_name(staging.name + "-published"), ignore_errors=True)
+
+    single = runs[1]
+    expected = single["frame"]
+    print(
+        f"\nevents {events:,} | as-of dates {len(base['dates'])} | spine rows {len(expected):,} "
+        f"| DuckDB threads {args.threads}, memory_limit {args.memory_limit} per connection "
+        f"| best of {args.repeats} rounds"
+    )
+    for n in counts:
+        try:
+            pd.testing.assert_frame_equal(runs[n]["frame"], expected, check_exact=False, rtol=1e-9)
+            same = "identical to the single build (rows, order, dtypes; floats within 1e-9)"
+        except AssertionError as exc:
+            same = f"DIFFERENT: {str(exc).splitlines()[0]}"
+        print(f"N={n}: {same}")
+
+    s_part = single["parts"][0]
+    print(
+        f"\n{'build':<34}{'seconds':>9}{'peak MiB':>10}{'publish s':>11}{'read s':>9}"
+        f"{'vs single':>11}"
+    )
+    print(
+        f"{'single (1 query)':<34}{s_part['seconds']:>9.2f}{s_part['peak_mib']:>10,.0f}"
+        f"{single['publish']:>11.2f}{single['read']:>9.2f}{'1.00x':>11}"
+    )
+    for n in counts:
+        run = runs[n]
+        seconds = [p["seconds"] for p in run["parts"]]
+        peak = max(p["peak_mib"] for p in run["parts"])
+        here = sum(seconds) + run["publish"]
+        machines = max(seconds) + run["publish"]
+        total = s_part["seconds"] + single["publish"]
+        print(
+            f"{f'N={n}, one after another here':<34}{sum(seconds):>9.2f}{peak:>10,.0f}"
+            f"{run['publish']:>11.2f}{run['read']:>9.2f}{total / here:>10.2f}x"
+        )
+        print(
+            f"{f'N={n} on {n} machines (projected)':<34}{max(seconds):>9.2f}{peak:>10,.0f}"
+            f"{run['publish']:>11.2f}{'':>9}{total / machines:>10.2f}x"
+        )
+        print(
+            "    per partition s: "
+            + " ".join(f"{x:.2f}" for x in seconds)
+            + " | rows: "
+            + " ".join(f"{p['spine_rows']:,}" for p in run["parts"])
+        )
+    print(
+        "\nprojected = slowest partition + publish, each partition on a machine of its own with "
+        "the same DuckDB threads; 'vs single' = (single build + publish) / that time"
+    )
+    return 0
+
+
 def _ensure_world(args: argparse.Namespace, bench_dir: Path) -> Path:
     from adapters.raw_data import write_world
     from churn.synthetic import WorldParams
@@ -170,13 +349,27 @@ def main() -> int:
         "--pandas-cap-gb", type=float, default=16.0, help="RSS cap (GiB) at which pandas is stopped"
     )
     parser.add_argument("--timeout", type=float, default=1800)
-    parser.add_argument("--child", choices=["duckdb", "pandas"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--partitions",
+        help="comma-separated partition counts, e.g. 4,8: the single build vs hash partitions "
+        "(instead of the pandas comparison)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="with --partitions: rounds of every build; each time is its best round's",
+    )
+    parser.add_argument(
+        "--child", choices=["duckdb", "pandas", "partition"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
         spec = json.loads(Path(args.spec).read_text())
-        result = (child_duckdb if args.child == "duckdb" else child_pandas)(spec)
+        children = {"duckdb": child_duckdb, "pandas": child_pandas, "partition": child_partition}
+        result = children[args.child](spec)
         print(json.dumps(result))
         return 0
 
@@ -204,6 +397,13 @@ def main() -> int:
         "home": str(work),
         "repo": str(settings.feature_repo),
     }
+    if args.partitions:
+        import shutil
+
+        try:
+            return run_partitions(args, base, work, events)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     results = {
         "duckdb": _run_child(
             "duckdb",

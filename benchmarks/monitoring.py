@@ -78,10 +78,9 @@ def main() -> int:
     args = parser.parse_args()
 
     import numpy as np
-    import pandas as pd
 
     from adapters import evidently_reports, feature_engine, labels, log_drift, prediction_log
-    from adapters.feature_sets import TRAINING_SET, latest
+    from adapters.feature_sets import TRAINING_SET, latest, read_table
     from adapters.monitor_window import label_metrics
     from churn.contracts import Reference
     from churn.monitoring import dataset_drift
@@ -93,7 +92,7 @@ def main() -> int:
     manifest = feature_set.manifest
     names = [f.name for f in manifest.features]
     kinds = {f.name: "str" if f.dtype == "str" else "num" for f in manifest.features}
-    training = pd.read_parquet(feature_set.path / TRAINING_SET)
+    training = read_table(feature_set.path / TRAINING_SET, manifest.entity)
     rng = np.random.default_rng(1)
     reference_frame = training.sample(n=args.reference, replace=True, random_state=1).reset_index(
         drop=True

@@ -28,14 +28,12 @@ def main() -> int:
     parser.add_argument("--lookups", type=int, default=20_000)
     args = parser.parse_args()
 
-    import pandas as pd
-
-    from adapters.feature_sets import ONLINE_SNAPSHOT, latest
+    from adapters.feature_sets import ONLINE_SNAPSHOT, latest, read_table
     from churn.online import OnlineFeatures
     from churn.settings import Settings
 
     feature_set = latest(Settings.from_env().features_dir)
-    frame = pd.read_parquet(feature_set.path / ONLINE_SNAPSHOT)
+    frame = read_table(feature_set.path / ONLINE_SNAPSHOT, feature_set.manifest.entity)
     entity, names = feature_set.manifest.entity, [f.name for f in feature_set.manifest.features]
     started = time.perf_counter()
     online = OnlineFeatures(frame, entity, names)

@@ -28,7 +28,6 @@ from pathlib import Path
 
 def bare_fit_and_evaluate(features_dir: Path) -> dict[str, float]:
     """The notebook way: the same data, split, fit, metrics and evaluation artifacts, nothing logged."""
-    import pandas as pd
     from sklearn.frozen import FrozenEstimator
     from sklearn.model_selection import FixedThresholdClassifier
 
@@ -41,7 +40,9 @@ def bare_fit_and_evaluate(features_dir: Path) -> dict[str, float]:
 
     started = time.perf_counter()
     feature_set = feature_sets.latest(features_dir)
-    frame = pd.read_parquet(feature_set.path / feature_sets.TRAINING_SET)
+    frame = feature_sets.read_table(
+        feature_set.path / feature_sets.TRAINING_SET, feature_set.manifest.entity
+    )
     schema = training.feature_schema(feature_set.manifest.features)
     params = TrainParams()
     split = training.split_rows(
@@ -92,7 +93,9 @@ def thread_limits(features_dir: Path) -> list[tuple[str, str, float, float, floa
     from churn.settings import idle_cores
 
     feature_set = feature_sets.latest(features_dir)
-    frame = pd.read_parquet(feature_set.path / feature_sets.TRAINING_SET)
+    frame = feature_sets.read_table(
+        feature_set.path / feature_sets.TRAINING_SET, feature_set.manifest.entity
+    )
     schema = training.feature_schema(feature_set.manifest.features)
     data = TrainingData(frame, feature_set, schema)
     params = TrainParams()

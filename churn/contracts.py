@@ -48,6 +48,27 @@ class CheckedSources(_Record):
     bounds: DataBounds
 
 
+@dataclass(frozen=True)
+class Partition:
+    """One of ``count`` hash partitions of the entity: the spine rows whose entity hashes to ``index``."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"partition index {self.index} outside 0..{self.count - 1}")
+
+
+class PartitionSummary(_Record):
+    """What one partition task built: its spine rows, positive labels and its wall time."""
+
+    index: int
+    rows: int
+    positives: int
+    seconds: float
+
+
 class TrainingSetSummary(_Record):
     rows: int
     positives: int
@@ -56,12 +77,16 @@ class TrainingSetSummary(_Record):
     last_as_of: datetime
     cadence: str
     """Between as-of dates, e.g. "30 days" or "1 month"."""
+    partitions: int = 1
+    """1: one parquet file; more: a directory of ``part-NNNNN.parquet``, one per hash partition."""
 
 
 class OnlineSnapshotSummary(_Record):
     rows: int
     as_of: datetime
     """The time the snapshot's features describe ("now" for serving)."""
+    partitions: int = 1
+    """As for the training set."""
 
 
 class SuiteResult(_Record):

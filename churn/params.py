@@ -5,12 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from churn.featurestore import SpineSpec
 from churn.settings import MODEL_NAME
 
 P = TypeVar("P", bound=BaseModel)
+
+MAX_PARTITIONS = 1024
+"""Feature-build partitions beyond this are a typo, not a plan: each is a task and a file."""
 
 
 class FeaturesParams(BaseModel):
@@ -33,6 +43,20 @@ class FeaturesParams(BaseModel):
     online_as_of: datetime | None = Field(
         None, description="as-of of the online snapshot (default: midnight after the latest event)"
     )
+    partitions: int = Field(
+        1,
+        description="hash partitions of the entity: each is evaluated as its own task with its own "
+        "DuckDB connection, written as part-NNNNN.parquet of one feature set (1: one query per table)",
+    )
+
+    @field_validator("partitions")
+    @classmethod
+    def _partitions(cls, value: int) -> int:
+        if not 1 <= value <= MAX_PARTITIONS:
+            raise ValueError(
+                f"partitions must be between 1 (one query per table) and {MAX_PARTITIONS}, got {value}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _ordered(self) -> FeaturesParams:
@@ -338,10 +362,14 @@ class MonitorParams(BaseModel):
 
 
 class PipelineConfig(BaseModel):
-    """``pipeline.yml`` beside ``feature_store.yml``: a repo's own defaults for the train and monitor
-    flows (every deployment and the retrain policy use them); params given explicitly override them."""
+    """``pipeline.yml`` beside ``feature_store.yml``: a repo's own defaults for the features, train and
+    monitor flows (every deployment and the retrain policy use them); params given explicitly
+    override them."""
 
     model_config = ConfigDict(extra="forbid")
+    features: dict[str, Any] = Field(
+        default_factory=dict, description="FeaturesParams: cadence, as-of bounds, partitions, ..."
+    )
     train: dict[str, Any] = Field(
         default_factory=dict, description="TrainParams: estimator, split, gates, ..."
     )
@@ -351,7 +379,12 @@ class PipelineConfig(BaseModel):
 
     @model_validator(mode="after")
     def _valid(self) -> PipelineConfig:
-        for section, model in (("train", TrainParams), ("monitor", MonitorParams)):
+        sections: tuple[tuple[str, type[BaseModel]], ...] = (
+            ("features", FeaturesParams),
+            ("train", TrainParams),
+            ("monitor", MonitorParams),
+        )
+        for section, model in sections:
             try:
                 model(**getattr(self, section))
             except ValidationError as exc:

@@ -12,12 +12,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 MODEL_NAME = "churn-classifier"
 """The default name of the registered model (MLflow registry and Bento model store): ``CHURN_MODEL_NAME``."""
 SERVICE_NAME = "churn"
 """The default name of the BentoML service (and of the Bento it builds): ``CHURN_SERVICE_NAME``."""
 MLFLOW_DB = "mlflow.db"
+TaskRunnerKind = Literal["thread", "dask"]
+TASK_RUNNERS: tuple[TaskRunnerKind, ...] = ("thread", "dask")
+"""What may run the feature-partition tasks (``CHURN_TASK_RUNNER``)."""
 
 
 def usable_cores() -> int:
@@ -68,6 +72,12 @@ class _Env:
             )
         return value
 
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.env.get(name) or default
+        if value not in allowed:
+            raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
     def home(self) -> Path:
         return self.path("CHURN_HOME", self.base / ".churn")
 
@@ -104,6 +114,17 @@ class Settings:
     train_threads: int | None
     """Math threads (OpenMP, BLAS) while fitting (``CHURN_TRAIN_THREADS``); unset: the cores that are
     idle when the fit starts (see ``idle_cores``). The latency gate always uses one, as served."""
+    task_runner: TaskRunnerKind = "thread"
+    """What runs the feature-partition tasks (``CHURN_TASK_RUNNER``): ``thread`` (Prefect's thread
+    pool, the default) or ``dask`` (Prefect's DaskTaskRunner)."""
+    dask_address: str | None = None
+    """The Dask scheduler to send partition tasks to (``CHURN_DASK_ADDRESS``, e.g.
+    ``tcp://scheduler:8786``); unset with ``dask``: a local cluster of ``task_workers`` processes."""
+    task_workers: int = 1
+    """Partition tasks that run at once on this machine (``CHURN_TASK_WORKERS``): threads of the
+    pool, or processes of the local Dask cluster. Each opens its own DuckDB connection with
+    ``duckdb_threads`` threads and ``duckdb_memory_limit``, so the build's peak is about
+    ``task_workers`` x that limit. Default: usable cores // ``duckdb_threads`` (at least one)."""
 
     @classmethod
     def from_env(
@@ -111,6 +132,14 @@ class Settings:
     ) -> Settings:
         env = _Env(environ, cwd)
         home = env.home()
+        duckdb_threads = int(env.number("CHURN_DUCKDB_THREADS", os.cpu_count() or 1, minimum=1))
+        runner = env.choice("CHURN_TASK_RUNNER", "thread", TASK_RUNNERS)
+        dask_address = env.env.get("CHURN_DASK_ADDRESS") or None
+        if dask_address and runner != "dask":
+            raise SettingsError(
+                f"CHURN_DASK_ADDRESS is {dask_address!r} but CHURN_TASK_RUNNER is {runner!r}: "
+                "set CHURN_TASK_RUNNER=dask to send feature partitions there, or unset the address"
+            )
         feature_repo = env.path("CHURN_FEATURE_REPO", env.base / "feature_sql")
         builtin = feature_repo == env.base / "feature_sql"
         own_suites = env.base / "expectations" if builtin else feature_repo / "expectations"
@@ -123,13 +152,20 @@ class Settings:
             predictions_dir=env.predictions_dir(home),
             tracking_uri=env.env.get("CHURN_TRACKING_URI") or f"sqlite:///{home / MLFLOW_DB}",
             model_name=env.name("CHURN_MODEL_NAME", MODEL_NAME),
-            duckdb_threads=int(env.number("CHURN_DUCKDB_THREADS", os.cpu_count() or 1, minimum=1)),
+            duckdb_threads=duckdb_threads,
             duckdb_memory_limit=env.env.get("CHURN_DUCKDB_MEMORY_LIMIT", "4GB"),
             environments_dir=env.path(
                 "CHURN_ENVIRONMENTS_DIR", env.base / "deploy" / "environments"
             ),
             environment=env.name("CHURN_ENV", "dev"),
             train_threads=int(env.number("CHURN_TRAIN_THREADS", 0, minimum=1)) or None,
+            task_runner="dask" if runner == "dask" else "thread",
+            dask_address=dask_address,
+            task_workers=int(
+                env.number(
+                    "CHURN_TASK_WORKERS", max(1, usable_cores() // duckdb_threads), minimum=1
+                )
+            ),
         )
 
     # Everything below lives under CHURN_HOME and has no variable of its own.

@@ -152,7 +152,14 @@ def cmd_features_build(args: argparse.Namespace) -> int:
 
     chosen = {
         k: getattr(args, k)
-        for k in ("first_as_of", "last_as_of", "every_days", "every_months", "online_as_of")
+        for k in (
+            "first_as_of",
+            "last_as_of",
+            "every_days",
+            "every_months",
+            "online_as_of",
+            "partitions",
+        )
     }
     params = FeaturesParams(**{k: v for k, v in chosen.items() if v is not None})
     result = features(params)
@@ -599,11 +606,9 @@ def cmd_undeploy(args: argparse.Namespace) -> int:
 
 
 def _first_online_id(feature_set: Path, entity: str) -> object:
-    import pyarrow.parquet as pq
+    from adapters.feature_sets import ONLINE_SNAPSHOT, read_table
 
-    from adapters.feature_sets import ONLINE_SNAPSHOT
-
-    return pq.read_table(feature_set / ONLINE_SNAPSHOT, columns=[entity]).column(0)[0].as_py()
+    return read_table(feature_set / ONLINE_SNAPSHOT, entity, columns=[entity])[entity].tolist()[0]
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
@@ -685,6 +690,12 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--online-as-of",
         help="as-of of the online snapshot (default: midnight after the last event)",
+    )
+    build.add_argument(
+        "--partitions",
+        type=int,
+        help="hash partitions of the entity, each its own task and DuckDB connection on "
+        "CHURN_TASK_RUNNER (default: pipeline.yml, else 1)",
     )
     build.set_defaults(func=cmd_features_build)
 

@@ -3,6 +3,7 @@ validate them, publish. Every task here reads or writes files: none is cached.""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,14 +20,30 @@ from churn.contracts import (
     FeatureSet,
     FeatureSetManifest,
     OnlineSnapshotSummary,
+    Partition,
+    PartitionSummary,
     SuiteResult,
     TrainingSetSummary,
     ValidationSummary,
 )
 from churn.expectations import ONLINE_SNAPSHOT, TRAINING_SET, freshness_parameter
 from churn.featurestore import FeatureRepo, as_of_schedule, online_as_of
-from churn.params import FeaturesParams
+from churn.params import FeaturesParams, with_repo_defaults
 from churn.settings import Settings
+
+
+@task(cache_policy=NO_CACHE)
+def resolve_params(settings: Settings, params: FeaturesParams) -> FeaturesParams:
+    """The run's params: those given explicitly, then the feature repo's pipeline.yml, then the defaults."""
+    defaults = feature_engine.load_pipeline_config(settings.feature_repo).features
+    resolved = with_repo_defaults(params, defaults)
+    if defaults:
+        get_run_logger().info(
+            "pipeline.yml features defaults %s; run params %s",
+            defaults,
+            resolved.model_dump(exclude_defaults=True),
+        )
+    return resolved
 
 
 @task(cache_policy=NO_CACHE)
@@ -129,47 +146,115 @@ def validate_sources(
 
 
 @task(cache_policy=NO_CACHE)
-def build_training_set(
-    settings: Settings,
-    repo: FeatureRepo,
-    params: FeaturesParams,
-    sources: CheckedSources,
-    staging: Path,
-) -> TrainingSetSummary:
-    """Evaluate every view against the labelled spine (population.sql + label.sql) at each as-of."""
-    spine = params.spine(repo.config.spine)
-    dates = as_of_schedule(spine, sources.bounds.covered_from, sources.bounds.covered_to)
-    out = staging / feature_sets.TRAINING_SET
-    rows, positives = feature_engine.write_features(settings, repo, dates, with_label=True, out=out)
-    get_run_logger().info(
-        "training set: %d rows over %d as-of dates, %d positive", rows, len(dates), positives
-    )
-    return TrainingSetSummary(
-        rows=rows,
-        positives=positives,
-        as_of_count=len(dates),
-        first_as_of=dates[0],
-        last_as_of=dates[-1],
-        cadence=f"{spine.every_months} month(s)"
-        if spine.every_months
-        else f"{spine.every_days} days",
+def training_as_of_dates(
+    repo: FeatureRepo, params: FeaturesParams, sources: CheckedSources
+) -> list[datetime]:
+    """The training as-of dates: the repo's spine with this run's overrides, over the data's extent."""
+    return as_of_schedule(
+        params.spine(repo.config.spine), sources.bounds.covered_from, sources.bounds.covered_to
     )
 
 
 @task(cache_policy=NO_CACHE)
-def build_online_snapshot(
+def snapshot_as_of(repo: FeatureRepo, params: FeaturesParams, sources: CheckedSources) -> datetime:
+    """The online snapshot's as-of: the run's, or midnight after the latest event."""
+    return params.online_as_of or online_as_of(repo.config.spine, sources.bounds.covered_to)
+
+
+@task(cache_policy=NO_CACHE, task_run_name="build_training_partition-{partition.index}")
+def build_training_partition(
     settings: Settings,
     repo: FeatureRepo,
-    params: FeaturesParams,
-    sources: CheckedSources,
+    as_of_dates: list[datetime],
     staging: Path,
+    partition: Partition,
+) -> PartitionSummary:
+    """Every view against one hash partition of the labelled spine, on a DuckDB connection of its own."""
+    started = time.perf_counter()
+    out = feature_sets.part_file(staging / feature_sets.TRAINING_SET, partition)
+    rows, positives = feature_engine.write_features(
+        settings, repo, as_of_dates, with_label=True, out=out, partition=partition
+    )
+    seconds = time.perf_counter() - started
+    get_run_logger().info(
+        "training set partition %d/%d: %d rows, %d positive in %.2fs",
+        partition.index + 1,
+        partition.count,
+        rows,
+        positives,
+        seconds,
+    )
+    return PartitionSummary(index=partition.index, rows=rows, positives=positives, seconds=seconds)
+
+
+@task(cache_policy=NO_CACHE, task_run_name="build_snapshot_partition-{partition.index}")
+def build_snapshot_partition(
+    settings: Settings, repo: FeatureRepo, as_of: datetime, staging: Path, partition: Partition
+) -> PartitionSummary:
+    """The same views for one hash partition of the entities eligible at the snapshot's as-of."""
+    started = time.perf_counter()
+    out = feature_sets.part_file(staging / feature_sets.ONLINE_SNAPSHOT, partition)
+    rows, _ = feature_engine.write_features(
+        settings, repo, [as_of], with_label=False, out=out, partition=partition
+    )
+    seconds = time.perf_counter() - started
+    get_run_logger().info(
+        "online snapshot partition %d/%d: %d entities in %.2fs",
+        partition.index + 1,
+        partition.count,
+        rows,
+        seconds,
+    )
+    return PartitionSummary(index=partition.index, rows=rows, positives=0, seconds=seconds)
+
+
+@task(cache_policy=NO_CACHE)
+def summarise_training_set(
+    repo: FeatureRepo,
+    params: FeaturesParams,
+    as_of_dates: list[datetime],
+    parts: list[PartitionSummary],
+) -> TrainingSetSummary:
+    """The training set's counts over its partitions: rows, positives, as-of range and cadence."""
+    spine = params.spine(repo.config.spine)
+    summary = TrainingSetSummary(
+        rows=sum(p.rows for p in parts),
+        positives=sum(p.positives for p in parts),
+        as_of_count=len(as_of_dates),
+        first_as_of=as_of_dates[0],
+        last_as_of=as_of_dates[-1],
+        cadence=f"{spine.every_months} month(s)"
+        if spine.every_months
+        else f"{spine.every_days} days",
+        partitions=len(parts),
+    )
+    get_run_logger().info(
+        "training set: %d rows over %d as-of dates, %d positive; %d partition(s), slowest %.2fs",
+        summary.rows,
+        summary.as_of_count,
+        summary.positives,
+        len(parts),
+        max(p.seconds for p in parts),
+    )
+    return summary
+
+
+@task(cache_policy=NO_CACHE)
+def summarise_online_snapshot(
+    as_of: datetime, parts: list[PartitionSummary]
 ) -> OnlineSnapshotSummary:
-    """Evaluate the same views for every entity eligible at one as-of: the serving snapshot."""
-    as_of = params.online_as_of or online_as_of(repo.config.spine, sources.bounds.covered_to)
-    out = staging / feature_sets.ONLINE_SNAPSHOT
-    rows, _ = feature_engine.write_features(settings, repo, [as_of], with_label=False, out=out)
-    get_run_logger().info("online snapshot: %d entities as of %s", rows, as_of)
-    return OnlineSnapshotSummary(rows=rows, as_of=as_of)
+    """The online snapshot's entity count over its partitions."""
+    summary = OnlineSnapshotSummary(
+        rows=sum(p.rows for p in parts), as_of=as_of, partitions=len(parts)
+    )
+    get_run_logger().info(
+        "online snapshot: %d entities as of %s; %d partition(s), slowest %.2fs",
+        summary.rows,
+        as_of,
+        len(parts),
+        max(p.seconds for p in parts),
+    )
+    return summary
 
 
 @task(cache_policy=NO_CACHE)
@@ -180,9 +265,10 @@ def validate_feature_set(settings: Settings, repo: FeatureRepo, staging: Path) -
         TRAINING_SET: staging / feature_sets.TRAINING_SET,
         ONLINE_SNAPSHOT: staging / feature_sets.ONLINE_SNAPSHOT,
     }
+    entity = repo.config.entity
     outcomes = enforce_suites(
         settings,
-        [(pd.read_parquet(path), suites[name], {}) for name, path in files.items()],
+        [(feature_sets.read_table(path, entity), suites[name], {}) for name, path in files.items()],
         f"feature-set-{feature_sets.staged_version(staging)}",
     )
     # the stamp lets the train flow skip re-validating exactly these bytes with exactly this suite
@@ -248,6 +334,7 @@ def publish_feature_set(
             f"| training rows | {training.rows} ({training.positives} positive) |\n"
             f"| as-of dates | {training.as_of_count}: {training.first_as_of} .. {training.last_as_of} |\n"
             f"| online snapshot | {online.rows} entities as of {online.as_of} |\n"
+            f"| partitions | {training.partitions} (task runner: {settings.task_runner}) |\n"
             f"| features | {len(manifest.features)} from {len(repo.views)} views |\n"
             f"| path | `{feature_set.path}` |\n"
         ),

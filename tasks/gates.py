@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -102,7 +101,7 @@ def measure_latency(
 def measure_drift(data: TrainingData, gate: GateParams) -> FeatureDrift:
     """PSI per feature: the training set's latest as-of date(s) vs the online snapshot serving will use."""
     path = data.feature_set.path / feature_sets.ONLINE_SNAPSHOT
-    online = pd.read_parquet(path, columns=data.schema.names)
+    online = feature_sets.read_table(path, data.manifest.entity, columns=data.schema.names)
     excluded = {f.name: f.drift_reason for f in data.manifest.features if f.drift_reason}
     return gates.feature_drift(
         data.frame, online, excluded, data.schema.names, gate.drift.bins, gate.drift.reference_dates

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -58,7 +57,7 @@ def load_training_data(settings: Settings) -> TrainingData:
     feature_set = feature_sets.latest(settings.features_dir)
     path = feature_set.path / feature_sets.TRAINING_SET
     schema = training.feature_schema(feature_set.manifest.features)
-    frame = training.model_frame(pd.read_parquet(path), schema)
+    frame = training.model_frame(feature_sets.read_table(path, feature_set.manifest.entity), schema)
     training.check_training_frame(frame, feature_set.manifest.label, schema, str(path))
     get_run_logger().info(
         "training set %s: %d rows, %d features", feature_set.version, len(frame), len(schema.names)

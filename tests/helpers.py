@@ -128,3 +128,12 @@ def run_tags(state) -> list[str]:
 
     with get_client(sync_client=True) as client:
         return list(client.read_flow_run(state.state_details.flow_run_id).tags)
+
+
+def assert_same_table(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """Row for row, with the same columns, dtypes, index and order; every value exact except float
+    aggregates, which may differ in the last bits: DuckDB adds floats in an order its plan decides
+    (the single build itself differs so between one and two DuckDB threads)."""
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12, atol=1e-12)
+    exact = [c for c in expected.columns if expected[c].dtype.kind != "f"]
+    pd.testing.assert_frame_equal(got[exact], expected[exact], check_exact=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -256,3 +258,39 @@ def test_trains_on_bring_your_own_data_without_code_changes(tmp_path, monkeypatc
     expected = "stratified_random" if shape == "snapshot" else "time"
     assert run.data.params["split_strategy"] == expected
     assert result.version == "1"
+
+
+def test_a_partitioned_feature_set_trains_the_same_model(trained):
+    """Training, its data checks, the MLflow datasets and the drift gate read a set built in 4 hash
+    partitions as they read the single build: same data, same seed, same metrics. Last in this
+    module: it publishes a new latest feature set and champion in the shared home."""
+    from churn.params import FeaturesParams
+    from flows.features import features
+    from flows.train import train
+
+    settings, first = trained
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHURN_HOME", str(settings.home))
+        mp.setenv("CHURN_RAW_DIR", str(settings.raw_dir))
+        partitioned = features(FeaturesParams(partitions=4))
+        second = train(FAST)
+    assert partitioned.manifest.training_set.partitions == 4
+    client = client_for(settings)
+    assert client.get_run(second.run.run_id).data.tags["feature_set.version"] == partitioned.version
+    assert second.metrics == pytest.approx(first.metrics, rel=1e-9)
+    assert second.decision_threshold == pytest.approx(first.decision_threshold, rel=1e-9)
+
+    # the package step puts the partitioned snapshot into the Bento as the one file it serves from
+    from flows.package import package
+    from tests.helpers import assert_same_table
+
+    single = client.get_run(first.run.run_id).data.tags["feature_set.version"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHURN_HOME", str(settings.home))
+        mp.setenv("CHURN_RAW_DIR", str(settings.raw_dir))
+        packaged = package(settings.model_name)
+    import bentoml
+
+    served = Path(bentoml.models.get(packaged.tag).path) / "online_snapshot.parquet"
+    expected = settings.features_dir / "runs" / single / "online_snapshot.parquet"
+    assert_same_table(pd.read_parquet(served), pd.read_parquet(expected))

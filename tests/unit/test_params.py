@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from churn.featurestore import FeatureRepoError
-from churn.params import MonitorParams, TrainParams, parse_pipeline_config, with_repo_defaults
+from churn.params import (
+    FeaturesParams,
+    MonitorParams,
+    TrainParams,
+    parse_pipeline_config,
+    with_repo_defaults,
+)
 
 PIPELINE = """
 train:
@@ -62,3 +68,20 @@ def test_an_explicit_estimator_with_default_hyperparameters_is_kept_whole():
         ).estimator.kind
         == "hist_gradient_boosting"
     )
+
+
+def test_feature_partitions_are_a_count_from_one_set_by_the_run_or_pipeline_yml():
+    assert FeaturesParams().partitions == 1
+    for bad in (0, -2, 1025):
+        with pytest.raises(
+            ValueError, match=f"partitions must be between 1 .* and 1024, got {bad}"
+        ):
+            FeaturesParams(partitions=bad)
+    config = parse_pipeline_config("features: {partitions: 8, every_days: 14}\n")
+    from_repo = with_repo_defaults(FeaturesParams(), config.features)
+    assert (from_repo.partitions, from_repo.every_days) == (8, 14)
+    assert with_repo_defaults(FeaturesParams(partitions=2), config.features).partitions == 2
+    with pytest.raises(
+        FeatureRepoError, match=r"features.partitions: Value error, partitions must"
+    ):
+        parse_pipeline_config("features: {partitions: 0}\n", "repo/pipeline.yml")

@@ -113,3 +113,37 @@ def test_idle_cores_leave_the_busy_ones_out(monkeypatch):
     assert settings.idle_cores() == 3
     monkeypatch.setattr(settings.os, "getloadavg", lambda: (12.0, 1.0, 1.0))
     assert settings.idle_cores() == 1
+
+
+def test_the_task_runner_of_feature_partitions_comes_from_the_environment(monkeypatch):
+    import churn.settings
+
+    monkeypatch.setattr(churn.settings, "usable_cores", lambda: 4)
+    default = Settings.from_env({"CHURN_DUCKDB_THREADS": "2"})
+    assert (default.task_runner, default.dask_address, default.task_workers) == ("thread", None, 2)
+    assert Settings.from_env({"CHURN_DUCKDB_THREADS": "8"}).task_workers == 1  # never zero
+    dask = Settings.from_env(
+        {
+            "CHURN_TASK_RUNNER": "dask",
+            "CHURN_DASK_ADDRESS": "tcp://scheduler:8786",
+            "CHURN_TASK_WORKERS": "3",
+        }
+    )
+    assert (dask.task_runner, dask.dask_address, dask.task_workers) == (
+        "dask",
+        "tcp://scheduler:8786",
+        3,
+    )
+
+
+def test_a_task_runner_setting_that_cannot_be_used_is_refused():
+    with pytest.raises(
+        SettingsError, match="CHURN_TASK_RUNNER must be one of thread, dask, got 'spark'"
+    ):
+        Settings.from_env({"CHURN_TASK_RUNNER": "spark"})
+    with pytest.raises(
+        SettingsError, match="set CHURN_TASK_RUNNER=dask to send feature partitions"
+    ):
+        Settings.from_env({"CHURN_DASK_ADDRESS": "tcp://scheduler:8786"})
+    with pytest.raises(SettingsError, match="CHURN_TASK_WORKERS must be an integer >= 1, got '0'"):
+        Settings.from_env({"CHURN_TASK_WORKERS": "0"})
