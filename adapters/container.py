@@ -57,10 +57,13 @@ def docker_unavailable() -> str | None:
     return None
 
 
-def docker(*args: str, capture: bool = True, env: dict[str, str] | None = None) -> str:
+def docker(
+    *args: str, capture: bool = True, env: dict[str, str] | None = None, stdin: str | None = None
+) -> str:
     """Run a docker command; its stderr becomes the error."""
     done = subprocess.run(
         ["docker", *args],
+        input=stdin,
         capture_output=capture,
         text=True,
         check=False,

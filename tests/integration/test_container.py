@@ -6,20 +6,43 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import threading
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 
 from adapters import container
+from churn.settings import ServiceSettings
 from ops.stack import free_port
-from tests.helpers import train_champion
+from tests.helpers import ROOT, train_champion
 
 REASON = container.docker_unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"container tests: {REASON}")
 TOKEN = "container-token"
+
+
+def churn(home, raw, *args: str, extra: dict[str, str] | None = None) -> str:
+    """A churn command in its own process: BentoML binds its store per process."""
+    done = subprocess.run(
+        [str(container.BIN / "churn"), *args],
+        env={
+            **os.environ,
+            "CHURN_HOME": str(home),
+            "CHURN_RAW_DIR": str(raw),
+            "BENTOML_HOME": str(home / "bentoml"),
+            **(extra or {}),
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
 
 
 @pytest.fixture(scope="module")
@@ -28,20 +51,19 @@ def image(prefect_server, small_world, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CHURN_HOME", str(home))
         mp.setenv("CHURN_RAW_DIR", str(small_world))
-        mp.setenv("BENTOML_HOME", str(home / "bentoml"))
         from churn.settings import Settings
-        from flows.package import package
 
         train_champion()
-        packaged = package()
+        churn(home, small_world, "package")
         settings = Settings.from_env()
-        tag = container.image_tag(f"churn-test-{uuid.uuid4().hex[:6]}", "1", "test")
-        built = container.containerize(settings, packaged.bento, tag)
-        print(f"\nimage {built.tag}: {built.size_mb:.0f} MB, built in {built.seconds:.0f} s")
-        try:
-            yield {"image": built, "packaged": packaged, "home": home}
-        finally:
-            subprocess.run(["docker", "rmi", "--force", tag], capture_output=True, check=False)
+    bento = f"{ServiceSettings.from_env().service_name}:latest"
+    tag = container.image_tag(f"churn-test-{uuid.uuid4().hex[:6]}", "1", "test")
+    built = container.containerize(settings, bento, tag)
+    print(f"\nimage {built.tag}: {built.size_mb:.0f} MB, built in {built.seconds:.0f} s")
+    try:
+        yield {"image": built, "home": home, "raw": small_world, "settings": settings}
+    finally:
+        subprocess.run(["docker", "rmi", "--force", tag], capture_output=True, check=False)
 
 
 @pytest.fixture
@@ -144,3 +166,106 @@ def _online_ids(home, n: int) -> list:
 
     snapshot = pd.read_parquet(next((home / "bentoml" / "models").rglob("online_snapshot.parquet")))
     return [int(v) for v in snapshot["customer_id"].head(n)]
+
+
+def _environment(tmp_path, port: int) -> Path:
+    folder = tmp_path / "environments"
+    folder.mkdir()
+    text = (ROOT / "deploy" / "environments" / "dev.yml").read_text()
+    (folder / "dev.yml").write_text(
+        text.replace("port: 3000", f"port: {port}").replace(
+            "volume: churn-dev-data", f"volume: churn-test-{uuid.uuid4().hex[:8]}"
+        )
+    )
+    return folder
+
+
+def test_deploy_replaces_the_live_container_with_no_failed_request_and_rolls_back_a_broken_image(
+    image, tmp_path
+):
+    """make deploy-model ENV=dev twice (model v1, then a retrained v2) while a bounded client keeps
+    calling the stable endpoint; then a broken image, which must leave v2 serving."""
+    from adapters import docker_rollout, rollout_log
+
+    if shutil.which("nginx") is None:
+        pytest.skip("the docker target's endpoint is nginx: apt-get install nginx-light")
+    home, raw, port = image["home"], image["raw"], free_port()
+    extra = {"CHURN_ENVIRONMENTS_DIR": str(_environment(tmp_path, port)), "CHURN_API_TOKEN": TOKEN}
+    folder = docker_rollout.state_dir(image["settings"].deploy_dir, "dev")
+    try:
+        print(churn(home, raw, "deploy", "--env", "dev", extra=extra))
+        endpoint = f"http://127.0.0.1:{port}"
+        ids = _online_ids(home, 2)
+        answers, failures, stop = [], [], threading.Event()
+
+        def client():
+            with httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as http:
+                while not stop.is_set() and len(answers) + len(failures) < 20_000:
+                    try:
+                        reply = http.post(f"{endpoint}/predict_by_id", json={"ids": ids})
+                        (answers if reply.status_code == 200 else failures).append(
+                            reply.json()[0]["model_version"]
+                            if reply.status_code == 200
+                            else reply.status_code
+                        )
+                    except httpx.HTTPError as exc:
+                        failures.append(repr(exc))
+                    time.sleep(0.02)
+
+        thread = threading.Thread(target=client, daemon=True)
+        thread.start()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("CHURN_HOME", str(home))
+            mp.setenv("CHURN_RAW_DIR", str(raw))
+            train_champion()  # v2, promoted
+        churn(home, raw, "package")
+        print(churn(home, raw, "deploy", "--env", "dev", extra=extra))
+        time.sleep(2)
+        stop.set()
+        thread.join(60)
+        print(f"{len(answers)} requests through the switch, {len(failures)} failed")
+        assert failures == [], failures[:5]
+        assert {"1", "2"} <= set(answers) and answers[-1] == "2", set(answers)
+        live = docker_rollout.live(folder)
+        assert live.model_version == "2"
+
+        # a broken image (its workers die at start-up) never goes live: v2 keeps serving
+        broken = f"{live.image}-broken"
+        container.docker(
+            "build", "-t", broken, "-",
+            stdin=f"FROM {live.image}\nENV CHURN_MAX_BATCH=0\n",
+            env={"DOCKER_BUILDKIT": "0"},
+        )  # fmt: skip
+        from churn.environments import load_environment
+
+        target = load_environment(Path(extra["CHURN_ENVIRONMENTS_DIR"]), "dev").target
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("CHURN_API_TOKEN", TOKEN)
+            with pytest.raises(docker_rollout.RolloutError, match="failed before the switch"):
+                docker_rollout.rollout(
+                    folder,
+                    target,
+                    broken,
+                    "3",
+                    docker_rollout.http_smoke(ids, "3"),
+                    ready_timeout=120,
+                )
+        assert docker_rollout.live(folder) == live
+        reply = httpx.post(
+            f"{endpoint}/predict_by_id",
+            json={"ids": ids},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=30,
+        )
+        assert reply.status_code == 200 and reply.json()[0]["model_version"] == "2"
+        assert rollout_log.served(image["settings"].deploy_dir) == {"dev": {"1", "2"}}
+    finally:
+        print(churn(home, raw, "undeploy", "--env", "dev", extra=extra))
+        log = image["settings"].deploy_dir / "rollouts.jsonl"
+        built = (
+            {json.loads(line)["image"] for line in log.read_text().splitlines()}
+            if log.is_file()
+            else set()
+        )
+        for tag in built | {f"{t}-broken" for t in built}:
+            subprocess.run(["docker", "rmi", "--force", tag], capture_output=True, check=False)
