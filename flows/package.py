@@ -1,5 +1,6 @@
 """package: import the current champion and the online snapshot into the Bento model store and
-build the Bento (self-contained: serving needs no MLflow)."""
+build the Bento (self-contained: serving needs no MLflow); where the environment asks for automatic
+rollout (``auto_rollout`` in deploy/environments/<CHURN_ENV>.yml), deploy it there."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from prefect import flow
 
 from churn.contracts import PackagedModel
 from churn.settings import Settings
+from flows.deploy import deploy
+from tasks.deploy import auto_rollout_environment
 from tasks.serving import build_bento, import_champion
 
 
@@ -14,4 +17,8 @@ from tasks.serving import build_bento, import_champion
 def package(model_name: str | None = None) -> PackagedModel:
     """``model_name``: the registered model whose @champion is packaged (default: CHURN_MODEL_NAME)."""
     settings = Settings.from_env()
-    return build_bento(settings, import_champion(settings, model_name or settings.model_name))
+    packaged = build_bento(settings, import_champion(settings, model_name or settings.model_name))
+    environment = auto_rollout_environment(settings)
+    if environment:
+        deploy(environment, packaged.bento)
+    return packaged

@@ -103,3 +103,12 @@ def roll_out(
     line = rollout_log.record(settings.deploy_dir, **entry, status="live", **detail)
     logger.info("%s is live in %s: %s", image, env.name, detail["target"])
     return line
+
+
+@task(cache_policy=NO_CACHE)
+def auto_rollout_environment(settings: Settings) -> str | None:
+    """The environment this process runs in (CHURN_ENV) when its file asks for automatic rollout."""
+    if not (settings.environments_dir / f"{settings.environment}.yml").is_file():
+        return None
+    env = load_environment(settings.environments_dir, settings.environment)
+    return env.name if env.auto_rollout else None

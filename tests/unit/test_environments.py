@@ -64,3 +64,20 @@ def test_a_smoke_answer_must_score_every_id_with_the_new_model():
     assert "expected 2 answers" in smoke_problem(good, [1, 2], "3")
     assert "not in [0, 1]" in smoke_problem([{**good[0], "probability": 1.5}], [1], "3")
     assert "expected 1 answers" in smoke_problem({"title": "Unauthorized"}, [1], "3")
+
+
+def test_the_package_flow_rolls_out_only_where_the_running_environment_asks(tmp_path):
+    from churn.settings import Settings
+    from tasks.deploy import auto_rollout_environment
+
+    (tmp_path / "qa.yml").write_text("target: {kind: docker}\nauto_rollout: true\n")
+    (tmp_path / "dev.yml").write_text("target: {kind: docker}\n")
+
+    def settings(env):
+        return Settings.from_env(
+            {"CHURN_ENVIRONMENTS_DIR": str(tmp_path), "CHURN_ENV": env, "CHURN_HOME": str(tmp_path)}
+        )
+
+    assert auto_rollout_environment.fn(settings("qa")) == "qa"
+    assert auto_rollout_environment.fn(settings("dev")) is None
+    assert auto_rollout_environment.fn(settings("laptop")) is None  # no file: nothing to roll out
