@@ -29,8 +29,6 @@ from ops import flows_k8s
 from tests.helpers import ROOT
 from tests.unit.test_k8s_manifests import KUBECTL, NAMESPACES, render, schema_problems
 
-pytestmark = pytest.mark.unit
-
 TAG = "0123456789ab"
 UID = 1034
 HOME, PREDICTIONS = "/churn", "/predictions"
