@@ -186,6 +186,9 @@ def job_problems(job: dict[str, Any], env: Environment) -> list[str]:
         "CHURN_PREDICTIONS_DIR": PREDICTIONS,
         "CHURN_ENV": env.name,
         "CHURN_TRACKING_URI": env.tracking_uri,
+        # the worker passes its own Prefect settings on: PREFECT_HOME must stay on the writable /tmp
+        "PREFECT_HOME": "/tmp/prefect",
+        "PREFECT_LOCAL_STORAGE_PATH": f"{HOME}/prefect/storage",
     }.items():
         if env_vars.get(name) != value:
             bad(f"{name} is {env_vars.get(name)!r}, not {value!r}")
@@ -348,6 +351,12 @@ def _misnamed_variable(job):
     )
 
 
+def _workers_prefect_home(job):
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    env[:] = [e for e in env if e["name"] != "PREFECT_HOME"]
+    env.append({"name": "PREFECT_HOME", "value": "/home/prefect/.prefect"})
+
+
 def _latest_image(job):
     job["spec"]["template"]["spec"]["containers"][0]["image"] = "churn-flows:latest"
 
@@ -360,6 +369,7 @@ LOST = [
     (_other_memory_limit, "memory limits is 64Gi, not 4Gi"),
     (_misnamed_variable, "variables the pipeline does not read: ['CHURN_DUCKDB_MEMORY']"),
     (_latest_image, "image is churn-flows:latest"),
+    (_workers_prefect_home, "PREFECT_HOME is '/home/prefect/.prefect', not '/tmp/prefect'"),
 ]
 
 
