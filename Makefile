@@ -9,7 +9,7 @@ SERVE_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 export CHURN_HOME ?= $(CURDIR)/.churn
 
-.PHONY: help venv demo test test-fast lint check-workflows check-k8s format check-repo serve-up serve-down container-base container container-test deploy-model deploy-down data list-features expectations features train package serve monitor simulate rollback mlflow-ui monitor-ui up down deploy run-features run-train pins clean
+.PHONY: help venv demo test test-fast lint check-workflows check-k8s flows-image flows-image-test flows-deployments format check-repo serve-up serve-down container-base container container-test deploy-model deploy-down data list-features expectations features train package serve monitor simulate rollback mlflow-ui monitor-ui up down deploy run-features run-train pins clean
 
 help:
 	@echo "make demo          set up, generate the synthetic data, run the pipeline, print where to look"
@@ -17,7 +17,9 @@ help:
 	@echo "make test-fast     the layers that start no server (unit, sql, data, model), about a minute"
 	@echo "make lint          ruff (lint + format check) and mypy (strict on the churn/ library)"
 	@echo "make check-workflows  .github/workflows offline: GitHub's schema, actionlint (+ shellcheck), zizmor"
-	@echo "make check-k8s     render deploy/k8s (base, staging, prod) and validate it strictly, offline"
+	@echo "make check-k8s     render deploy/k8s (base, staging, prod) and every flow deployment's Job, validate them strictly, offline"
+	@echo "make flows-image   the flows image (deploy/flows/Dockerfile), churn-flows:<commit>, built offline (make flows-image-test: for real)"
+	@echo "make flows-deployments  regenerate deploy/prefect/k8s-deployments.yaml from prefect.yaml and deploy/environments"
 	@echo "make up / down     start / stop a local Prefect server (127.0.0.1:$(PORT)) and process worker"
 	@echo "make deploy        register every deployment in prefect.yaml with the running server"
 	@echo "make run-features  run the features deployment through the worker and watch it"
@@ -72,8 +74,11 @@ check-workflows: venv  ## the CI/CD workflows, offline: the vendored GitHub work
 	$(BIN)/actionlint -shellcheck $(BIN)/shellcheck $(WORKFLOWS)
 	$(BIN)/zizmor --offline --persona auditor $(WORKFLOWS)
 
-check-k8s: venv  ## deploy/k8s rendered with kubectl kustomize, validated against bundled schemas (also in make test)
-	$(BIN)/pytest -q tests/unit/test_k8s_manifests.py
+check-k8s: venv  ## deploy/k8s rendered with kubectl kustomize, and the Job of every flow deployment rendered by the kubernetes worker, validated against bundled schemas (also in make test)
+	$(BIN)/pytest -q tests/unit/test_k8s_manifests.py tests/unit/test_k8s_jobs.py
+
+flows-deployments: venv  ## deploy/prefect/k8s-deployments.yaml from prefect.yaml and deploy/environments/*.yml
+	$(BIN)/churn flows generate
 
 format: venv  ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
@@ -117,6 +122,12 @@ deploy-model: venv  ## make deploy-model ENV=dev|staging|prod [OVERRIDE="why"]: 
 
 deploy-down: venv  ## stop what deploy-model ENV=dev started on this docker host (container and nginx)
 	$(BIN)/churn undeploy --env $(or $(ENV),dev)
+
+flows-image: venv  ## the flows image for the kubernetes work pool, built offline from the local base image: churn-flows:<commit>
+	$(BIN)/churn container flows
+
+flows-image-test: venv  ## build the flows image and run it read-only: imports, prefect, a repo check (skips without a docker daemon)
+	$(BIN)/pytest -s -rs tests/integration/test_flows_image.py
 
 container-test: venv  ## build, run, /readyz, predict, the log on a volume, stop (skips without a docker daemon)
 	$(BIN)/pytest -s -rs tests/integration/test_container.py

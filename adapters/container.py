@@ -150,8 +150,11 @@ def import_rootfs(rootfs: Path, tag: str) -> None:
         raise ContainerError(f"docker import of {rootfs} failed: {done.stderr.strip()}")
 
 
-def download_wheels(target: Path) -> None:
-    """Every pin of bentos/requirements.txt as a Linux wheel for Python 3.11 (no sdists: no compiler)."""
+def download_wheels(
+    target: Path, requirements: Path = ROOT / "bentos" / "requirements.txt"
+) -> None:
+    """Every pin of ``requirements`` (default the service's) as a Linux wheel for Python 3.11 (no
+    sdists: no compiler)."""
     target.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
         [
@@ -173,7 +176,7 @@ def download_wheels(target: Path) -> None:
             "--platform",
             "linux_x86_64",
             "-r",
-            str(ROOT / "bentos" / "requirements.txt"),
+            str(requirements),
             "-d",
             str(target),
         ],
@@ -184,12 +187,13 @@ def download_wheels(target: Path) -> None:
     if done.returncode != 0:
         raise ContainerError(
             f"downloading the wheelhouse failed ({done.stderr.strip()[-1500:]}); on a machine without "
-            "a package index pass --wheels DIR with the wheels of bentos/requirements.txt"
+            f"a package index pass --wheels DIR with the wheels of {requirements.relative_to(ROOT)}"
         )
 
 
-def build_builder(base: str, wheels: Path, work: Path) -> str:
-    """``<base>-wheels``: the base image plus uv and the wheelhouse, for the install stage only."""
+def build_builder(base: str, wheels: Path, work: Path, tag: str | None = None) -> str:
+    """``<base>-wheels`` (or ``tag``): the base image plus uv and the wheelhouse, for the install
+    stage only."""
     uv = shutil.which("uv", path=str(BIN)) or shutil.which("uv")
     if uv is None:
         raise ContainerError("uv is not installed in the project's environment (make venv)")
@@ -203,7 +207,7 @@ def build_builder(base: str, wheels: Path, work: Path) -> str:
         f"FROM {base}\nCOPY uv /usr/local/bin/uv\nCOPY wheels /wheels\n"
         "ENV UV_NO_INDEX=1 UV_FIND_LINKS=/wheels UV_PYTHON_DOWNLOADS=never\n"
     )
-    tag = builder_image(base)
+    tag = tag or builder_image(base)
     docker("build", "--quiet", "-t", tag, str(context), env={"DOCKER_BUILDKIT": "0"})
     shutil.rmtree(context)
     return tag
@@ -259,6 +263,23 @@ def git_commit() -> str:
     return done.stdout.strip() if done.returncode == 0 else "nogit"
 
 
+def source_commit() -> str:
+    """The full commit of the checkout, ``-dirty`` when files differ from it: what an image built
+    from the working tree holds (MLflow's lineage reads it as its git commit)."""
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    )
+    if head.returncode != 0:
+        return "unknown"
+    status = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
+
+
 def image_tag(repository: str, model_version: str, commit: str) -> str:
     """Images are named by what they serve and the code that serves it: v<model version>-<commit>."""
     return f"{repository}:v{model_version}-{commit}"
@@ -284,6 +305,88 @@ def containerize(settings: Settings, bento: str, tag: str) -> Image:
         )
     size = json.loads(docker("image", "inspect", "--format", "{{json .Size}}", tag))
     return Image(tag, size / 2**20, time.monotonic() - started)
+
+
+# --- the flows image (deploy/flows/Dockerfile) ------------------------------------------------------
+
+FLOWS_REPOSITORY = "churn-flows"
+FLOWS_DOCKERFILE = ROOT / "deploy" / "flows" / "Dockerfile"
+FLOWS_PROJECT = (
+    "churn",
+    "adapters",
+    "tasks",
+    "flows",
+    "ops",
+    "bentos",
+    "feature_sql",
+    "expectations",
+    "deploy/environments",
+    "prefect.yaml",
+    "bentofile.yaml",
+)
+"""What of the project the flows image holds: the code of every floor and the files flows read
+relative to the project (the feature repo, the suites, the environments); no tests or docs."""
+
+
+def flows_builder_image(base: str) -> str:
+    """The builder deploy/flows/Dockerfile installs from: the base, uv and requirements.txt's wheels."""
+    return f"{base}-flows-wheels"
+
+
+def make_flows_builder(settings: Settings, wheels: Path | None = None, force: bool = False) -> str:
+    """``<base>-flows-wheels``, made once (the base image first when it is missing): later builds
+    send only the project's files to the daemon, not the wheelhouse."""
+    base, _ = make_base(settings)
+    builder = flows_builder_image(base)
+    if not image_exists(builder) or force:
+        if wheels is None:
+            wheels = settings.container_dir / "flows-wheels"
+            print("downloading the wheelhouse of requirements.txt", flush=True)
+            download_wheels(wheels, ROOT / "requirements.txt")
+        build_builder(base, wheels, settings.container_dir, tag=builder)
+    return builder
+
+
+def flows_context(target: Path, commit: str) -> Path:
+    """The build context: the Dockerfile, requirements.txt and the project's files under project/
+    (caches left out), plus REVISION with the commit."""
+    if target.exists():
+        shutil.rmtree(target)
+    project = target / "project"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
+    for name in FLOWS_PROJECT:
+        source, into = ROOT / name, project / name
+        if source.is_dir():
+            shutil.copytree(source, into, ignore=ignore)
+        else:
+            into.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, into)
+    (project / "REVISION").write_text(commit + "\n")
+    shutil.copy2(FLOWS_DOCKERFILE, target / "Dockerfile")
+    shutil.copy2(ROOT / "requirements.txt", target / "requirements.txt")
+    return target
+
+
+def build_flows_image(
+    settings: Settings, tag: str | None = None, wheels: Path | None = None
+) -> Image:
+    """The flows image, built offline from local images: ``churn-flows:<commit>`` by default."""
+    reason = docker_unavailable()
+    if reason:
+        raise ContainerError(reason)
+    builder = make_flows_builder(settings, wheels)
+    base = builder.removesuffix("-flows-wheels")
+    tag = tag or f"{FLOWS_REPOSITORY}:{git_commit()}"
+    context = flows_context(settings.container_dir / "flows-context", source_commit())
+    started = time.monotonic()
+    docker(
+        "build", "--quiet", "--build-arg", f"BASE={base}", "-t", tag, str(context),
+        env={"DOCKER_BUILDKIT": "0"},
+    )  # fmt: skip
+    seconds = time.monotonic() - started
+    shutil.rmtree(context)
+    size = json.loads(docker("image", "inspect", "--format", "{{json .Size}}", tag))
+    return Image(tag, size / 2**20, seconds)
 
 
 def run_container(

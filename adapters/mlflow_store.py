@@ -196,12 +196,17 @@ def monitoring_ui_url(settings: Settings, port: int = UI_PORT) -> str:
 
 
 def git_commit() -> str:
+    """The checkout's commit (``-dirty`` with local changes); in the flows image, which has no
+    .git, the commit it was built from (its REVISION file)."""
+    revision = ROOT / "REVISION"
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
         )
     except OSError:
-        return "unknown"
+        return revision.read_text().strip() if revision.is_file() else "unknown"
+    if out.returncode != 0 and revision.is_file():
+        return revision.read_text().strip()
     dirty = subprocess.run(
         ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, timeout=10
     )

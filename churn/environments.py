@@ -52,6 +52,70 @@ class KubernetesTarget(BaseModel):
     rollout_timeout_seconds: int = Field(600, ge=1)
 
 
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
+"""A Kubernetes resource quantity as the flows' resources are written (``500m``, ``2``, ``4Gi``)."""
+_UNITS = {"": 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+_UNITS |= {"Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40}
+
+
+def quantity(value: str) -> float:
+    """``500m`` -> 0.5, ``4Gi`` -> 4294967296.0."""
+    number = value.rstrip("mkMGTi")
+    return float(number) * _UNITS[value[len(number) :]]
+
+
+class FlowResources(BaseModel):
+    """What a flow run's pod is scheduled with and may use (the base job template's variables)."""
+
+    model_config = ConfigDict(extra="forbid")
+    cpu_request: str = Field(pattern=QUANTITY)
+    cpu_limit: str = Field(pattern=QUANTITY)
+    memory_request: str = Field(pattern=QUANTITY)
+    memory_limit: str = Field(pattern=QUANTITY)
+
+    @model_validator(mode="after")
+    def _requests_fit(self) -> FlowResources:
+        for what in ("cpu", "memory"):
+            request, limit = getattr(self, f"{what}_request"), getattr(self, f"{what}_limit")
+            if quantity(request) > quantity(limit):
+                raise ValueError(f"{what}_request {request} is above {what}_limit {limit}")
+        return self
+
+
+class FlowsImage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    repository: str = Field("churn-flows", min_length=1, description="image name, no tag")
+    registry: str | None = Field(None, description="registry host[/path] the cluster pulls from")
+
+
+class KubernetesFlows(BaseModel):
+    """The flows as Kubernetes Jobs on the environment's work pool (deploy/prefect): which of
+    prefect.yaml's deployments run there, in which image, with what resources."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: FlowsImage = FlowsImage()
+    deployments: list[str] = Field(
+        default_factory=lambda: ["features-daily", "train-weekly", "monitor-hourly", "rollback"],
+        min_length=1,
+        description="prefect.yaml deployments that get a <name>-<environment> twin on this pool",
+    )
+    resources: dict[str, FlowResources] = Field(
+        description="'default', and per deployment (its prefect.yaml name) where it needs other"
+    )
+
+    @model_validator(mode="after")
+    def _has_default(self) -> KubernetesFlows:
+        if "default" not in self.resources:
+            raise ValueError("resources needs a 'default' entry")
+        unknown = set(self.resources) - {"default", *self.deployments}
+        if unknown:
+            raise ValueError(f"resources for deployments not listed here: {sorted(unknown)}")
+        return self
+
+    def resources_of(self, deployment: str) -> FlowResources:
+        return self.resources.get(deployment, self.resources["default"])
+
+
 class Environment(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
@@ -72,11 +136,21 @@ class Environment(BaseModel):
     auto_rollout: bool = Field(
         False, description="the package flow rolls a newly packaged champion out here"
     )
+    flows: KubernetesFlows | None = Field(
+        None,
+        description="the flows as Kubernetes Jobs on work_pool, in the target's namespace "
+        "(a kubernetes target only); none: they run on a process worker",
+    )
 
     @model_validator(mode="after")
     def _not_itself(self) -> Environment:
         if self.requires == self.name:
             raise ValueError(f"environment {self.name!r} cannot require itself")
+        if self.flows is not None and not isinstance(self.target, KubernetesTarget):
+            raise ValueError(
+                "flows: Kubernetes Jobs need a kubernetes target (its namespace holds the "
+                "claims the Jobs mount)"
+            )
         return self
 
 

@@ -573,6 +573,13 @@ def cmd_container(args: argparse.Namespace) -> int:
         )
         print(f"base image {base}, builder {builder}")
         return 0
+    if args.action == "flows":
+        image = container.build_flows_image(settings, wheels=args.wheels)
+        print(
+            f"image {image.tag}: {image.size_mb:.0f} MB, built in {image.seconds:.0f} s\n"
+            f"  try  docker run --rm --read-only --tmpfs /tmp {image.tag} prefect version"
+        )
+        return 0
     bento = args.bento or f"{ServiceSettings.from_env().service_name}:latest"
     version = bento_model_version(settings, bento)
     tag = container.image_tag(args.repository, version, container.git_commit())
@@ -584,6 +591,30 @@ def cmd_container(args: argparse.Namespace) -> int:
         f"{image.seconds:.0f} s\n  run  docker run --rm -p 127.0.0.1:3000:3000 -v churn-data:/data "
         f"-e CHURN_API_TOKEN=... {image.tag}"
     )
+    return 0
+
+
+def cmd_flows(args: argparse.Namespace) -> int:
+    """The flows on Kubernetes: the generated deployments, the work pool, their registration."""
+    from ops import flows_k8s
+
+    if args.action == "generate":
+        if args.check:
+            current = flows_k8s.DEPLOYMENTS.read_text() == flows_k8s.generated()
+            print(f"{flows_k8s.DEPLOYMENTS}: {'current' if current else 'stale'}")
+            return 0 if current else 1
+        print(f"wrote {flows_k8s.write()}")
+        return 0
+    if args.env is None:
+        raise ValueError(f"churn flows {args.action} needs --env (staging, prod, ...)")
+    if args.action == "pool":
+        pool = flows_k8s.create_pool(args.env)
+        print(f"work pool {pool!r} (kubernetes) uses {flows_k8s.TEMPLATE.name}")
+        return 0
+    from adapters import container
+
+    tag = args.tag or container.git_commit()
+    print(flows_k8s.deploy(args.env, tag))
     return 0
 
 
@@ -773,8 +804,9 @@ def _parser() -> argparse.ArgumentParser:
     ctr = sub.add_parser("container", help="the service's image, built offline")
     ctr.add_argument(
         "action",
-        choices=["base", "build"],
-        help="base: make the base image (debootstrap) and its -wheels builder; build: the image of a Bento",
+        choices=["base", "build", "flows"],
+        help="base: make the base image (debootstrap) and its -wheels builder; build: the image of "
+        "a Bento; flows: the flows image (deploy/flows/Dockerfile), churn-flows:<git commit>",
     )
     ctr.add_argument("--bento", help="the Bento to containerize (default: <service name>:latest)")
     ctr.add_argument(
@@ -786,12 +818,30 @@ def _parser() -> argparse.ArgumentParser:
     ctr.add_argument(
         "--wheels",
         type=Path,
-        help="base: a folder with the wheels of bentos/requirements.txt (air-gapped machines)",
+        help="base/flows: a folder with the wheels of bentos/requirements.txt / requirements.txt "
+        "(air-gapped machines)",
     )
     ctr.add_argument(
         "--force", action="store_true", help="base: remake the images even if they exist"
     )
     ctr.set_defaults(func=cmd_container)
+
+    flw = sub.add_parser("flows", help="the flows as Kubernetes Jobs (deploy/prefect)")
+    flw.add_argument(
+        "action",
+        choices=["generate", "pool", "deploy"],
+        help="generate: write deploy/prefect/k8s-deployments.yaml from prefect.yaml and the "
+        "environments; pool: create ENV's kubernetes work pool with the project's base job "
+        "template; deploy: register ENV's deployments",
+    )
+    flw.add_argument("--env", help="pool/deploy: deploy/environments/<ENV>.yml")
+    flw.add_argument(
+        "--tag", help="deploy: the flows image's tag (default: this checkout's commit)"
+    )
+    flw.add_argument(
+        "--check", action="store_true", help="generate: only say whether the file is current"
+    )
+    flw.set_defaults(func=cmd_flows)
 
     dep = sub.add_parser(
         "deploy", help="run the deploy flow: the packaged champion's image rolled out to ENV"

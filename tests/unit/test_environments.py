@@ -3,6 +3,8 @@ rule (prod needs what staging served, or an override with a reason), smoke answe
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from churn.environments import (
@@ -81,3 +83,50 @@ def test_the_package_flow_rolls_out_only_where_the_running_environment_asks(tmp_
     assert auto_rollout_environment.fn(settings("qa")) == "qa"
     assert auto_rollout_environment.fn(settings("dev")) is None
     assert auto_rollout_environment.fn(settings("laptop")) is None  # no file: nothing to roll out
+
+
+def test_flows_on_kubernetes_need_a_kubernetes_target_default_resources_and_fitting_requests(
+    tmp_path,
+):
+    staging = load_environment(FOLDER, "staging")
+    assert staging.flows is not None and load_environment(FOLDER, "dev").flows is None
+    assert staging.flows.resources_of("train-weekly").memory_limit == "4Gi"
+    assert staging.flows.resources_of("rollback") == staging.flows.resources["default"]
+    size = "{cpu_request: 500m, cpu_limit: '1', memory_request: 1Gi, memory_limit: 2Gi}"
+    k8s = "target: {kind: kubernetes, overlay: x, namespace: x}\n"
+    too_much = "{cpu_request: '2', cpu_limit: '1', memory_request: 1Gi, memory_limit: 1Gi}"
+    no_quantity = "{cpu_request: 1 cpu, cpu_limit: '1', memory_request: 1Gi, memory_limit: 1Gi}"
+    cases = {
+        "target: {kind: docker}\nflows: {resources: {default: " + size + "}}": "kubernetes target",
+        k8s + "flows: {resources: {}}": "'default'",
+        k8s
+        + "flows: {resources: {default: "
+        + too_much
+        + "}}": "cpu_request 2 is above cpu_limit 1",
+        k8s
+        + f"flows: {{resources: {{default: {size}, train: {size}}}}}": "not listed here: ['train']",
+        k8s
+        + "flows: {resources: {default: "
+        + no_quantity
+        + "}}": "flows.resources.default.cpu_request",
+    }
+    for text, expected in cases.items():
+        (tmp_path / "qa.yml").write_text(text)
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            load_environment(tmp_path, "qa")
+
+
+def test_a_flow_pod_is_told_its_own_size_not_the_nodes():
+    from churn.environments import FlowResources, quantity
+    from churn.flow_deployments import sized_settings
+
+    assert quantity("500m") == 0.5 and quantity("4Gi") == 4 * 2**30 and quantity("2") == 2
+    small = FlowResources(
+        cpu_request="250m", cpu_limit="1500m", memory_request="1Gi", memory_limit="2Gi"
+    )
+    assert sized_settings(small) == {
+        "CHURN_DUCKDB_THREADS": "1",
+        "CHURN_TRAIN_THREADS": "1",
+        "CHURN_TASK_WORKERS": "1",
+        "CHURN_DUCKDB_MEMORY_LIMIT": "1073MB",
+    }

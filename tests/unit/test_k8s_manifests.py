@@ -327,7 +327,10 @@ def _misnamed_variable(docs):
 
 
 def _read_write_once_log(docs):
-    one(docs, "PersistentVolumeClaim")["spec"]["accessModes"] = ["ReadWriteOnce"]
+    claim = next(
+        d for d in docs if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == CLAIM
+    )
+    claim["spec"]["accessModes"] = ["ReadWriteOnce"]
 
 
 LOST_PROPERTIES = [
