@@ -36,6 +36,9 @@ from churn.settings import Settings
 from ops import stack
 
 WIDTH, HEIGHT = 1600, 1000
+STACK_TIMEOUT = 420
+"""Seconds for each server (Prefect, MLflow, the service) to answer: on 2 busy cores (load 12)
+Prefect took 171 s, where `churn stack up` waits 180."""
 MIN_COLOURS = 16
 """A PNG with this many distinct colours or fewer is blank (a rendered UI has hundreds)."""
 CHROMIUM_FLAGS = (
@@ -541,7 +544,9 @@ def make(
             started.append("stack")
             _step(
                 f"the local stack (Prefect on {port}, MLflow on {mlflow_port})",
-                lambda: stack.up(settings, project_dir, port=port, mlflow_port=mlflow_port),
+                lambda: stack.up(
+                    settings, project_dir, port=port, mlflow_port=mlflow_port, timeout=STACK_TIMEOUT
+                ),
             )
         else:
             mlflow_port = stack.recorded_port("mlflow-server", directory)
@@ -556,7 +561,9 @@ def make(
             if not stack.running("serve", directory):
                 serve = serve_port or stack.free_port()
                 started.append("serve")
-                _churn(churn, "serve", "up", "--port", str(serve))()
+                _churn(
+                    churn, "serve", "up", "--port", str(serve), "--timeout", str(STACK_TIMEOUT)
+                )()
             recorded = stack.recorded_port("serve", directory)
             if recorded is None:
                 raise ScreenshotError(
