@@ -489,7 +489,13 @@ def write_index(out_dir: Path, shots: list[Shot]) -> Path:
     """An HTML page with every screenshot and what it shows (no external resources)."""
     items = "\n".join(
         f"<h2>{html.escape(s.path.name)}</h2><p>{html.escape(s.page.what)}<br><code>"
-        f'{html.escape(s.page.url)}</code></p><img src="{html.escape(s.path.name)}" width="100%">'
+        f"{html.escape(s.page.url)}</code>"
+        + (
+            f"<br>requests to other hosts, broken offline: {html.escape(', '.join(s.external))}"
+            if s.external
+            else ""
+        )
+        + f'</p><img src="{html.escape(s.path.name)}" width="100%">'
         for s in shots
     )
     index = out_dir / "index.html"
