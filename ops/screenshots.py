@@ -6,12 +6,13 @@ running stack.
 stops them afterwards), then ``scenario`` plays, through the ``churn`` commands, each outcome the
 pages show that the home does not hold yet: a champion (``churn demo``), the deployments and their
 automation (``churn stack deploy``), a rejected challenger (``churn train`` of a one-split model),
-a quiet monitor window (``churn replay`` of the online snapshot, judged by its as-of) and alerting
-and retraining windows (``churn simulate``). Each page (``pages``) is then loaded in one headless
+a quiet monitor window (``churn replay`` of the online snapshot, then ``churn monitor`` of the
+minutes it took) and alerting and retraining windows (``churn simulate``, minutes later: the trend
+charts show the quiet window just before the drifted ones). Each page (``pages``) is then loaded in one headless
 Chromium driven over its DevTools protocol, waited for until it shows the texts that prove it
 rendered what it claims (a timeout names the texts still missing), captured, and refused when the
-PNG is nearly one colour. Requests a page made to any host but this machine are reported: every
-UI here is served by our own servers or from files, so there should be none.
+PNG is nearly one colour. Requests a page made to any host but this machine are reported (the UIs
+are served by our own servers or from files; BentoML's default service description is the exception).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,8 @@ class Page:
     """JavaScript run once the page is ready (e.g. closing a panel that hides the content)."""
     after: tuple[str, ...] = ()
     """Texts the page must show once ``tidy`` ran."""
+    ready: str | None = None
+    """A JavaScript condition that must hold too (e.g. charts drawn: their legends show first)."""
 
 
 @dataclass
@@ -207,14 +211,27 @@ def scenario(
     url = service_url()
     if not prefect.runs("monitor", ["Completed"]):
         from adapters.feature_sets import ONLINE_SNAPSHOT, latest
-        from churn.featurestore import AS_OF
 
         snapshot = latest(settings.features_dir).path / ONLINE_SNAPSHOT
-        timings["quiet monitor"] = _step(
-            "a quiet monitor window (churn replay of the online snapshot)",
+        start = datetime.now(UTC).replace(tzinfo=None)
+
+        def quiet() -> None:
+            _churn(churn, "replay", str(snapshot), "--url", url)()
+            end = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=1)
+            window = str(int((end - start).total_seconds() // 60) + 1)
             _churn(
-                churn, "replay", str(snapshot), "--url", url, "--time-column", AS_OF, "--monitor"
-            ),
+                churn,
+                "monitor",
+                "--start",
+                start.isoformat(),
+                "--end",
+                end.isoformat(),
+                "--window-minutes",
+                window,
+            )()
+
+        timings["quiet monitor"] = _step(
+            "a quiet monitor window (churn replay of the online snapshot, churn monitor)", quiet
         )
     if not prefect.runs("monitor", ["Alerting"]):
         timings["simulate"] = _step(
@@ -231,6 +248,9 @@ MLFLOW_ASSISTANT_CLOSE = (
     "document.querySelector('[data-component-id=\"mlflow.assistant.chat_panel.close\"]')?.click()"
 )
 """MLflow 3.17 opens its assistant panel over a third of the page on a first visit from localhost."""
+MLFLOW_CHARTS_DRAWN = "document.querySelectorAll('.js-plotly-plot .trace').length >= 6"
+"""The Chart view draws its cards' titles and legends seconds before their plots (lazily, those in
+view): wait for the first two rows of lines."""
 
 
 SWAGGER_OPEN_PREDICT = (
@@ -301,6 +321,7 @@ def pages(settings: Settings, project_dir: Path, urls: Urls, prefect: PrefectApi
             ("trend-champion-v", "drifted_share"),
             height=1400,
             tidy=MLFLOW_ASSISTANT_CLOSE,
+            ready=MLFLOW_CHARTS_DRAWN,
         ),
         Page(
             "7-bentoml-swagger",
@@ -430,7 +451,7 @@ def capture(devtools: DevTools, page: Page, out: Path, timeout: float = 120) -> 
         devtools.call("Network.enable", {}, session)
         devtools.events.clear()
         devtools.call("Page.navigate", {"url": page.url}, session)
-        wait_for(devtools, session, page, page.expect, timeout)
+        wait_for(devtools, session, page, page.expect, timeout, page.ready)
         if page.tidy:
             devtools.call("Runtime.evaluate", {"expression": page.tidy}, session)
             wait_for(devtools, session, page, page.after, timeout)
@@ -455,12 +476,19 @@ def capture(devtools: DevTools, page: Page, out: Path, timeout: float = 120) -> 
 
 
 def wait_for(
-    devtools: DevTools, session: str, page: Page, texts: tuple[str, ...], timeout: float
+    devtools: DevTools,
+    session: str,
+    page: Page,
+    texts: tuple[str, ...],
+    timeout: float,
+    ready: str | None = None,
 ) -> None:
-    """Until the page's rendered text (``innerText``: what is laid out, not hidden) has every text."""
+    """Until the page's rendered text (``innerText``: what is laid out, not hidden) has every text,
+    and ``ready`` holds."""
     probe = (
         f"{json.dumps(list(texts))}"
         ".filter(t => !(document.body && document.body.innerText.includes(t)))"
+        + (f".concat(({ready}) ? [] : [{json.dumps(ready)}])" if ready else "")
     )
     deadline = time.monotonic() + timeout
     while True:
