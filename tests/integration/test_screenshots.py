@@ -82,6 +82,24 @@ def test_a_page_that_never_shows_a_text_is_refused_naming_it(devtools, tmp_path)
         )
 
 
+def test_a_ready_condition_is_waited_for_and_named_when_it_never_holds(devtools, tmp_path):
+    drawn = "<h1>charts</h1><script>setTimeout(() => { window.drawn = true }, 1500)</script>"
+    shot = screenshots.capture(
+        devtools,
+        page(tmp_path, drawn, expect=("charts",), ready="window.drawn === true"),
+        tmp_path / "drawn.png",
+        timeout=30,
+    )
+    assert shot.path.is_file()
+    with pytest.raises(screenshots.ScreenshotError, match=r"window.never === true"):
+        screenshots.capture(
+            devtools,
+            page(tmp_path, "<h1>charts</h1>", expect=("charts",), ready="window.never === true"),
+            tmp_path / "never.png",
+            timeout=3,
+        )
+
+
 def test_a_blank_page_is_refused(devtools, tmp_path):
     with pytest.raises(screenshots.ScreenshotError, match="is blank"):
         screenshots.capture(devtools, page(tmp_path, "", expect=()), tmp_path / "blank.png")
