@@ -7,12 +7,15 @@ stops them afterwards), then ``scenario`` plays, through the ``churn`` commands,
 pages show that the home does not hold yet: a champion (``churn demo``), the deployments and their
 automation (``churn stack deploy``), a rejected challenger (``churn train`` of a one-split model),
 a quiet monitor window (``churn replay`` of the online snapshot, then ``churn monitor`` of the
-minutes it took) and alerting and retraining windows (``churn simulate``, minutes later: the trend
-charts show the quiet window just before the drifted ones). Each page (``pages``) is then loaded in one headless
-Chromium driven over its DevTools protocol, waited for until it shows the texts that prove it
-rendered what it claims (a timeout names the texts still missing), captured, and refused when the
-PNG is nearly one colour. Requests a page made to any host but this machine are reported (the UIs
-are served by our own servers or from files; BentoML's default service description is the exception).
+minutes it took) and alerting and retraining windows (``churn simulate``, minutes later).
+
+Each page (``pages``) is then loaded in one headless Chromium driven over its DevTools protocol,
+waited for until it shows the texts (and meets the condition) that prove it rendered what it
+claims, tidied, captured, and refused when the PNG is nearly one colour; a timeout names what is
+still missing. (Chromium's own ``--screenshot`` with ``--virtual-time-budget`` captured Prefect's
+run list before its runs had loaded, and cannot close MLflow's assistant panel.) Requests a page
+made to any host but this machine are reported: the UIs are served by our own servers or from
+files, and BentoML's default service description is the one exception.
 """
 
 from __future__ import annotations
@@ -198,10 +201,9 @@ def scenario(
     if not model.is_file():
         timings["demo"] = _step("a champion, packaged (churn demo)", _churn(churn, "demo"))
     if not set(automation_names(project_dir)) <= set(prefect.automations()):
-        port = stack.running_port(settings)
         timings["deploy"] = _step(
             "the deployments and their automation (churn stack deploy)",
-            lambda: stack.deploy(settings, project_dir, port or 0),
+            _churn(churn, "stack", "deploy"),
         )
     if not prefect.runs("train", ["Rejected"]):
         timings["rejected train"] = _step(
