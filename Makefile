@@ -9,7 +9,7 @@ SERVE_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 export CHURN_HOME ?= $(CURDIR)/.churn
 
-.PHONY: help venv demo test test-fast lint check-workflows check-k8s flows-image flows-image-test flows-deployments format check-repo serve-up serve-down container-base container container-test deploy-model deploy-down data list-features expectations features train package serve monitor simulate rollback mlflow-ui monitor-ui up down deploy run-features run-train pins clean
+.PHONY: help venv demo test test-fast lint check-workflows check-k8s flows-image flows-image-test flows-deployments format check-repo serve-up serve-down container-base container container-test deploy-model deploy-down data list-features expectations features train package serve monitor simulate rollback mlflow-ui monitor-ui screenshots chromium up down deploy run-features run-train pins clean
 
 help:
 	@echo "make demo          set up, generate the synthetic data, run the pipeline, print where to look"
@@ -34,6 +34,7 @@ help:
 	@echo "make rollback REASON=...  move @champion back to @previous and record why"
 	@echo "make mlflow-ui     the MLflow UI on the pipeline's tracking store (127.0.0.1:$(MLFLOW_PORT), MLFLOW_PORT=...)"
 	@echo "make monitor-ui    the monitoring trends: prints the MLflow Chart view URL of churn-monitoring and serves the UI"
+	@echo "make screenshots   PNGs of every UI under \$$CHURN_HOME/screenshots (SCENARIO=0: capture only)"
 	@echo "make list-features every feature with its view, dtype, SQL hash and description"
 	@echo "make check-repo    the feature repo on a sample, in seconds (sources, SQL, .yml contract, point in time)"
 	@echo "make expectations  regenerate the Great Expectations suites from the feature metadata"
@@ -141,6 +142,19 @@ mlflow-ui: venv  ## the MLflow UI on the pipeline's tracking store
 
 monitor-ui: venv  ## the MLflow UI at the monitoring experiment's trend charts (prints the URL first)
 	$(BIN)/python -m ops.monitor_ui --port $(MLFLOW_PORT)
+
+screenshots: venv chromium  ## PNGs of every UI under $(CHURN_HOME)/screenshots: starts what is not running on free ports, plays the missing outcomes (SCENARIO=0: none), stops what it started
+	$(BIN)/churn screenshots $(if $(filter 0,$(SCENARIO)),--no-scenario)
+
+chromium:  ## Debian's chromium for make screenshots: installed when missing and root, else how to
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's chromium for make screenshots"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+	      || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; \
+	  else \
+	    echo "make screenshots needs Debian's chromium: sudo apt-get install -y chromium"; exit 2; \
+	  fi; }
 
 expectations: venv  ## regenerate expectations/*.json from the feature repo's metadata
 	$(BIN)/churn expectations generate

@@ -243,6 +243,11 @@ class Settings:
         return self.home / "stack"
 
     @property
+    def screenshots_dir(self) -> Path:
+        """PNGs of every UI, made by ``make screenshots`` (``churn screenshots``)."""
+        return self.home / "screenshots"
+
+    @property
     def bench_dir(self) -> Path:
         """Worlds and scratch stores of the benchmarks."""
         return self.home / "bench"

@@ -523,6 +523,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     env = {"BENTOML_HOME": str(settings.bentoml_home), "CHURN_HOME": str(settings.home)}
     cmd = stack.serve_command(args.port)
     stack.start_process(name, cmd, env, directory, Path.cwd())
+    (directory / f"{name}.port").write_text(str(args.port))
     log = directory / f"{name}.log"
     print(f"starting the service on {url} (log {log})", flush=True)
     try:
@@ -668,6 +669,28 @@ def cmd_stack(args: argparse.Namespace) -> int:
     else:
         port = stack.running_port(settings)
         print(f"prefect server: {f'up on port {port}' if port else 'down'}")
+    return 0
+
+
+def cmd_screenshots(args: argparse.Namespace) -> int:
+    """PNGs of every UI under $CHURN_HOME/screenshots: starts what is not running, plays the
+    outcomes the pages show that the home lacks (unless --no-scenario), stops what it started."""
+    from ops import screenshots
+
+    started = time.perf_counter()
+    shots = screenshots.make(
+        _settings(),
+        Path.cwd(),
+        main,
+        _use_prefect,
+        screenshots.find_chromium(args.chromium),
+        play=args.scenario,
+        ports=(args.port, args.mlflow_port, args.serve_port),
+    )
+    print(
+        f"{len(shots)} screenshots in {time.perf_counter() - started:.0f}s: "
+        f"{shots[0].path.parent / 'index.html'}"
+    )
     return 0
 
 
@@ -948,6 +971,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--reload-timeout", type=float, default=120)
     sim.set_defaults(func=cmd_simulate)
+
+    shots = sub.add_parser(
+        "screenshots",
+        help="PNGs of every UI (Prefect, MLflow, Swagger, Data Docs) under $CHURN_HOME/screenshots",
+    )
+    shots.add_argument(
+        "--no-scenario",
+        dest="scenario",
+        action="store_false",
+        help="capture only: play none of the missing outcomes (a champion, a rejected challenger, "
+        "quiet, alerting and retraining monitor windows)",
+    )
+    shots.add_argument(
+        "--chromium", help="the Chromium binary (default: chromium on PATH, Debian's package)"
+    )
+    shots.add_argument(
+        "--port", type=int, help="Prefect's port when it starts the stack (default: a free one)"
+    )
+    shots.add_argument(
+        "--mlflow-port",
+        type=int,
+        help="MLflow's port when it starts the stack (default: a free one)",
+    )
+    shots.add_argument(
+        "--serve-port", type=int, help="the service's port when it starts it (default: a free one)"
+    )
+    shots.set_defaults(func=cmd_screenshots)
 
     demo = sub.add_parser("demo", help="generate data if needed and run the pipeline")
     demo.add_argument("--regenerate", action="store_true")

@@ -95,6 +95,14 @@ def running(name: str, directory: Path) -> bool:
     )
 
 
+def recorded_port(name: str, directory: Path) -> int | None:
+    """The port the process started under ``name`` listens on (``<name>.port``), while it runs."""
+    port_file = directory / f"{name}.port"
+    if not running(name, directory) or not port_file.is_file():
+        return None
+    return int(port_file.read_text())
+
+
 def port_free(port: int) -> bool:
     """Whether a server could listen on ``port`` now (closed connections in TIME_WAIT do not count)."""
     with socket.socket() as sock:
@@ -291,6 +299,7 @@ def start_mlflow_server(
         directory,
         cwd,
     )
+    (directory / "mlflow-server.port").write_text(str(port))
     url = f"http://127.0.0.1:{port}"
     wait_healthy(f"{url}/health", timeout, directory / "mlflow-server.log")
     return url
