@@ -9,7 +9,7 @@ SERVE_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 export CHURN_HOME ?= $(CURDIR)/.churn
 
-.PHONY: help venv demo test test-fast lint check-workflows check-k8s flows-image flows-image-test flows-deployments format check-repo serve-up serve-down container-base container container-test deploy-model deploy-down data list-features expectations features train package serve monitor simulate rollback mlflow-ui monitor-ui screenshots chromium up down deploy run-features run-train pins clean
+.PHONY: help venv status demo test test-fast lint check-workflows check-k8s flows-image flows-image-test flows-deployments format check-repo serve-up serve-down container-base container container-test deploy-model deploy-down data list-features expectations features train package serve monitor simulate rollback mlflow-ui monitor-ui screenshots chromium up down deploy run-features run-train pins clean
 
 help:
 	@echo "make demo          set up, generate the synthetic data, run the pipeline, print where to look"
@@ -20,7 +20,9 @@ help:
 	@echo "make check-k8s     render deploy/k8s (base, staging, prod) and every flow deployment's Job, validate them strictly, offline"
 	@echo "make flows-image   the flows image (deploy/flows/Dockerfile), churn-flows:<commit>, built offline (make flows-image-test: for real)"
 	@echo "make flows-deployments  regenerate deploy/prefect/k8s-deployments.yaml from prefect.yaml and deploy/environments"
-	@echo "make up / down     start / stop a local Prefect server (127.0.0.1:$(PORT)) and process worker"
+	@echo "make up / down     start / stop the local stack: Prefect server (127.0.0.1:$(PORT), PORT=...), a process"
+	@echo "                   worker and an MLflow server (127.0.0.1:$(MLFLOW_PORT), MLFLOW_PORT=...)"
+	@echo "make status        the local stack's parts: pid, port, healthy or not"
 	@echo "make deploy        register every deployment in prefect.yaml with the running server"
 	@echo "make run-features  run the features deployment through the worker and watch it"
 	@echo "make run-train     run the train deployment through the worker and watch it"
@@ -55,7 +57,7 @@ pins: venv  ## recompile the exact pins from requirements.in (and the tools' fro
 	$(BIN)/uv pip compile bentos/requirements.in -c requirements.txt --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header --no-annotate -o bentos/requirements.txt
 
 demo: venv
-	$(BIN)/churn demo
+	$(BIN)/churn demo --port $(PORT) --serve-port $(SERVE_PORT) --mlflow-port $(MLFLOW_PORT)
 
 test: venv
 	$(BIN)/pytest
@@ -137,8 +139,8 @@ rollback: venv  ## make rollback REASON="why"
 	@test -n "$(REASON)" || { echo 'usage: make rollback REASON="why the champion is rolled back"'; exit 2; }
 	$(BIN)/churn rollback --reason "$(REASON)"
 
-mlflow-ui: venv  ## the MLflow UI on the pipeline's tracking store
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CHURN_HOME)/mlflow.db --artifacts-destination $(CHURN_HOME)/mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
+mlflow-ui: venv  ## the MLflow UI on the pipeline's tracking store (when make up serves it there, says so)
+	$(BIN)/churn mlflow-ui --port $(MLFLOW_PORT)
 
 monitor-ui: venv  ## the MLflow UI at the monitoring experiment's trend charts (prints the URL first)
 	$(BIN)/python -m ops.monitor_ui --port $(MLFLOW_PORT)
@@ -165,20 +167,23 @@ list-features: venv
 check-repo: venv  ## the feature repo (CHURN_FEATURE_REPO) on a sample of entities and dates, no Prefect
 	$(BIN)/churn repo check
 
-up: venv
+up: venv  ## Prefect server (PORT), process worker, MLflow server (MLFLOW_PORT), all on 127.0.0.1
 	$(BIN)/churn stack up --port $(PORT) --mlflow-port $(MLFLOW_PORT)
 
 down: venv
 	$(BIN)/churn stack down
 
+status: venv  ## each part of the local stack: pid, port, healthy or not
+	$(BIN)/churn stack status
+
 deploy: venv  ## every deployment in prefect.yaml, schedules paused; ACTIVE=1 turns them on
 	$(BIN)/churn stack deploy $(if $(ACTIVE),--active)
 
-run-features: venv
-	. $(CHURN_HOME)/stack/env.sh && $(BIN)/prefect deployment run 'features/features-daily' --watch --watch-timeout 1800
+run-features: venv  ## needs make up and make deploy (each missing step is one line saying so)
+	$(BIN)/churn stack run features/features-daily --watch-timeout 1800
 
 run-train: venv
-	. $(CHURN_HOME)/stack/env.sh && $(BIN)/prefect deployment run 'train/train-weekly' --watch --watch-timeout 1800
+	$(BIN)/churn stack run train/train-weekly --watch-timeout 1800
 
 clean:
 	rm -rf $(CHURN_HOME)

@@ -8,6 +8,9 @@
   (else 413), and one JSON object without duplicate keys, NaN or Infinity (else 400). The body is
   parsed here once to check it, and handed on unchanged.
 
+- ``/docs.json`` (what Swagger at ``/`` reads) is the service's own OpenAPI document when one is
+  given (``openapi``), else BentoML's.
+
 Every refusal, here or in the service, is an RFC 9457 problem document
 (``application/problem+json``: type, title, status, detail) logged at INFO in one line.
 """
@@ -107,8 +110,10 @@ class Guard:
         token: str | None = None,
         max_body: int = 2 * 1024 * 1024,
         max_batch: int = 5000,
+        openapi: Callable[[], bytes] | None = None,
     ):
         self.app = app
+        self.openapi = openapi
         self.expected = f"Bearer {token}".encode() if token else None
         self.max_body = max_body
         # a valid body holds at most two objects per row and a few dozen values per row: a body of
@@ -137,6 +142,22 @@ class Guard:
             metrics().requests.labels(label, str(status)).inc()
             metrics().latency.labels(label).observe(seconds)
 
+    async def _document(
+        self, scope: Scope, receive: Receive, send: Send, build: Callable[[], bytes]
+    ) -> None:
+        """The service's OpenAPI document; if it cannot be built, BentoML's (and the log says why)."""
+        try:
+            body = build()
+        except Exception:
+            log.exception("could not build the OpenAPI document; serving BentoML's")
+            return await self.app(scope, receive, send)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         headers = dict(scope.get("headers") or [])
@@ -156,6 +177,8 @@ class Guard:
                 path,
                 [(b"www-authenticate", b"Bearer")],
             )
+        if path == "/docs.json" and self.openapi is not None and scope["method"] == "GET":
+            return await self._document(scope, receive, send, self.openapi)
         if path not in API_PATHS:
             return await self.app(scope, receive, send)
         if scope["method"] != "POST":

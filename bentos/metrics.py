@@ -18,6 +18,7 @@ class Metrics:
     requests: Any
     latency: Any
     predictions: Any
+    model: Any
 
 
 @functools.cache
@@ -35,6 +36,12 @@ def metrics() -> Metrics:
             "churn_predictions",
             "answered predictions by model version and class",
             ["model_version", "prediction"],
+        ),
+        model=prometheus.Gauge(
+            "churn_model_info",
+            "workers serving each packaged model (summed over the live workers)",
+            ["model_name", "model_version", "bento_model"],
+            multiprocess_mode="livesum",
         ),
     )
 

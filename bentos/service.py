@@ -29,6 +29,7 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse, Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
+from bentos import openapi  # noqa: E402
 from bentos.guard import Guard, problem  # noqa: E402
 from bentos.metrics import bound_bentoml_metrics, metrics  # noqa: E402
 from bentos.prediction_log import PredictionLog  # noqa: E402
@@ -93,6 +94,34 @@ class LoadedModel:
         self.scorer = compile_scorer(pipeline, self.names, self.schema.features).verified(
             [*sample, [None] * len(self.names)]
         )
+        self.example = self._example(snapshot[self.schema.entity].head(100).tolist())
+        self.openapi: bytes | None = None
+        """The OpenAPI document for this model, built on first request (``openapi_document``)."""
+
+    def _example(self, ids: list[Any]) -> dict[str, Any]:
+        """A /predict body from the first snapshot row that passes the service's own checks: the
+        example Swagger shows and its "Try it out" sends."""
+        rows = [
+            {
+                self.schema.entity: entity_id,
+                "features": self.online.get(entity_id),
+                "as_of": openapi.rfc3339(self.info["online_as_of"]),
+            }
+            for entity_id in ids
+        ]
+        for row in rows:
+            try:
+                check_row(self.schema, row, "")
+            except RequestError:
+                continue
+            return row
+        return rows[0]
+
+
+def _serving(loaded: LoadedModel, workers: int) -> None:
+    """``churn_model_info{model_name,model_version,bento_model}``: this worker serves it (1) or not (0)."""
+    info = loaded.info
+    metrics().model.labels(info["model_name"], info["model_version"], loaded.tag).set(workers)
 
 
 @bentoml.asgi_app(info_app, path="/")
@@ -108,6 +137,7 @@ class ChurnService:
     def __init__(self) -> None:
         # the model reference resolved in the store when this module was imported
         self.current = LoadedModel(Path(self.model_ref.path), str(self.model_ref.tag))
+        _serving(self.current, 1)
         self.reload_error: str | None = None
         self.log = PredictionLog(SETTINGS.predictions_dir)
         if SETTINGS.reload_seconds > 0:
@@ -134,8 +164,11 @@ class ChurnService:
                         SETTINGS.reload_seconds if tag == self.current.tag else min(delay * 2, 600)
                     )
                     continue
-                previous = self.current.info["model_version"]
+                replaced = self.current
+                previous = replaced.info["model_version"]
                 self.current = LoadedModel(Path(model.path), tag)
+                _serving(self.current, 1)
+                _serving(replaced, 0)
                 self.reload_error, failed_tag, delay = None, None, SETTINGS.reload_seconds
                 log.info(
                     "now serving %s v%s (was v%s)",
@@ -279,6 +312,44 @@ class ChurnService:
             loaded,
         )
 
+    def openapi_document(self) -> bytes:
+        """The OpenAPI document of the model this worker serves (``bentos/openapi.py``), built once
+        per loaded model: BentoML's own describes ``dict[str, Any]`` bodies and its boilerplate."""
+        loaded = self.current
+        if loaded.openapi is None:
+            example = loaded.example
+            entity_id, values, _ = check_row(loaded.schema, example, "")
+            probability = float(loaded.scorer.proba([values])[0])
+            answer = {
+                loaded.schema.entity: entity_id,
+                "prediction": int(probability >= loaded.schema.decision_threshold),
+                "probability": round(probability, 6),
+                "model_version": loaded.info["model_version"],
+                "latency_ms": 0.5,
+                "request_id": "5f0c1b2a9d8e4f7a8b6c3d2e1f0a9b8c",
+            }
+            readme = (
+                ChurnService.bento.doc
+                if ChurnService.bento is not None
+                else (Path(__file__).parent / "README.md").read_text()
+            )
+            spec = openapi.document(
+                ChurnService.openapi_spec.asdict(),
+                title=f"{ChurnService.name} ({loaded.info['model_name']})",
+                description=f"{readme.rstrip()}\n\n{openapi.model_summary(loaded.info, loaded.tag)}",
+                info=loaded.info,
+                example=example,
+                answer=answer,
+                health=self.health(),
+                metadata=self.metadata(),
+                docs={name: api.doc or "" for name, api in ChurnService.apis.items()},
+                max_batch=SETTINGS.max_batch,
+                max_body=SETTINGS.max_body_bytes,
+                token=SETTINGS.api_token is not None,
+            )
+            loaded.openapi = json.dumps(spec).encode()
+        return loaded.openapi
+
     def health(self) -> dict[str, Any]:
         loaded = self.current
         return {
@@ -311,7 +382,15 @@ class ChurnService:
         }
 
 
+def _openapi_document() -> bytes:
+    return bytes(bentoml.get_current_service().openapi_document())
+
+
 ChurnService.add_asgi_middleware(
-    Guard, token=SETTINGS.api_token, max_body=SETTINGS.max_body_bytes, max_batch=SETTINGS.max_batch
+    Guard,
+    token=SETTINGS.api_token,
+    max_body=SETTINGS.max_body_bytes,
+    max_batch=SETTINGS.max_batch,
+    openapi=_openapi_document,
 )
 bound_bentoml_metrics()

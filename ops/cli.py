@@ -61,6 +61,68 @@ def explain(exc: BaseException) -> str:
     )
 
 
+def _trained(settings: Any, what: str) -> None:
+    """Instantly, before Prefect starts: a home with no tracking store has no model to ``what``."""
+    if (
+        settings.tracking_uri == f"sqlite:///{settings.mlflow_db}"
+        and not settings.mlflow_db.is_file()
+    ):
+        raise RuntimeError(
+            f"nothing to {what}: no model has been trained under {settings.home} yet: run "
+            "`make demo` (or `make features` then `make train`) first"
+        )
+
+
+def _champion(settings: Any, model: str, what: str) -> None:
+    """Before the flow starts: the registered model has a @champion to ``what``."""
+    _trained(settings, what)
+    from adapters import mlflow_store, registry
+
+    if registry.alias_version(mlflow_store.connect(settings), model, registry.CHAMPION) is None:
+        raise RuntimeError(
+            f"nothing to {what}: {model} has no @champion (no trained model passed the gates "
+            "yet): run `make train` until one is APPROVED (`churn verdict --run-id ...` says why not)"
+        )
+
+
+def _check_package(args: argparse.Namespace) -> None:
+    settings = _settings()
+    _trained(settings, "package")
+    from adapters.feature_sets import LATEST
+
+    if not (settings.features_dir / LATEST).is_file():
+        raise RuntimeError(
+            f"nothing to package: no feature set is published under {settings.features_dir} "
+            "(the online snapshot the service needs): run `make features` first"
+        )
+    _champion(settings, args.model or settings.model_name, "package")
+
+
+def _check_monitor(args: argparse.Namespace) -> None:
+    settings = _settings()
+    given = json.loads(args.params) if args.params else {}
+    _champion(settings, given.get("model_name") or settings.model_name, "monitor")
+
+
+def _check_service(args: argparse.Namespace) -> None:
+    """``simulate`` and ``replay`` need a running service: say so before Prefect starts."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    with httpx.Client(base_url=args.url, headers=headers, timeout=30) as client:
+        _metadata(client, args.url)
+
+
+def _check_world(args: argparse.Namespace) -> None:
+    _check_service(args)
+    settings = _settings()
+    if not (settings.raw_dir / "world.json").is_file():
+        raise RuntimeError(
+            f"no synthetic world under {settings.raw_dir} to replay: `make demo` first (its "
+            "world has a drift period for simulate)"
+        )
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from adapters.raw_data import write_world
     from churn.synthetic import WorldParams
@@ -293,12 +355,12 @@ raw data      {settings.raw_dir}/
 features      .venv/bin/churn features list
 Data Docs     {settings.data_docs_index}
 registry log  {settings.registry_log}   (make rollback REASON=... to roll back)
-MLflow UI     make mlflow-ui   (then open http://127.0.0.1:5000; store {settings.tracking_uri})
-Prefect UI    make up   (then open http://127.0.0.1:4200; make down to stop)
+MLflow UI     make mlflow-ui   (then open http://127.0.0.1:{args.mlflow_port}; store {settings.tracking_uri})
+Prefect UI    make up   (then open http://127.0.0.1:{args.port}; make down to stop)
 serving       bento {packaged.bento} with {packaged.tag} (model version {packaged.model_version})
-  serve       make serve   (BentoML on http://127.0.0.1:3000, Swagger UI at /)
+  serve       make serve   (BentoML on http://127.0.0.1:{args.serve_port}, Swagger UI at /)
   container   make container-base && make container   (an image built offline; needs a docker daemon)
-  try         curl -s -X POST http://127.0.0.1:3000/predict_by_id -H 'content-type: application/json' \\
+  try         curl -s -X POST http://127.0.0.1:{args.serve_port}/predict_by_id -H 'content-type: application/json' \\
                    -d '{{"ids": [{some_id}]}}'
 monitoring    make monitor   (the last hour of {settings.predictions_dir}; results in {settings.monitoring_dir}/)
   the loop    with make serve running: make simulate   (drifted traffic -> alerts -> retraining -> new model served)
@@ -396,7 +458,8 @@ def _metadata(client: Any, url: str) -> dict[str, Any]:
         meta = client.get("/metadata")
     except httpx.HTTPError as exc:
         raise RuntimeError(
-            f"no service answers at {url} ({type(exc).__name__}): start it with `make serve`"
+            f"no service answers at {url} ({type(exc).__name__}): start it with `make serve` "
+            "(in another shell; SERVE_PORT=... for another port)"
         ) from None
     if meta.status_code != 200:
         raise RuntimeError(
@@ -517,12 +580,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     if not stack.port_free(args.port):
         raise RuntimeError(
-            f"port {args.port} on 127.0.0.1 is taken: stop what holds it or pass SERVE_PORT=..."
+            f"port {args.port} on 127.0.0.1 is taken by {stack.holder(args.port)}: stop it, or "
+            "pick a free port: make serve SERVE_PORT=<port>"
         )
     url = f"http://127.0.0.1:{args.port}"
     env = {"BENTOML_HOME": str(settings.bentoml_home), "CHURN_HOME": str(settings.home)}
     cmd = stack.serve_command(args.port)
-    stack.start_process(name, cmd, env, directory, Path.cwd())
+    pid = stack.start_process(name, cmd, env, directory, Path.cwd())
     (directory / f"{name}.port").write_text(str(args.port))
     log = directory / f"{name}.log"
     print(f"starting the service on {url} (log {log})", flush=True)
@@ -532,6 +596,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             args.timeout,
             log,
             progress=lambda s: print(f"  waiting for {url}/readyz: {s:.0f}s", flush=True),
+            pid=pid,
+            port=args.port,
         )
     except stack.StackError:
         stack.stop_process(name, directory)
@@ -649,7 +715,16 @@ def cmd_stack(args: argparse.Namespace) -> int:
     settings = _settings()
     project = Path.cwd()
     if args.action == "up":
-        stack.up(settings, project, port=args.port, mlflow_port=args.mlflow_port)
+        started = time.monotonic()
+        stack.up(
+            settings,
+            project,
+            port=args.port,
+            mlflow_port=args.mlflow_port,
+            timeout=args.timeout,
+            say=lambda line: print(line, flush=True),
+        )
+        print(f"the stack is up in {time.monotonic() - started:.0f}s")
         print(
             f"Prefect server  http://127.0.0.1:{args.port}  (UI and API; logs in {settings.stack_dir})"
         )
@@ -659,16 +734,26 @@ def cmd_stack(args: argparse.Namespace) -> int:
         )
         print(f"shell setup     source {settings.stack_dir / 'env.sh'}")
     elif args.action == "down":
-        stopped = stack.down(settings)
+        stopped = stack.down(settings, say=lambda line: print(line, flush=True))
         print("stopped: " + (", ".join(stopped) or "nothing was running"))
     elif args.action == "deploy":
         port = stack.running_port(settings)
         if port is None:
             raise RuntimeError("the local stack is not running: run `make up` first")
         print(stack.deploy(settings, project, port, active=args.active))
+    elif args.action == "run":
+        return _run_deployment(settings, args)
     else:
-        port = stack.running_port(settings)
-        print(f"prefect server: {f'up on port {port}' if port else 'down'}")
+        parts = stack.status(settings)
+        for part in parts:
+            print(
+                f"{part.title:<15} {'healthy' if part.healthy else 'DOWN':<8} "
+                f"{f'pid {part.pid}' if part.pid else '-':<10} "
+                f"{f'port {part.port}' if part.port else '-':<10} {part.detail}"
+            )
+        if not any(part.pid for part in parts):
+            print("the stack is not running: `make up` starts it")
+        return 0 if all(part.healthy for part in parts) else 1
     return 0
 
 
@@ -694,14 +779,99 @@ def cmd_screenshots(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_deployment(settings: Any, args: argparse.Namespace) -> int:
+    """`prefect deployment run NAME --watch` against the stack, once the stack, its worker and the
+    deployment are there (each missing step is one line naming the make target)."""
+    import os
+    import urllib.error
+    import urllib.request
+
+    from ops import stack
+
+    if not args.deployment or "/" not in args.deployment:
+        raise ValueError(
+            "churn stack run needs a deployment as FLOW/DEPLOYMENT, e.g. train/train-weekly"
+        )
+    port = stack.running_port(settings)
+    if port is None:
+        raise RuntimeError(
+            f"the local stack is not running (no Prefect server of {settings.stack_dir}): "
+            "`make up` first, then `make deploy`"
+        )
+    worker = next(p for p in stack.status(settings) if p.name == "prefect-worker")
+    if not worker.healthy:
+        raise RuntimeError(
+            f"the stack's process worker is not online ({worker.detail}): `make down` and `make up`"
+        )
+    try:
+        urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/deployments/name/{args.deployment}", timeout=10
+        ).close()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise RuntimeError(
+                f"deployment {args.deployment!r} is not registered with the stack's server: "
+                "`make deploy` first"
+            ) from None
+        raise
+    command = [
+        str(stack.BIN / "prefect"),
+        "deployment",
+        "run",
+        args.deployment,
+        "--watch",
+        "--watch-timeout",
+        str(int(args.watch_timeout)),
+    ]
+    sys.stdout.flush()
+    os.execve(command[0], command, {**os.environ, **stack.prefect_env(settings, port)})
+
+
+def cmd_mlflow_ui(args: argparse.Namespace) -> int:
+    """The MLflow UI on the pipeline's store in the foreground, unless the stack already serves it."""
+    import os
+
+    from ops import stack
+
+    settings = _settings()
+    url = f"http://127.0.0.1:{args.port}"
+    if stack.stack_mlflow_on(settings, args.port):
+        print(
+            f"the stack's MLflow server already serves this store on {url} (make up): open it there"
+        )
+        return 0
+    if not stack.port_free(args.port):
+        raise RuntimeError(
+            f"port {args.port} on 127.0.0.1 is taken by {stack.holder(args.port)}: stop it, or "
+            "pick a free port: make mlflow-ui MLFLOW_PORT=<port>"
+        )
+    command = stack.mlflow_command(settings, args.port, ui=True)
+    print(f"MLflow UI on {url} over {command[3]} (Ctrl-C stops it)", flush=True)
+    os.execv(command[0], command)
+
+
 def _parser() -> argparse.ArgumentParser:
+    from importlib.metadata import version
+
     parser = argparse.ArgumentParser(prog="churn", description="churn-mlops command line")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('churn-mlops')}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="write the synthetic churn world as parquet")
-    gen.add_argument("--customers", type=int, default=20_000)
-    gen.add_argument("--months", type=int, default=18)
-    gen.add_argument("--start", default="2025-01-01", help="first day of the world (YYYY-MM-DD)")
+    gen.add_argument(
+        "--customers",
+        type=int,
+        default=20_000,
+        help="customers in the world (default: %(default)s)",
+    )
+    gen.add_argument(
+        "--months", type=int, default=18, help="months of history (default: %(default)s)"
+    )
+    gen.add_argument(
+        "--start",
+        default="2025-01-01",
+        help="first day of the world, YYYY-MM-DD (default: %(default)s)",
+    )
     gen.add_argument(
         "--drift-months",
         type=int,
@@ -709,10 +879,18 @@ def _parser() -> argparse.ArgumentParser:
         help="extra months with a price rise, written to <out>/drift",
     )
     gen.add_argument(
-        "--late-fraction", type=float, default=0.03, help="share of rows that arrive 1-10 days late"
+        "--late-fraction",
+        type=float,
+        default=0.03,
+        help="share of rows that arrive 1-10 days late (default: %(default)s)",
     )
-    gen.add_argument("--activity", type=float, default=1.0, help="multiplier on every event rate")
-    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument(
+        "--activity",
+        type=float,
+        default=1.0,
+        help="multiplier on every event rate (default: %(default)s)",
+    )
+    gen.add_argument("--seed", type=int, default=7, help="random seed (default: %(default)s)")
     gen.add_argument("--out", help="output directory (default: CHURN_RAW_DIR)")
     gen.set_defaults(func=cmd_generate)
 
@@ -723,7 +901,7 @@ def _parser() -> argparse.ArgumentParser:
         "list", help="every feature with its view, dtype, SQL hash and description"
     )
     lst.add_argument("--repo", help="feature repo directory (default: CHURN_FEATURE_REPO)")
-    lst.add_argument("--json", action="store_true")
+    lst.add_argument("--json", action="store_true", help="as JSON instead of a table")
     lst.set_defaults(func=cmd_features_list)
     build = feats.add_parser("build", help="run the features flow in-process")
     build.add_argument(
@@ -784,7 +962,9 @@ def _parser() -> argparse.ArgumentParser:
     pkg.set_defaults(func=cmd_package)
 
     rbk = sub.add_parser("rollback", help="run the rollback flow: @champion back to @previous")
-    rbk.add_argument("--reason", required=True)
+    rbk.add_argument(
+        "--reason", required=True, help="why: recorded on the rolled-back version and in the log"
+    )
     rbk.add_argument(
         "--model", help="registered model (default: CHURN_MODEL_NAME or churn-classifier)"
     )
@@ -881,23 +1061,56 @@ def _parser() -> argparse.ArgumentParser:
     und.add_argument("--env", default="dev", help="the environment (default: dev)")
     und.set_defaults(func=cmd_undeploy)
 
-    stk = sub.add_parser("stack", help="local Prefect server and process worker")
-    stk.add_argument("action", choices=["up", "down", "deploy", "status"])
+    stk = sub.add_parser(
+        "stack", help="the local stack: Prefect server, process worker, MLflow server"
+    )
     stk.add_argument(
-        "--port", type=int, default=4200, help="the Prefect server's port (default: %(default)s)"
+        "action",
+        choices=["up", "down", "deploy", "status", "run"],
+        help="up / down: start or stop the stack in the background; status: each part's pid, port "
+        "and health (exit 1 unless all are healthy); deploy: register prefect.yaml's deployments; "
+        "run: run DEPLOYMENT through the worker and watch it",
+    )
+    stk.add_argument("deployment", nargs="?", help="run: FLOW/DEPLOYMENT, e.g. train/train-weekly")
+    stk.add_argument(
+        "--port",
+        type=int,
+        default=4200,
+        help="up: the Prefect server's port (default: %(default)s)",
     )
     stk.add_argument(
         "--mlflow-port",
         type=int,
         default=5000,
-        help="the MLflow server's port (default: %(default)s)",
+        help="up: the MLflow server's port (default: %(default)s)",
+    )
+    stk.add_argument(
+        "--timeout",
+        type=float,
+        default=180,
+        help="up: seconds to wait for each part to answer (default: %(default)s)",
     )
     stk.add_argument(
         "--active",
         action="store_true",
         help="deploy: turn the schedules on (default: registered paused)",
     )
+    stk.add_argument(
+        "--watch-timeout",
+        type=float,
+        default=1800,
+        help="run: seconds to watch the run (default: %(default)s)",
+    )
     stk.set_defaults(func=cmd_stack)
+
+    mui = sub.add_parser(
+        "mlflow-ui",
+        help="the MLflow UI on the pipeline's store (says so when the stack's MLflow serves it)",
+    )
+    mui.add_argument(
+        "--port", type=int, default=5000, help="the port on 127.0.0.1 (default: %(default)s)"
+    )
+    mui.set_defaults(func=cmd_mlflow_ui)
 
     exp = sub.add_parser("expectations", help="Great Expectations suites").add_subparsers(
         dest="action", required=True
@@ -956,20 +1169,34 @@ def _parser() -> argparse.ArgumentParser:
         "simulate",
         help="replay drifted traffic to a running service, deliver labels, watch the loop",
     )
-    sim.add_argument("--url", default="http://127.0.0.1:3000")
+    sim.add_argument(
+        "--url",
+        default="http://127.0.0.1:3000",
+        help="the running service (default: %(default)s)",
+    )
     sim.add_argument("--token", help="bearer token when the service has CHURN_API_TOKEN")
     sim.add_argument(
         "--bursts",
         type=int,
         default=4,
-        help="as-of dates of the drift period replayed, one window each",
+        help="as-of dates of the drift period replayed, one window each (default: %(default)s)",
     )
-    sim.add_argument("--min-new-labels", type=int, default=500)
+    sim.add_argument(
+        "--min-new-labels",
+        type=int,
+        default=500,
+        help="matured labels the retrain policy waits for (default: %(default)s)",
+    )
     sim.add_argument(
         "--deployment",
         help="trigger this training deployment (needs make up + make deploy) instead of an in-process run",
     )
-    sim.add_argument("--reload-timeout", type=float, default=120)
+    sim.add_argument(
+        "--reload-timeout",
+        type=float,
+        default=120,
+        help="seconds to wait for the service to serve the new model (default: %(default)s)",
+    )
     sim.set_defaults(func=cmd_simulate)
 
     shots = sub.add_parser(
@@ -981,7 +1208,7 @@ def _parser() -> argparse.ArgumentParser:
         dest="scenario",
         action="store_false",
         help="capture only: play none of the missing outcomes (a champion, a rejected challenger, "
-        "quiet, alerting and retraining monitor windows)",
+        "quiet, alerting and retraining monitor windows); default: play them",
     )
     shots.add_argument(
         "--chromium", help="the Chromium binary (default: chromium on PATH, Debian's package)"
@@ -1000,7 +1227,20 @@ def _parser() -> argparse.ArgumentParser:
     shots.set_defaults(func=cmd_screenshots)
 
     demo = sub.add_parser("demo", help="generate data if needed and run the pipeline")
-    demo.add_argument("--regenerate", action="store_true")
+    demo.add_argument(
+        "--regenerate", action="store_true", help="generate the synthetic world again"
+    )
+    for flag, port, what in (
+        ("--port", 4200, "the Prefect UI's"),
+        ("--serve-port", 3000, "the service's"),
+        ("--mlflow-port", 5000, "the MLflow UI's"),
+    ):
+        demo.add_argument(
+            flag,
+            type=int,
+            default=port,
+            help=f"{what} port in the printed hints (default: %(default)s)",
+        )
     demo.set_defaults(func=cmd_demo)
     return parser
 
@@ -1024,9 +1264,20 @@ RUNS_FLOWS = (
 )
 
 
+# what a command needs before it starts Prefect: a missing step is one line, at once
+PREFLIGHT = {
+    cmd_package: _check_package,
+    cmd_monitor: _check_monitor,
+    cmd_simulate: _check_world,
+    cmd_replay: _check_service,
+}
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.func not in RUNS_FLOWS:
         return int(args.func(args))
+    if args.func in PREFLIGHT:
+        PREFLIGHT[args.func](args)
     _use_prefect()
     from prefect import tags
 

@@ -585,7 +585,7 @@ def make(
                 ),
             )
         else:
-            mlflow_port = stack.recorded_port("mlflow-server", directory)
+            mlflow_port = stack.live_port("mlflow-server", directory)
             if mlflow_port is None:
                 raise ScreenshotError(
                     "the running stack recorded no MLflow port: `make down` and run again"
@@ -600,7 +600,7 @@ def make(
                 _churn(
                     churn, "serve", "up", "--port", str(serve), "--timeout", str(STACK_TIMEOUT)
                 )()
-            recorded = stack.recorded_port("serve", directory)
+            recorded = stack.live_port("serve", directory)
             if recorded is None:
                 raise ScreenshotError(
                     "the running service recorded no port: `make serve-down` and run again"

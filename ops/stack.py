@@ -1,14 +1,23 @@
 """The local stack: a Prefect server, a process worker and an MLflow server in the background.
 
-``churn stack up`` starts them (127.0.0.1 only, logs and pid files), ``churn stack down`` stops exactly the processes it
-started (by the pids it recorded), ``churn stack deploy`` registers every deployment in prefect.yaml.
-Everything lives under ``$CHURN_HOME/stack``; ``env.sh`` there points a shell at the running server.
+``churn stack up`` starts them (127.0.0.1 only, logs and pid files), saying what it waits for, and
+trusts a health answer only from the process it started (the listening socket must belong to it; the
+worker must be online on the Prefect server under the name this start gave it), so another stack on
+the same port is an error, not a success. ``churn stack down`` stops exactly the processes it
+started (by the pids it recorded), ``churn stack status`` reports each part, ``churn stack deploy``
+registers every deployment in prefect.yaml. Everything lives under ``$CHURN_HOME/stack``; ``env.sh``
+there points a shell at the running server.
+
+Prefect 3.9's own ``prefect server start --background`` / ``stop`` are not used: the background
+server's output goes to a pipe nobody reads (no log to show when it fails), ``stop`` sends one
+SIGTERM without waiting, and the worker and MLflow need the same supervision anyway.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -16,6 +25,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +63,18 @@ def prefect_env(settings: Settings, port: int | None = None) -> dict[str, str]:
 
 def running_port(settings: Settings) -> int | None:
     """The port of the stack's Prefect server when it is up and answering, else None."""
-    port_file = settings.stack_dir / "prefect-server.port"
-    if not port_file.is_file() or _pid(settings.stack_dir / "prefect-server.pid") is None:
+    pid = _pid(settings.stack_dir / "prefect-server.pid")
+    port = recorded_port(settings, "prefect-server")
+    if pid is None or port is None or not owns_port(pid, port):
         return None
-    port = int(port_file.read_text())
     return port if _healthy(f"http://127.0.0.1:{port}/api/health") else None
+
+
+def recorded_port(settings: Settings, name: str) -> int | None:
+    """The port ``up`` started ``name`` on (``<name>.port``), if any."""
+    port_file = settings.stack_dir / f"{name}.port"
+    text = port_file.read_text().strip() if port_file.is_file() else ""
+    return int(text) if text.isdigit() else None
 
 
 def _pid(pid_file: Path) -> int | None:
@@ -95,7 +112,7 @@ def running(name: str, directory: Path) -> bool:
     )
 
 
-def recorded_port(name: str, directory: Path) -> int | None:
+def live_port(name: str, directory: Path) -> int | None:
     """The port the process started under ``name`` listens on (``<name>.port``), while it runs."""
     port_file = directory / f"{name}.port"
     if not running(name, directory) or not port_file.is_file():
@@ -119,19 +136,94 @@ def wait_healthy(
     timeout: float,
     log: Path | None = None,
     progress: Callable[[float], None] | None = None,
+    pid: int | None = None,
+    port: int | None = None,
 ) -> None:
+    """Wait until ``url`` answers 200. With ``pid``: fail at once (with the log's tail) when that
+    process exits; with ``pid`` and ``port``: the answer counts only when the socket listening on
+    ``port`` belongs to ``pid`` or a process below it (else another server answered)."""
     started = time.monotonic()
     deadline = started + timeout
     last = started
     while time.monotonic() < deadline:
+        if pid is not None and not alive(pid):
+            raise StackError(f"it exited before answering on {url}\n{_tail(log)}")
         if _healthy(url):
-            return
+            if pid is None or port is None or owns_port(pid, port):
+                return
+            raise StackError(
+                f"{url} answered, but not from the process started here (pid {pid}): "
+                f"port {port} is held by {holder(port)}"
+            )
         time.sleep(1)
         if progress is not None and time.monotonic() - last >= 10:
             last = time.monotonic()
             progress(last - started)
-    tail = log.read_text()[-2000:] if log and log.is_file() else ""
-    raise StackError(f"{url} did not answer within {timeout:.0f}s\n{tail}")
+    raise StackError(f"{url} did not answer within {timeout:.0f}s\n{_tail(log)}")
+
+
+def _tail(log: Path | None) -> str:
+    return log.read_text(errors="replace")[-2000:] if log and log.is_file() else ""
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """The inodes of the TCP sockets listening on ``port`` (any address), from /proc/net."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if (
+                len(fields) > 9
+                and fields[3] == "0A"
+                and int(fields[1].rsplit(":", 1)[1], 16) == port
+            ):
+                inodes.add(fields[9])
+    return inodes
+
+
+def _holding(pids: list[int], inodes: set[str]) -> list[int]:
+    """Those of ``pids`` with an open file descriptor on one of the sockets ``inodes``."""
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    found = []
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:  # gone, or another user's
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) in wanted:
+                    found.append(pid)
+                    break
+            except OSError:
+                continue
+    return found
+
+
+def owns_port(pid: int, port: int) -> bool:
+    """Whether the socket listening on ``port`` belongs to ``pid`` or a process below it."""
+    inodes = _listening_inodes(port)
+    return bool(inodes) and bool(_holding([pid, *descendants(pid)], inodes))
+
+
+def holder(port: int) -> str:
+    """Who listens on ``port``, for an error message: a pid and its command, as far as visible."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return "nothing now"
+    pids = _holding(sorted(int(p.name) for p in Path("/proc").glob("[0-9]*")), inodes)
+    if not pids:
+        return "a process of another user"
+    pid = min(pids)
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        command = "?"
+    return f"pid {pid} ({command[:120]})"
 
 
 def start_process(
@@ -274,35 +366,58 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
+def mlflow_command(settings: Settings, port: int, ui: bool = False) -> list[str]:
+    """``mlflow server`` (or ``mlflow ui``) on the pipeline's SQLite store, 127.0.0.1:``port``, one
+    web worker (more only slow start-up here). With a tracking server configured, the store under
+    ``CHURN_HOME`` is the one a stack's server serves."""
+    uri = settings.tracking_uri
+    return [
+        str(BIN / "mlflow"),
+        "ui" if ui else "server",
+        "--backend-store-uri",
+        uri if uri.startswith("sqlite:") else f"sqlite:///{settings.mlflow_db}",
+        "--artifacts-destination",
+        str(settings.mlartifacts_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+
+
 def start_mlflow_server(
     settings: Settings, directory: Path, cwd: Path, port: int = MLFLOW_PORT, timeout: float = 180
 ) -> str:
-    """An MLflow server on the pipeline's embedded SQLite store (one web worker: more only slow start-up here)."""
+    """An MLflow server on the pipeline's embedded SQLite store, answering from our process."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    start_process(
-        "mlflow-server",
-        [
-            str(BIN / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{settings.mlflow_db}",
-            "--artifacts-destination",
-            str(settings.mlartifacts_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        {},
-        directory,
-        cwd,
-    )
+    pid = start_process("mlflow-server", mlflow_command(settings, port), {}, directory, cwd)
     (directory / "mlflow-server.port").write_text(str(port))
     url = f"http://127.0.0.1:{port}"
-    wait_healthy(f"{url}/health", timeout, directory / "mlflow-server.log")
+    wait_healthy(f"{url}/health", timeout, directory / "mlflow-server.log", pid=pid, port=port)
     return url
+
+
+PARTS = ("prefect-server", "prefect-worker", "mlflow-server")
+"""What ``up`` starts, by pid-file name."""
+TITLES = {
+    "prefect-server": "Prefect server",
+    "prefect-worker": "process worker",
+    "mlflow-server": "MLflow server",
+}
+
+
+def check_ports(ports: dict[str, int]) -> None:
+    """Every port free on 127.0.0.1, else one line naming who holds it and the variable to change."""
+    if len(set(ports.values())) < len(ports):
+        raise StackError(f"{' and '.join(ports)} must differ, got {ports}")
+    for variable, port in ports.items():
+        if not port_free(port):
+            raise StackError(
+                f"port {port} on 127.0.0.1 is taken by {holder(port)} (another stack?): stop it, "
+                f"or pick a free port: make up {variable}=<port>"
+            )
 
 
 def up(
@@ -311,33 +426,232 @@ def up(
     port: int = DEFAULT_PORT,
     timeout: float = 180,
     mlflow_port: int = MLFLOW_PORT,
+    say: Callable[[str], None] = lambda line: None,
 ) -> dict[str, str]:
-    """Start the Prefect server, the process work pool and a worker on it, and the MLflow server."""
+    """Start the Prefect server and the MLflow server, the process work pool and a worker on it;
+    each counts as up only when the answer comes from the process started here. On any failure,
+    stop what this call started."""
     directory = settings.stack_dir
+    already = [TITLES[name] for name in PARTS if running(name, directory)]
+    if already:
+        raise StackError(
+            f"the stack is already running ({', '.join(already)}; `churn stack status`): "
+            "`make down` first"
+        )
+    check_ports({"PORT": port, "MLFLOW_PORT": mlflow_port})
+    for name in PARTS:  # the files of a stack that died without `make down`
+        for suffix in (".pid", ".port", ".tree", ".name"):
+            (directory / f"{name}{suffix}").unlink(missing_ok=True)
+    settings.home.mkdir(parents=True, exist_ok=True)
     env = prefect_env(settings, port)
-    start_process(
-        "prefect-server",
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env,
-        directory,
-        project_dir,
-    )
-    (directory / "prefect-server.port").write_text(str(port))
-    wait_healthy(f"http://127.0.0.1:{port}/api/health", timeout, directory / "prefect-server.log")
-    ensure_pool(settings, env, project_dir)
-    start_process(
-        "prefect-worker",
-        [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
-        {**env, "CHURN_HOME": str(settings.home)},
-        directory,
-        project_dir,
-    )
-    start_mlflow_server(settings, directory, project_dir, port=mlflow_port, timeout=timeout)
+    started = []
+    try:
+        server = start_process(
+            "prefect-server",
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env,
+            directory,
+            project_dir,
+        )
+        started.append("prefect-server")
+        (directory / "prefect-server.port").write_text(str(port))
+        mlflow = start_process(
+            "mlflow-server", mlflow_command(settings, mlflow_port), {}, directory, project_dir
+        )
+        started.append("mlflow-server")
+        (directory / "mlflow-server.port").write_text(str(mlflow_port))
+        say(
+            f"starting the Prefect server (pid {server}) on 127.0.0.1:{port} and the MLflow "
+            f"server (pid {mlflow}) on 127.0.0.1:{mlflow_port}; logs in {directory}"
+        )
+        _wait(
+            say,
+            "Prefect server",
+            f"http://127.0.0.1:{port}/api/health",
+            timeout,
+            directory / "prefect-server.log",
+            server,
+            port,
+        )
+        say(f"creating or updating the work pool {POOL}")
+        ensure_pool(settings, env, project_dir)
+        name = f"churn-worker-{secrets.token_hex(4)}"  # how the server tells our worker apart
+        worker = start_process(
+            "prefect-worker",
+            [
+                str(BIN / "prefect"),
+                "worker",
+                "start",
+                "--pool",
+                POOL,
+                "--type",
+                "process",
+                "--name",
+                name,
+            ],
+            {**env, "CHURN_HOME": str(settings.home)},
+            directory,
+            project_dir,
+        )
+        started.append("prefect-worker")
+        (directory / "prefect-worker.name").write_text(name)
+        _wait(
+            say,
+            "MLflow server",
+            f"http://127.0.0.1:{mlflow_port}/health",
+            timeout,
+            directory / "mlflow-server.log",
+            mlflow,
+            mlflow_port,
+        )
+        wait_worker(settings, port, name, worker, timeout, say)
+    except BaseException:
+        for part in reversed(started):
+            stop_process(part, directory)
+        raise
     (directory / "env.sh").write_text(
         "".join(f"export {k}={v}\n" for k, v in env.items())
         + f"export CHURN_HOME={settings.home}\n"
     )
     return env
+
+
+def _wait(
+    say: Callable[[str], None],
+    title: str,
+    url: str,
+    timeout: float,
+    log: Path,
+    pid: int,
+    port: int,
+) -> None:
+    started = time.monotonic()
+    say(f"waiting for the {title} ({url})")
+    try:
+        wait_healthy(
+            url,
+            timeout,
+            log,
+            progress=lambda s: say(f"  still waiting for the {title}: {s:.0f}s"),
+            pid=pid,
+            port=port,
+        )
+    except StackError as exc:
+        raise StackError(f"the {title} did not start: {exc}") from None
+    say(f"{title} ready in {time.monotonic() - started:.0f}s")
+
+
+def worker_state(port: int, name: str) -> dict[str, Any] | None:
+    """The Prefect server's record of the worker called ``name`` in the pool, or None."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/work_pools/{POOL}/workers/filter",
+        data=json.dumps({"limit": 200}).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            workers = json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+    found: dict[str, Any] | None = next((w for w in workers if w.get("name") == name), None)
+    return found
+
+
+def wait_worker(
+    settings: Settings,
+    port: int,
+    name: str,
+    pid: int,
+    timeout: float,
+    say: Callable[[str], None],
+) -> None:
+    """Until the Prefect server sees the worker started here (by the name it was given) online."""
+    started = last = time.monotonic()
+    log = settings.stack_dir / "prefect-worker.log"
+    say(f"waiting for the process worker {name} to report to the Prefect server")
+    while time.monotonic() - started < timeout:
+        if not alive(pid):
+            raise StackError(f"the process worker exited before it reported\n{_tail(log)}")
+        state = worker_state(port, name)
+        if state is not None and state.get("status") == "ONLINE":
+            say(f"process worker ready in {time.monotonic() - started:.0f}s")
+            return
+        time.sleep(1)
+        if time.monotonic() - last >= 10:
+            last = time.monotonic()
+            say(f"  still waiting for the process worker: {last - started:.0f}s")
+    raise StackError(f"the process worker did not report within {timeout:.0f}s\n{_tail(log)}")
+
+
+@dataclass(frozen=True)
+class PartStatus:
+    """One part of the stack as ``churn stack status`` shows it."""
+
+    name: str
+    title: str
+    pid: int | None
+    port: int | None
+    healthy: bool
+    detail: str
+
+
+def _server_status(settings: Settings, name: str, health: str) -> PartStatus:
+    directory = settings.stack_dir
+    pid, port = _pid(directory / f"{name}.pid"), recorded_port(settings, name)
+    pid = pid if pid is not None and alive(pid) else None
+    url = f"http://127.0.0.1:{port}"
+    if pid is None:
+        healthy, detail = False, "not running"
+    elif port is None or not _healthy(url + health):
+        healthy, detail = False, f"no answer on {url}{health} (log {directory / name}.log)"
+    elif not owns_port(pid, port):
+        healthy, detail = False, f"{url} is answered by {holder(port)}, not by pid {pid}"
+    else:
+        healthy, detail = True, url
+    return PartStatus(name, TITLES[name], pid, port, healthy, detail)
+
+
+def status(settings: Settings) -> list[PartStatus]:
+    """Each part: its pid if alive, its port, and whether it is healthy (answering from our
+    process; the worker: online on the stack's server under the name it was started with)."""
+    directory = settings.stack_dir
+    server = _server_status(settings, "prefect-server", "/api/health")
+    mlflow = _server_status(settings, "mlflow-server", "/health")
+    pid = _pid(directory / "prefect-worker.pid")
+    pid = pid if pid is not None and alive(pid) else None
+    name_file = directory / "prefect-worker.name"
+    name = name_file.read_text().strip() if name_file.is_file() else None
+    if pid is None:
+        healthy, detail = False, "not running"
+    elif not server.healthy or server.port is None or name is None:
+        healthy, detail = False, "alive, but the Prefect server is not healthy"
+    else:
+        state = worker_state(server.port, name) or {}
+        healthy = state.get("status") == "ONLINE"
+        beat = _seconds_ago(state.get("last_heartbeat_time"))
+        detail = (
+            f"pool {POOL}, worker {name} "
+            + ("online" if healthy else f"not online ({state.get('status', 'unknown')})")
+            + (f", last heartbeat {beat:.0f}s ago" if beat is not None else "")
+        )
+    worker = PartStatus("prefect-worker", TITLES["prefect-worker"], pid, None, healthy, detail)
+    return [server, worker, mlflow]
+
+
+def _seconds_ago(moment: str | None) -> float | None:
+    from datetime import UTC, datetime
+
+    try:
+        return (datetime.now(UTC) - datetime.fromisoformat(moment or "")).total_seconds()
+    except (ValueError, TypeError):
+        return None
+
+
+def stack_mlflow_on(settings: Settings, port: int) -> bool:
+    """Whether the stack's own MLflow server serves the pipeline's store on ``port`` right now."""
+    mlflow = _server_status(settings, "mlflow-server", "/health")
+    return mlflow.healthy and mlflow.port == port
 
 
 def pool_template(settings: Settings, project_dir: Path, env: dict[str, str]) -> dict[str, Any]:
@@ -429,12 +743,18 @@ def set_schedules(project_dir: Path, env: dict[str, str], active: bool) -> list[
     return names
 
 
-def down(settings: Settings) -> list[str]:
+def down(settings: Settings, say: Callable[[str], None] = lambda line: None) -> list[str]:
+    """Stop exactly the processes ``up`` started (the worker first), by their recorded pids."""
     directory = settings.stack_dir
-    stopped = [
-        name
-        for name in ("prefect-worker", "prefect-server", "mlflow-server")
-        if stop_process(name, directory)
-    ]
+    stopped = []
+    for name in ("prefect-worker", "prefect-server", "mlflow-server"):
+        pid = _pid(directory / f"{name}.pid")
+        if pid is not None:
+            say(f"stopping the {TITLES[name]} (pid {pid})")
+        if stop_process(name, directory):
+            stopped.append(name)
+    for name in PARTS:
+        for suffix in (".port", ".name"):
+            (directory / f"{name}{suffix}").unlink(missing_ok=True)
     (directory / "env.sh").unlink(missing_ok=True)
     return stopped

@@ -137,3 +137,25 @@ def assert_same_table(got: pd.DataFrame, expected: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12, atol=1e-12)
     exact = [c for c in expected.columns if expected[c].dtype.kind != "f"]
     pd.testing.assert_frame_equal(got[exact], expected[exact], check_exact=True)
+
+
+def openapi_validator(document: dict, schema: dict):
+    """A JSON Schema validator of an OpenAPI 3.0 ``schema`` inside ``document`` (its ``$ref``s
+    resolved against the document's components; ``nullable: true`` read as "or null")."""
+    import jsonschema
+
+    def plain(node):
+        if isinstance(node, list):
+            return [plain(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        nullable = node.get("nullable") is True and isinstance(node.get("type"), str)
+        out = {k: plain(v) for k, v in node.items() if not (nullable and k == "nullable")}
+        if nullable:
+            out["type"] = [node["type"], "null"]
+        return out
+
+    return jsonschema.Draft202012Validator(
+        plain({**schema, "components": document["components"]}),
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+    )

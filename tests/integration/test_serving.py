@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from ops import stack
 from ops.stack import free_port
-from tests.helpers import ROOT, train_champion
+from tests.helpers import ROOT, openapi_validator, train_champion
 
 MAX_BATCH = 50
 MAX_BODY = 200_000
@@ -117,6 +117,84 @@ def test_health_and_metadata(service):
     assert "customer_profile" in meta["sql_hashes"]
     for probe in ("/readyz", "/livez", "/metrics"):
         assert client.get(probe).status_code == 200
+
+
+def test_swagger_shows_the_model_and_every_example_answers(service):
+    """/docs.json (what Swagger at / reads): the model version, the service's README, typed
+    schemas from the feature schema, /health and /metadata; each example is valid by its schema,
+    answers 200 when POSTed as Swagger's "Try it out" sends it, and the answers match the schemas."""
+    client = service["client"]
+    assert client.get("/").status_code == 200
+    doc = client.get("/docs.json").json()
+    text = json.dumps(doc)
+    readme = (ROOT / "bentos" / "README.md").read_text().rstrip()
+    version = service["packaged"].model_version
+    assert doc["info"]["title"] == "churn (churn-classifier)" and doc["info"]["version"] == version
+    assert doc["info"]["description"].startswith(readme)
+    assert f"version **{version}**" in doc["info"]["description"]
+    assert "additionalProp1" not in text and "created with BentoML" not in text
+    meta = client.get("/metadata").json()
+    features = doc["components"]["schemas"]["Features"]
+    assert list(features["properties"]) == list(meta["features"]) == features["required"]
+    assert features["properties"]["tenure_days"]["type"] == "integer"
+    assert features["properties"]["plan"]["type"] == "string"
+    ids = set(service["snapshot"]["customer_id"].tolist())
+    for path in ("/predict", "/predict_batch", "/predict_by_id"):
+        operation = doc["paths"][path]["post"]
+        media = operation["requestBody"]["content"]["application/json"]
+        openapi_validator(doc, media["schema"]).validate(media["example"])
+        answered = client.post(path, json=media["example"])
+        assert answered.status_code == 200, (path, answered.text)
+        answer_schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        openapi_validator(doc, answer_schema).validate(answered.json())
+        example = operation["responses"]["200"]["content"]["application/json"]["example"]
+        first = example[0] if isinstance(example, list) else example
+        got = answered.json()[0] if isinstance(answered.json(), list) else answered.json()
+        assert first["probability"] == pytest.approx(got["probability"])  # a real answer
+        assert "422" in operation["responses"] and "413" in operation["responses"]
+    assert (
+        doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["example"][
+            "customer_id"
+        ]
+        in ids
+    )  # a real row of the snapshot the model carries
+    for path in ("/health", "/metadata"):
+        schema = doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
+        openapi_validator(doc, schema["schema"]).validate(client.get(path).json())
+    assert {"/readyz", "/livez", "/metrics"} <= set(doc["paths"])
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def metric_samples(url: str, name: str) -> dict[tuple, float]:
+    """``name``'s samples on /metrics, keyed by their sorted labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    exposed = httpx.get(f"{url}/metrics", timeout=30).text
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(exposed)
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+def test_metrics_count_predictions_and_positives_by_model_version(service):
+    client = service["client"]
+    version = client.get("/health").json()["model_version"]
+
+    def counted(prediction: str) -> float:
+        samples = metric_samples(service["url"], "churn_predictions_total")
+        return samples.get((("model_version", version), ("prediction", prediction)), 0.0)
+
+    before = counted("1"), counted("0")
+    ids = service["snapshot"]["customer_id"].head(30).tolist()
+    answered = client.post("/predict_by_id", json={"ids": ids}).json()
+    positives = sum(a["prediction"] for a in answered)
+    assert (counted("1") - before[0], counted("0") - before[1]) == (positives, 30 - positives)
+    serving = metric_samples(service["url"], "churn_model_info")
+    tag = client.get("/metadata").json()["bento_model"]
+    key = (("bento_model", tag), ("model_name", "churn-classifier"), ("model_version", version))
+    assert serving[key] == 2  # both workers serve it
 
 
 def test_predict_single_batch_and_by_id_agree(service):
@@ -340,6 +418,8 @@ def test_built_bento_carries_model_labels_lean_requirements_and_a_dockerfile(ser
         (Path(packaged.bento_path) / "src" / (m.replace(".", "/") + ".py")).is_file()
         for m in imported
     )
+    # bentofile.yaml's description is the Bento's README (Swagger's text when served from the Bento)
+    assert (bento_dir / "README.md").read_text() == (ROOT / "bentos" / "README.md").read_text()
     requirements = (bento_dir / "env" / "python" / "requirements.txt").read_text()
     assert (
         "scikit-learn" in requirements
@@ -377,6 +457,14 @@ def test_a_newly_packaged_model_is_picked_up_by_every_worker(service):
         time.sleep(0.5)
     assert seen == {repackaged.tag}
     assert service["client"].get("/metadata").json()["scoring"] == "compiled"
+    serving = {
+        dict(labels)["bento_model"]: value
+        for labels, value in metric_samples(service["url"], "churn_model_info").items()
+    }
+    assert serving[repackaged.tag] == 2 and serving[service["packaged"].tag] == 0
+    doc = service["client"].get("/docs.json").json()  # the document follows the model
+    assert doc["info"]["version"] == repackaged.model_version
+    assert repackaged.tag in doc["info"]["description"]
 
 
 def test_under_load_a_killed_service_loses_no_answered_prediction(service):

@@ -55,3 +55,49 @@ def test_train_outputs_are_appended_as_github_output_lines(tmp_path):
     with pytest.raises(ValueError, match="cannot be written as one key=value line"):
         append_outputs(outputs, {"verdict": "APPROVED\nrun_id=forged"})
     assert outputs.read_text().count("\n") == 4  # nothing of the refused values was written
+
+
+def _commands(parser, prefix=()):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, (*prefix, name))
+    yield prefix, parser
+
+
+def test_every_option_says_what_it_does_and_its_default():
+    import argparse
+
+    from ops.cli import _parser
+
+    missing = []
+    for command, parser in _commands(_parser()):
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction | argparse._VersionAction):
+                continue
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            name = " ".join((*command, action.dest))
+            if not action.help:
+                missing.append(f"{name}: no help")
+            elif (
+                action.default not in (None, False, argparse.SUPPRESS)
+                and "default" not in action.help
+            ):
+                missing.append(f"{name}: default {action.default!r} not shown")
+    assert not missing, missing
+
+
+def test_version_is_the_package_version(capsys):
+    from importlib.metadata import version
+
+    import pytest
+
+    from ops.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"churn {version('churn-mlops')}"
