@@ -58,7 +58,6 @@ def degrade_training_labels(settings):
 
 def test_gates_promote_reject_and_roll_back(home, tmp_path, capsys):
     from adapters import mlflow_store
-    from flows.rollback import rollback
     from flows.train import train
     from ops.cli import main
 
@@ -101,8 +100,24 @@ def test_gates_promote_reject_and_roll_back(home, tmp_path, capsys):
     assert files == {"gates/validation_report.txt", "gates/validation_report.json"}
     assert client.get_model_version("churn-classifier", "3").tags["gates.decision"] == "REJECTED"
 
-    event = rollback("bad predictions reported by the retention team")
-    assert (event.champion, event.rolled_back) == ("1", "2")
+    # the rollback runs as a user runs it, in its own process: it packages the rolled-back
+    # champion, and BentoML binds its model store once per process
+    import os
+    import subprocess
+
+    from ops.stack import BIN
+
+    def rollback(reason: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "churn"), "rollback", "--reason", reason],
+            env={**os.environ, "BENTOML_HOME": str(home.bentoml_home)},
+            capture_output=True,
+            text=True,
+        )
+
+    done = rollback("bad predictions reported by the retention team")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "champion v2 -> v1" in done.stdout
     assert aliases(home)["champion"] == "1"
     assert (
         client.get_model_version("churn-classifier", "2").tags["rolled_back"]
@@ -110,12 +125,12 @@ def test_gates_promote_reject_and_roll_back(home, tmp_path, capsys):
     )
     log = home.registry_log.read_text().splitlines()
     assert [line.count('"action": "rollback"') for line in log][-1] == 1
-    with pytest.raises(Exception, match="nothing to roll back to"):
-        rollback("again")
+    again = rollback("again")
+    assert again.returncode == 2 and "nothing to roll back to" in again.stderr
     # the rolled-back champion is packaged, so a running service serves it at its next reload
-    import bentoml  # bound to this process's model store, where the rollback packaged
-
-    assert bentoml.models.get("churn-classifier:latest").info.labels["model_version"] == "1"
+    models = home.bentoml_home / "models" / "churn-classifier"
+    latest = (models / "latest").read_text().strip()
+    assert "model_version: '1'" in (models / latest / "model.yaml").read_text()
     assert prefect_events("churn.model.rolled-back", since)[0]["payload"]["champion"] == "1"
 
 
