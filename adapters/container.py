@@ -323,9 +323,11 @@ FLOWS_PROJECT = (
     "deploy/environments",
     "prefect.yaml",
     "bentofile.yaml",
+    "pyproject.toml",
 )
 """What of the project the flows image holds: the code of every floor and the files flows read
-relative to the project (the feature repo, the suites, the environments); no tests or docs."""
+relative to the project (the feature repo, the suites, the environments, the version in
+pyproject.toml); no tests or docs."""
 
 
 def flows_builder_image(base: str) -> str:

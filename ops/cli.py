@@ -850,11 +850,23 @@ def cmd_mlflow_ui(args: argparse.Namespace) -> int:
     os.execv(command[0], command)
 
 
-def _parser() -> argparse.ArgumentParser:
-    from importlib.metadata import version
+def project_version() -> str:
+    """The installed distribution's version, else pyproject.toml's: the flows image runs the
+    project's sources without installing them."""
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version("churn-mlops")
+    except PackageNotFoundError:
+        import tomllib
+
+        with (Path(__file__).resolve().parents[1] / "pyproject.toml").open("rb") as handle:
+            return str(tomllib.load(handle)["project"]["version"])
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="churn", description="churn-mlops command line")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version('churn-mlops')}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {project_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="write the synthetic churn world as parquet")

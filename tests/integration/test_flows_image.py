@@ -59,6 +59,12 @@ def test_the_flows_import_and_prefect_answers_on_a_read_only_root(image):
     assert run(image.tag, "python", "-c", "import flows.train, flows.monitor; print('ok')") == "ok"
     version = run(image.tag, "prefect", "version")
     assert "3.9.1" in version, version
+    from ops.cli import project_version
+
+    assert (
+        run(image.tag, "python", "-m", "ops.cli", "--version").strip()
+        == f"churn {project_version()}"
+    )
     assert "Usage" in run(image.tag, "prefect", "flow-run", "execute", "--help")
 
 

@@ -101,3 +101,18 @@ def test_version_is_the_package_version(capsys):
         main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out.strip() == f"churn {version('churn-mlops')}"
+
+
+def test_version_comes_from_pyproject_where_the_project_is_not_installed(monkeypatch):
+    """The flows image runs the sources uninstalled: its `churn --version` must still answer."""
+    import importlib.metadata
+    import tomllib
+
+    from ops.cli import project_version
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    with open("pyproject.toml", "rb") as handle:
+        assert project_version() == tomllib.load(handle)["project"]["version"]
