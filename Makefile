@@ -9,7 +9,7 @@ SERVE_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 export CHURN_HOME ?= $(CURDIR)/.churn
 
-.PHONY: help venv demo test test-fast lint check-workflows check-k8s format check-repo serve-up serve-down container-base container container-test deploy-model deploy-down data list-features expectations features train package serve monitor simulate rollback mlflow-ui monitor-ui up down deploy run-features run-train pins clean
+.PHONY: help venv demo test test-fast lint check-workflows check-k8s format check-repo serve-up serve-down container-base container container-test deploy-model deploy-down data list-features expectations features train package serve monitor simulate rollback mlflow-ui monitor-ui up up-prod down deploy run-features run-train pins clean
 
 help:
 	@echo "make demo          set up, generate the synthetic data, run the pipeline, print where to look"
@@ -19,6 +19,7 @@ help:
 	@echo "make check-workflows  .github/workflows offline: GitHub's schema, actionlint (+ shellcheck), zizmor"
 	@echo "make check-k8s     render deploy/k8s (base, staging, prod) and validate it strictly, offline"
 	@echo "make up / down     start / stop a local Prefect server (127.0.0.1:$(PORT)) and process worker"
+	@echo "make up PROFILE=prod  (or make up-prod) PostgreSQL, an S3 stand-in, MLflow with auth, Prefect; make down stops them"
 	@echo "make deploy        register every deployment in prefect.yaml with the running server"
 	@echo "make run-features  run the features deployment through the worker and watch it"
 	@echo "make run-train     run the train deployment through the worker and watch it"
@@ -140,8 +141,17 @@ list-features: venv
 check-repo: venv  ## the feature repo (CHURN_FEATURE_REPO) on a sample of entities and dates, no Prefect
 	$(BIN)/churn repo check
 
-up: venv
+PROFILE ?= local
+
+up: venv  ## PROFILE=prod: PostgreSQL + the S3 stand-in + MLflow with auth + Prefect on free ports (ops/prod_stack.py)
+ifeq ($(PROFILE),prod)
+	$(BIN)/churn stack up --profile prod $(if $(filter command line,$(origin PORT)),--port $(PORT)) $(if $(filter command line,$(origin MLFLOW_PORT)),--mlflow-port $(MLFLOW_PORT)) $(if $(PG_PORT),--pg-port $(PG_PORT)) $(if $(S3_PORT),--s3-port $(S3_PORT))
+else
 	$(BIN)/churn stack up --port $(PORT) --mlflow-port $(MLFLOW_PORT)
+endif
+
+up-prod:
+	$(MAKE) up PROFILE=prod
 
 down: venv
 	$(BIN)/churn stack down

@@ -616,7 +616,31 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
     settings = _settings()
     project = Path.cwd()
-    if args.action == "up":
+    if args.action == "up" and args.profile == "prod":
+        from ops import prod_stack
+
+        env = prod_stack.up(
+            settings,
+            project,
+            port=args.port,
+            mlflow_port=args.mlflow_port,
+            pg_port=args.pg_port,
+            moto_port=args.s3_port,
+        )
+        pg_port = prod_stack.recorded_ports(settings.stack_dir).postgres
+        print(f"PostgreSQL      127.0.0.1:{pg_port}  (databases {', '.join(prod_stack.DATABASES)})")
+        print(
+            f"S3 stand-in     {env['AWS_ENDPOINT_URL']}  (buckets {prod_stack.MLFLOW_BUCKET}, {prod_stack.DATA_BUCKET})"
+        )
+        print(
+            f"MLflow server   {env['CHURN_TRACKING_URI']}  (basic auth: user {env['MLFLOW_TRACKING_USERNAME']})"
+        )
+        print(f"Prefect server  {env['PREFECT_API_URL'].removesuffix('/api')}  (on PostgreSQL)")
+        print(f"process worker  pool {stack.POOL!r}")
+        print(f"secrets         {settings.stack_dir / prod_stack.SECRETS_FILE} (0600)")
+        print(f"shell setup     source {settings.stack_dir / 'env.sh'}")
+    elif args.action == "up":
+        args.port, args.mlflow_port = args.port or 4200, args.mlflow_port or 5000
         stack.up(settings, project, port=args.port, mlflow_port=args.mlflow_port)
         print(
             f"Prefect server  http://127.0.0.1:{args.port}  (UI and API; logs in {settings.stack_dir})"
@@ -811,13 +835,25 @@ def _parser() -> argparse.ArgumentParser:
     stk = sub.add_parser("stack", help="local Prefect server and process worker")
     stk.add_argument("action", choices=["up", "down", "deploy", "status"])
     stk.add_argument(
-        "--port", type=int, default=4200, help="the Prefect server's port (default: %(default)s)"
+        "--profile",
+        choices=["local", "prod"],
+        default="local",
+        help="up: local (SQLite, files) or prod (PostgreSQL, S3 stand-in, MLflow with auth)",
+    )
+    stk.add_argument(
+        "--port", type=int, default=0, help="the Prefect server's port (local: 4200; prod: free)"
     )
     stk.add_argument(
         "--mlflow-port",
         type=int,
-        default=5000,
-        help="the MLflow server's port (default: %(default)s)",
+        default=0,
+        help="the MLflow server's port (local: 5000; prod: free)",
+    )
+    stk.add_argument(
+        "--pg-port", type=int, default=0, help="prod: PostgreSQL's port (default: free)"
+    )
+    stk.add_argument(
+        "--s3-port", type=int, default=0, help="prod: the S3 stand-in's port (default: free)"
     )
     stk.add_argument(
         "--active",

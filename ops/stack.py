@@ -111,13 +111,18 @@ def wait_healthy(
     timeout: float,
     log: Path | None = None,
     progress: Callable[[float], None] | None = None,
+    pid: int | None = None,
 ) -> None:
+    """Wait until ``url`` answers 200; with ``pid``, give up as soon as that process has exited."""
     started = time.monotonic()
     deadline = started + timeout
     last = started
     while time.monotonic() < deadline:
         if _healthy(url):
             return
+        if pid is not None and not alive(pid):
+            tail = log.read_text()[-2000:] if log and log.is_file() else ""
+            raise StackError(f"the process serving {url} exited before it answered\n{tail}")
         time.sleep(1)
         if progress is not None and time.monotonic() - last >= 10:
             last = time.monotonic()
@@ -127,15 +132,27 @@ def wait_healthy(
 
 
 def start_process(
-    name: str, cmd: list[str], env: dict[str, str], directory: Path, cwd: Path
+    name: str,
+    cmd: list[str],
+    env: dict[str, str],
+    directory: Path,
+    cwd: Path,
+    user: str | None = None,
 ) -> int:
-    """Start ``cmd`` in its own session with output to ``<name>.log``; record its pid in ``<name>.pid``."""
+    """Start ``cmd`` in its own session with output to ``<name>.log``; record its pid in ``<name>.pid``.
+    With ``user`` (we are root), the process runs as that OS user and its primary group."""
     directory.mkdir(parents=True, exist_ok=True)
     if _pid(directory / f"{name}.pid") is not None:
         raise StackError(
             f"{name} is already running (pid file {directory / f'{name}.pid'}); run `churn stack down`"
         )
     log = open(directory / f"{name}.log", "ab")  # noqa: SIM115  (the child keeps writing to it)
+    as_user: dict[str, Any] = {}
+    if user is not None:
+        import pwd
+
+        entry = pwd.getpwnam(user)
+        as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
     proc = subprocess.Popen(
         cmd,
         env={**os.environ, **env},
@@ -144,6 +161,7 @@ def start_process(
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        **as_user,
     )
     (directory / f"{name}.pid").write_text(str(proc.pid))
     return proc.pid
@@ -420,12 +438,13 @@ def set_schedules(project_dir: Path, env: dict[str, str], active: bool) -> list[
     return names
 
 
+STOP_ORDER = ("prefect-worker", "prefect-server", "mlflow-server", "moto-server", "postgres")
+"""Clients before the stores they use; the last two run only in the prod profile (ops/prod_stack.py)."""
+
+
 def down(settings: Settings) -> list[str]:
+    """Stop exactly what ``up`` (either profile) started, by the pids it recorded."""
     directory = settings.stack_dir
-    stopped = [
-        name
-        for name in ("prefect-worker", "prefect-server", "mlflow-server")
-        if stop_process(name, directory)
-    ]
+    stopped = [name for name in STOP_ORDER if stop_process(name, directory)]
     (directory / "env.sh").unlink(missing_ok=True)
     return stopped
