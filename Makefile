@@ -9,11 +9,12 @@ SERVE_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 export CHURN_HOME ?= $(CURDIR)/.churn
 
-.PHONY: help venv demo test test-fast lint check-workflows check-k8s format check-repo serve-up serve-down container-base container container-test deploy-model deploy-down data list-features expectations features train package serve monitor simulate rollback mlflow-ui monitor-ui up up-prod down deploy run-features run-train pins clean
+.PHONY: help venv demo test test-prod test-fast lint check-workflows check-k8s format check-repo serve-up serve-down container-base container container-test deploy-model deploy-down data list-features expectations features train package serve monitor simulate rollback mlflow-ui monitor-ui up up-prod down deploy run-features run-train pins clean
 
 help:
 	@echo "make demo          set up, generate the synthetic data, run the pipeline, print where to look"
 	@echo "make test          set up and run the whole test suite"
+	@echo "make test-prod     the prod profile (PostgreSQL, S3 stand-in, MLflow with auth) end to end (CI runs it too)"
 	@echo "make test-fast     the layers that start no server (unit, sql, data, model), about a minute"
 	@echo "make lint          ruff (lint + format check) and mypy (strict on the churn/ library)"
 	@echo "make check-workflows  .github/workflows offline: GitHub's schema, actionlint (+ shellcheck), zizmor"
@@ -57,6 +58,9 @@ demo: venv
 
 test: venv
 	$(BIN)/pytest
+
+test-prod: venv  ## the prod profile for real: PostgreSQL + S3 stand-in + MLflow with auth + Prefect, demo path, two replicas' log
+	$(BIN)/pytest --prod -m prod -rs tests/integration/test_prod_profile.py
 
 test-fast: venv  ## no server starts: unit, sql, data and model tests
 	$(BIN)/pytest -m "not slow"
