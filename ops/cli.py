@@ -661,6 +661,11 @@ def cmd_stack(args: argparse.Namespace) -> int:
     else:
         port = stack.running_port(settings)
         print(f"prefect server: {f'up on port {port}' if port else 'down'}")
+        from ops import prod_stack
+
+        if (settings.stack_dir / prod_stack.PORTS_FILE).is_file():
+            for name, alive in prod_stack.status(settings).items():
+                print(f"{name}: {'up' if alive else 'down'}")
     return 0
 
 

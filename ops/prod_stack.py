@@ -287,10 +287,9 @@ def mlflow_auth_config(directory: Path, ports: Ports, values: dict[str, str]) ->
     return path
 
 
-def start_mlflow(
-    directory: Path, project_dir: Path, ports: Ports, values: dict[str, str], timeout: float
-) -> str:
-    """MLflow on PostgreSQL with artifacts proxied to the S3 stand-in, basic auth on, one web worker."""
+def launch_mlflow(directory: Path, project_dir: Path, ports: Ports, values: dict[str, str]) -> int:
+    """MLflow on PostgreSQL with artifacts proxied to the S3 stand-in, basic auth on, one web worker;
+    returns its pid at once (it takes a minute or more to answer here: ``up`` starts Prefect meanwhile)."""
     config = mlflow_auth_config(directory, ports, values)
     pid = stack.start_process(
         "mlflow-server",
@@ -321,9 +320,7 @@ def start_mlflow(
         directory,
         project_dir,
     )
-    url = f"http://127.0.0.1:{ports.mlflow}"
-    stack.wait_healthy(f"{url}/health", timeout, directory / "mlflow-server.log", pid=pid)
-    return url
+    return pid
 
 
 def client_env(settings: Settings, ports: Ports, values: dict[str, str]) -> dict[str, str]:
@@ -383,6 +380,11 @@ def up(
     Whatever started is stopped again when a later step fails."""
     directory = settings.stack_dir
     directory.mkdir(parents=True, exist_ok=True)
+    already = [name for name, up in status(settings).items() if up]
+    if already:
+        raise stack.StackError(
+            f"{', '.join(already)} already running from {directory}: `make down` first"
+        )
     ports = choose_ports(directory, port, mlflow_port, pg_port, moto_port)
     for name, value in vars(ports).items():
         if not stack.port_free(value):
@@ -393,15 +395,15 @@ def up(
     try:
         start_postgres(settings, ports.postgres, values["postgres_password"], timeout)
         start_moto(directory, ports.moto, values, timeout)
-        start_mlflow(directory, project_dir, ports, values, timeout)
-        stack.record_tree("mlflow-server", directory)  # its web workers, stopped by these pids too
+        # the two servers start side by side: each spends most of a minute importing and migrating
+        mlflow_pid = launch_mlflow(directory, project_dir, ports, values)
         server_env = {
             **stack.prefect_env(settings, ports.prefect),
             "PREFECT_API_DATABASE_CONNECTION_URL": pg_url(
                 ports.postgres, values["postgres_password"], "prefect", "postgresql+asyncpg"
             ),
         }
-        pid = stack.start_process(
+        prefect_pid = stack.start_process(
             "prefect-server",
             [
                 str(stack.BIN / "prefect"),
@@ -421,7 +423,7 @@ def up(
             f"http://127.0.0.1:{ports.prefect}/api/health",
             timeout,
             directory / "prefect-server.log",
-            pid=pid,
+            pid=prefect_pid,
         )
         stack.ensure_pool(settings, stack.prefect_env(settings, ports.prefect), project_dir)
         stack.start_process(
@@ -439,6 +441,13 @@ def up(
             directory,
             project_dir,
         )
+        stack.wait_healthy(
+            f"http://127.0.0.1:{ports.mlflow}/health",
+            timeout,
+            directory / "mlflow-server.log",
+            pid=mlflow_pid,
+        )
+        stack.record_tree("mlflow-server", directory)  # its web workers, stopped by these pids too
     except BaseException:
         stack.down(settings)
         raise
