@@ -149,7 +149,8 @@ class ObjectStoreLog:
         with self._lock:
             if self._buffer and hour != self._hour:
                 self._cut()  # one hour per object: a reader picks objects by the hour in their name
-            if not self._buffer:
+            first = not self._buffer
+            if first:
                 self._oldest = time.monotonic()
             self._hour = hour
             self._buffer.append(lines)
@@ -166,7 +167,7 @@ class ObjectStoreLog:
                     if mine in self._pending:
                         self._pending.remove(mine)
                 raise
-        elif full:
+        elif full or first:  # a full buffer now; a first record: the timer counts from it
             self._wake.set()
 
     def _cut(self) -> None:

@@ -108,25 +108,30 @@ class _Env:
             return (self.base / value).resolve()
         return default
 
-    def predictions_dir(self, home: Path) -> Location:
+    def under_storage(self, name: str, home: Path) -> Location:
+        """``<CHURN_STORAGE>/<name>`` with an object store, else ``$CHURN_HOME/<name>``."""
         storage = self.storage()
-        default = f"{storage}/predictions" if storage else home / "predictions"
-        return self.location("CHURN_PREDICTIONS_DIR", default)
+        return f"{storage}/{name}" if storage else home / name
+
+    def predictions_dir(self, home: Path) -> Location:
+        return self.location("CHURN_PREDICTIONS_DIR", self.under_storage("predictions", home))
 
 
 @dataclass(frozen=True)
 class Settings:
     home: Path
     """Root of everything the pipeline writes (``CHURN_HOME``, default ``./.churn``)."""
-    raw_dir: Path
-    """Where source tables are read from (``CHURN_RAW_DIR``, default ``$CHURN_HOME/raw``)."""
+    raw_dir: Location
+    """Where source tables are read from (``CHURN_RAW_DIR``, default ``$CHURN_HOME/raw``, or
+    ``<CHURN_STORAGE>/raw`` on an object store)."""
     feature_repo: Path
     """Directory with ``feature_store.yml``, the spine SQL and the views (``CHURN_FEATURE_REPO``)."""
     expectations_dir: Path
     """Great Expectations suites as JSON (``CHURN_EXPECTATIONS_DIR``): ``./expectations`` for the
     built-in ``./feature_sql``, else ``<feature repo>/expectations``, so a repo carries its own."""
-    features_dir: Path
-    """Versioned training sets and online snapshots (``CHURN_FEATURES_DIR``)."""
+    features_dir: Location
+    """Versioned training sets and online snapshots (``CHURN_FEATURES_DIR``, default
+    ``$CHURN_HOME/features``, or ``<CHURN_STORAGE>/features`` on an object store)."""
     predictions_dir: Location
     """The service's prediction log, read by the monitor (``CHURN_PREDICTIONS_DIR``): a directory, or
     an object-store URL (``s3://bucket/predictions``; the default under ``CHURN_STORAGE``)."""
@@ -156,8 +161,9 @@ class Settings:
     ``duckdb_threads`` threads and ``duckdb_memory_limit``, so the build's peak is about
     ``task_workers`` x that limit. Default: usable cores // ``duckdb_threads`` (at least one)."""
     storage: str | None = None
-    """The object store of the prod profile (``CHURN_STORAGE``, e.g. ``s3://churn-data``): the
-    prediction log goes to ``<storage>/predictions`` unless ``CHURN_PREDICTIONS_DIR`` says otherwise.
+    """The object store of the prod profile (``CHURN_STORAGE``, e.g. ``s3://churn-data``): raw data,
+    feature sets and the prediction log go to ``<storage>/raw``, ``/features`` and ``/predictions``
+    unless ``CHURN_RAW_DIR``, ``CHURN_FEATURES_DIR`` or ``CHURN_PREDICTIONS_DIR`` say otherwise.
     Credentials and endpoint come from the standard ``AWS_*`` variables (``AWS_ENDPOINT_URL`` for an
     S3-compatible store), read by s3fs and boto3 themselves."""
     pg_bin: Path | None = None
@@ -186,10 +192,10 @@ class Settings:
         own_suites = env.base / "expectations" if builtin else feature_repo / "expectations"
         return cls(
             home=home,
-            raw_dir=env.path("CHURN_RAW_DIR", home / "raw"),
+            raw_dir=env.location("CHURN_RAW_DIR", env.under_storage("raw", home)),
             feature_repo=feature_repo,
             expectations_dir=env.path("CHURN_EXPECTATIONS_DIR", own_suites),
-            features_dir=env.path("CHURN_FEATURES_DIR", home / "features"),
+            features_dir=env.location("CHURN_FEATURES_DIR", env.under_storage("features", home)),
             predictions_dir=env.predictions_dir(home),
             tracking_uri=env.env.get("CHURN_TRACKING_URI") or f"sqlite:///{home / MLFLOW_DB}",
             model_name=env.name("CHURN_MODEL_NAME", MODEL_NAME),
@@ -218,6 +224,12 @@ class Settings:
     def mlflow_db(self) -> Path:
         """The embedded MLflow store (the default tracking URI, and what `make up`'s MLflow server serves)."""
         return self.home / MLFLOW_DB
+
+    @property
+    def feature_set_cache(self) -> Path:
+        """Local copies of feature sets published to an object store (one directory per version),
+        and where a build on an object store stages its files before uploading them."""
+        return self.home / "features-cache"
 
     @property
     def duckdb_tmp(self) -> Path:

@@ -62,11 +62,15 @@ def explain(exc: BaseException) -> str:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from adapters.object_store import join
     from adapters.raw_data import write_world
+    from churn.settings import Location, is_url
     from churn.synthetic import WorldParams
 
     settings = _settings()
-    out = Path(args.out) if args.out else settings.raw_dir
+    out: Location = settings.raw_dir
+    if args.out:
+        out = args.out if is_url(args.out) else Path(args.out)
     params = WorldParams(
         customers=args.customers,
         months=args.months,
@@ -82,7 +86,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     for period, tables in counts.items():
         total = sum(tables.values())
         print(
-            f"{period}: {total:,} rows in {seconds:.1f}s -> {out if period == 'history' else out / period}"
+            f"{period}: {total:,} rows in {seconds:.1f}s -> {out if period == 'history' else join(out, period)}"
         )
         for name, n in tables.items():
             print(f"  {name:<14} {n:>12,}")
@@ -254,11 +258,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     _use_prefect()
+    from adapters.raw_data import world_exists
     from flows.features import features
     from flows.train import train
 
     settings = _settings()
-    if not (settings.raw_dir / "world.json").is_file() or args.regenerate:
+    if not world_exists(settings.raw_dir) or args.regenerate:
         print("== generating the synthetic churn world")
         cmd_generate(_GENERATE_DEFAULTS)
     print("== features flow")
@@ -346,6 +351,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     from churn.params import MonitorParams
     from ops import replay
+    from ops.simulate import local_raw_dir
 
     settings = _settings()
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
@@ -372,7 +378,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 f"--deliver {delivery!r}: expected FILE=FOLDER (a folder under CHURN_RAW_DIR)"
             )
         print(
-            f"== delivered into the raw data: {replay.deliver(Path(source), settings.raw_dir / folder)}"
+            f"== delivered into the raw data: {replay.deliver(Path(source), local_raw_dir(settings) / folder)}"
         )
     if args.monitor and judged:
         from flows.monitor import monitor

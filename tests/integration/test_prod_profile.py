@@ -1,8 +1,8 @@
 """The production profile for real: `churn stack up --profile prod` (PostgreSQL, moto's S3 server,
 MLflow with basic auth, Prefect) on free loopback ports, the demo path (features, train, package)
-through it, and two service replicas writing the prediction log to the S3 stand-in, read back by
-one monitor window that counts every answered prediction exactly once. Then `stack down`, with no
-process left behind.
+through it with the raw data and feature sets on the S3 stand-in, and two service replicas
+writing the prediction log there, read back by one monitor window that counts every answered
+prediction exactly once. Then `stack down`, with no process left behind.
 
 Marked ``prod``: skipped by `make test` (the embedded default), run by `make test-prod` (.ci/run
 does, installing Debian's postgresql first when it is missing and it can).
@@ -10,6 +10,7 @@ does, installing Debian's postgresql first when it is missing and it can).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -69,25 +70,28 @@ def prod(small_world):
     started = time.monotonic()
     env = prod_stack.up(settings, ROOT, timeout=300)
     print(f"prod stack up in {time.monotonic() - started:.0f}s")
-    patch = pytest.MonkeyPatch()
-    for key in (
-        "AWS_ENDPOINT_URL",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_DEFAULT_REGION",
-    ):
-        patch.setenv(key, env[key])  # this process reads the store too (boto3, s3fs)
     everything = stack_pids(settings.stack_dir)
-    client_env = {
-        **os.environ,
-        **env,
-        "CHURN_RAW_DIR": str(small_world),
-        "CHURN_FEATURE_REPO": str(ROOT / "feature_sql"),
-        "CHURN_DUCKDB_MEMORY_LIMIT": "1GB",
-        "BENTOML_HOME": str(settings.bentoml_home),
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-    }
+    patch = pytest.MonkeyPatch()
     try:
+        for key in (
+            "AWS_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_DEFAULT_REGION",
+        ):
+            patch.setenv(key, env[key])  # this process reads the store too (boto3, s3fs)
+        # raw data, feature sets and the prediction log all live on the object store (CHURN_STORAGE)
+        from adapters import object_store
+
+        object_store.upload_dir(small_world, f"s3://{prod_stack.DATA_BUCKET}/raw")
+        client_env = {
+            **{k: v for k, v in os.environ.items() if k != "CHURN_RAW_DIR"},
+            **env,
+            "CHURN_FEATURE_REPO": str(ROOT / "feature_sql"),
+            "CHURN_DUCKDB_MEMORY_LIMIT": "1GB",
+            "BENTOML_HOME": str(settings.bentoml_home),
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+        }
         yield {"settings": settings, "env": client_env, "pids": everything}
     finally:
         patch.undo()
@@ -145,6 +149,18 @@ def test_the_demo_path_runs_on_postgresql_and_the_object_store(prod):
     assert any(k.endswith("MLmodel") for k in keys) and any(
         k.endswith("reference.parquet") for k in keys
     )
+    # the feature set was published to the store (the pointer last) and read back through the cache
+    from adapters import feature_sets, object_store
+
+    store = f"s3://{prod_stack.DATA_BUCKET}/features"
+    version = json.loads(object_store.read_bytes(f"{store}/latest.json"))["version"]
+    published = object_store.glob(f"{store}/runs/{version}/*")
+    assert {p.rsplit("/", 1)[1] for p in published} >= {
+        feature_sets.MANIFEST,
+        feature_sets.TRAINING_SET,
+        feature_sets.ONLINE_SNAPSHOT,
+    }
+    assert (settings.feature_set_cache / "runs" / version / feature_sets.MANIFEST).is_file()
 
     # the tracking server refuses a client without credentials
     mlflow_url = env["CHURN_TRACKING_URI"]
