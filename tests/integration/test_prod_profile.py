@@ -265,3 +265,63 @@ def test_two_replicas_log_to_the_store_and_one_window_counts_every_answer_once(p
         per_request[request_id] = per_request.get(request_id, 0) + 1
     assert dict(logged) == per_request  # every answered row once: no loss, no double count
     assert sum(per_request.values()) == len(answered) > 30
+
+
+WRITER = """
+import sys, time
+from bentos.prediction_log import ObjectStoreLog
+from churn.predictions import record
+
+log = ObjectStoreLog(sys.argv[1], flush_records=int(sys.argv[2]), flush_seconds=float(sys.argv[3]))
+for k in range(int(sys.argv[4])):
+    log.write([record("customer_id", k, request_id=f"r{k}", row=0, ts="2030-01-01T00:00:00+00:00",
+        as_of="2030-01-01T00:00:00", prediction=0, probability=0.1, model_version="1",
+        latency_ms=1.0, features={"x": k})])
+print("answered", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize(
+    ("flush_records", "flush_seconds", "answered", "stored"),
+    [(10, 3600, 23, 20), (1000, 0.5, 7, 7)],
+    ids=["by-count: the 3 buffered are lost", "by-age: nothing older than 0.5 s is"],
+)
+def test_a_killed_writer_loses_at_most_what_it_buffered(
+    prod, flush_records, flush_seconds, answered, stored
+):
+    """SIGKILL (no shutdown hook runs): what reached the store is every record but the last
+    unflushed ones (at most CHURN_LOG_FLUSH_RECORDS, none older than CHURN_LOG_FLUSH_SECONDS),
+    each once."""
+    import signal
+
+    from adapters import object_store
+
+    url = f"s3://{prod_stack.DATA_BUCKET}/killed-{flush_records}"
+    proc = subprocess.Popen(
+        [
+            str(stack.BIN / "python"),
+            "-c",
+            WRITER,
+            url,
+            str(flush_records),
+            str(flush_seconds),
+            str(answered),
+        ],
+        env=prod["env"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "answered"
+        time.sleep(3.0)  # the writer thread's PUTs of what was due (full objects, or 0.5 s old)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    ids = [
+        json.loads(line)["request_id"]
+        for key in object_store.glob(f"{url}/*.jsonl")
+        for line in object_store.read_bytes(key).splitlines()
+    ]
+    assert sorted(ids, key=lambda r: int(r[1:])) == [f"r{k}" for k in range(stored)]
