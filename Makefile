@@ -9,11 +9,12 @@ SERVE_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 export CHURN_HOME ?= $(CURDIR)/.churn
 
-.PHONY: help venv status demo test test-fast lint check-workflows check-k8s flows-image flows-image-test flows-deployments format check-repo serve-up serve-down container-base container container-test deploy-model deploy-down data list-features expectations features train package serve monitor simulate rollback mlflow-ui monitor-ui screenshots chromium up down deploy run-features run-train pins clean
+.PHONY: help venv status demo test test-prod test-fast lint check-workflows check-k8s flows-image flows-image-test flows-deployments format check-repo serve-up serve-down container-base container container-test deploy-model deploy-down data list-features expectations features train package serve monitor simulate rollback mlflow-ui monitor-ui screenshots chromium up up-prod down deploy run-features run-train pins clean
 
 help:
 	@echo "make demo          set up, generate the synthetic data, run the pipeline, print where to look"
 	@echo "make test          set up and run the whole test suite"
+	@echo "make test-prod     the prod profile (PostgreSQL, S3 stand-in, MLflow with auth) end to end (CI runs it too)"
 	@echo "make test-fast     the layers that start no server (unit, sql, data, model), about a minute"
 	@echo "make lint          ruff (lint + format check) and mypy (strict on the churn/ library)"
 	@echo "make check-workflows  .github/workflows offline: GitHub's schema, actionlint (+ shellcheck), zizmor"
@@ -23,6 +24,7 @@ help:
 	@echo "make up / down     start / stop the local stack: Prefect server (127.0.0.1:$(PORT), PORT=...), a process"
 	@echo "                   worker and an MLflow server (127.0.0.1:$(MLFLOW_PORT), MLFLOW_PORT=...)"
 	@echo "make status        the local stack's parts: pid, port, healthy or not"
+	@echo "make up PROFILE=prod  (or make up-prod) PostgreSQL, an S3 stand-in, MLflow with auth, Prefect; make down stops them"
 	@echo "make deploy        register every deployment in prefect.yaml with the running server"
 	@echo "make run-features  run the features deployment through the worker and watch it"
 	@echo "make run-train     run the train deployment through the worker and watch it"
@@ -61,6 +63,9 @@ demo: venv
 
 test: venv
 	$(BIN)/pytest
+
+test-prod: venv  ## the prod profile for real: PostgreSQL + S3 stand-in + MLflow with auth + Prefect, demo path, two replicas' log
+	$(BIN)/pytest --prod -m prod -rs tests/integration/test_prod_profile.py
 
 test-fast: venv  ## no server starts: unit, sql, data and model tests
 	$(BIN)/pytest -m "not slow"
@@ -167,8 +172,17 @@ list-features: venv
 check-repo: venv  ## the feature repo (CHURN_FEATURE_REPO) on a sample of entities and dates, no Prefect
 	$(BIN)/churn repo check
 
-up: venv  ## Prefect server (PORT), process worker, MLflow server (MLFLOW_PORT), all on 127.0.0.1
+PROFILE ?= local
+
+up: venv  ## Prefect server, process worker, MLflow server on 127.0.0.1; PROFILE=prod: PostgreSQL, the S3 stand-in, MLflow with auth (ops/prod_stack.py)
+ifeq ($(PROFILE),prod)
+	$(BIN)/churn stack up --profile prod $(if $(filter command line,$(origin PORT)),--port $(PORT)) $(if $(filter command line,$(origin MLFLOW_PORT)),--mlflow-port $(MLFLOW_PORT)) $(if $(PG_PORT),--pg-port $(PG_PORT)) $(if $(S3_PORT),--s3-port $(S3_PORT))
+else
 	$(BIN)/churn stack up --port $(PORT) --mlflow-port $(MLFLOW_PORT)
+endif
+
+up-prod:
+	$(MAKE) up PROFILE=prod
 
 down: venv
 	$(BIN)/churn stack down

@@ -49,7 +49,7 @@ def import_champion(settings: Settings, model_name: str) -> PackagedModel:
     info = mlflow.models.get_model_info(uri)
     model = mlflow.sklearn.load_model(uri)
     names = info.metadata["feature_names"]
-    feature_set = feature_sets.latest(settings.features_dir)
+    feature_set = feature_sets.latest(settings.features_dir, settings.feature_set_cache)
     manifest = feature_set.manifest
     dtypes = {f.name: f.dtype for f in manifest.features}
     missing = [n for n in names if n not in dtypes]

@@ -8,7 +8,6 @@ or the "every active entity, now" online spine. Same SQL, two spines.
 from __future__ import annotations
 
 import glob
-import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from adapters import object_store
 from churn.contracts import CheckedSources, DataBounds, Partition, SourceSummary
 from churn.featurestore import (
     AS_OF,
@@ -29,7 +29,7 @@ from churn.featurestore import (
     parse_view,
 )
 from churn.params import PipelineConfig, parse_pipeline_config
-from churn.settings import Settings
+from churn.settings import Location, Settings, is_url
 
 
 class FeatureBuildError(RuntimeError):
@@ -89,12 +89,17 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
     )
 
 
-def resolve_sources(repo: FeatureRepo, raw_dir: Path) -> list[SourceFiles]:
-    """The files behind each source, or an error naming the source and the path that matched nothing."""
+def resolve_sources(repo: FeatureRepo, raw_dir: Location) -> list[SourceFiles]:
+    """The files behind each source, or an error naming the source and the path that matched nothing.
+    With ``raw_dir`` an object-store URL, relative source paths are matched against its objects."""
     resolved = []
     for name, spec in repo.config.sources.items():
-        pattern = spec.path if Path(spec.path).is_absolute() else str(Path(raw_dir) / spec.path)
-        files = tuple(sorted(glob.glob(pattern)))
+        if Path(spec.path).is_absolute() or is_url(spec.path):
+            pattern = spec.path
+        else:
+            pattern = str(object_store.join(raw_dir, spec.path))
+        found = object_store.glob(pattern) if is_url(pattern) else glob.glob(pattern)
+        files = tuple(sorted(found))
         if not files:
             raise FeatureBuildError(
                 f"source {name!r}: no file matches {pattern} (feature_store.yml sources.{name}.path)"
@@ -109,6 +114,7 @@ def register_sources(
     """Expose each source as a view of its name, after checking every declared column and type."""
     for src in sources:
         spec = repo.config.sources[src.name]
+        object_store.register(con, list(src.files))
         try:
             rel = con.read_parquet(list(src.files), union_by_name=True)
         except duckdb.Error as exc:
@@ -355,8 +361,15 @@ def evaluate_views(con: duckdb.DuckDBPyConnection, repo: FeatureRepo) -> duckdb.
 
 
 def file_digest(path: str) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+    """sha256 of a file's (or object's) bytes."""
+    return object_store.digest(path)
+
+
+def read_source(files: tuple[str, ...] | list[str]) -> pd.DataFrame:
+    """A source's files (or objects) as one frame."""
+    if any(is_url(f) for f in files):
+        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    return pd.read_parquet(list(files))
 
 
 def check_sources(settings: Settings, repo: FeatureRepo) -> CheckedSources:
@@ -382,7 +395,7 @@ def write_features(
     as_of_dates: list[datetime],
     with_label: bool,
     out: Path,
-    raw_dir: Path | None = None,
+    raw_dir: Location | None = None,
     partition: Partition | None = None,
 ) -> tuple[int, int]:
     """Write the feature rows of the spine at ``as_of_dates`` to ``out``; return (rows, positive labels).
@@ -406,7 +419,7 @@ def write_features(
 
 
 def features_at(
-    settings: Settings, repo: FeatureRepo, raw_dir: Path, as_of: datetime
+    settings: Settings, repo: FeatureRepo, raw_dir: Location, as_of: datetime
 ) -> pd.DataFrame:
     """Every eligible entity's features at ``as_of``, from the repo's own SQL over ``raw_dir``."""
     with connect(settings) as con:

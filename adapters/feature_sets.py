@@ -7,6 +7,11 @@ Layout under ``CHURN_FEATURES_DIR`` (default ``$CHURN_HOME/features``)::
     runs/<version>/manifest.json            FeatureSetManifest: counts, as-of range, SQL hashes, digests
     latest.json                             {"version": ...}: replaced only after a full success
 
+On an object store (``CHURN_FEATURES_DIR`` or ``CHURN_STORAGE`` a URL) the layout is the same
+under the URL: a build stages its files locally (``Settings.feature_set_cache``), uploads the version,
+and then writes ``latest.json`` (one PUT, so readers see the old or the new pointer); a reader
+downloads a version once into the same local cache and reads it from there.
+
 A set built in N > 1 hash partitions (``FeaturesParams.partitions``) holds each table as a
 directory of the same name with one ``part-NNNNN.parquet`` per partition (some may be empty);
 ``read_table`` reads either layout into the same frame, ordered by as-of then entity as one file is.
@@ -23,9 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from adapters import object_store
 from churn.contracts import FeatureSet, FeatureSetManifest, Partition
 from churn.featurestore import AS_OF
-from churn.settings import Settings
+from churn.settings import Location, Settings, is_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -108,10 +114,19 @@ def copy_table(settings: Settings, table: Path, target: Path, entity: str) -> No
         )
 
 
-def new_staging(features_dir: Path) -> tuple[str, Path]:
-    """A fresh version id and an empty staging directory for it."""
+def _local_root(features_dir: Location, cache: Path | None) -> Path:
+    """Where versions live on this machine: the features directory, or for an object store the cache."""
+    if not is_url(features_dir):
+        return Path(features_dir)
+    if cache is None:
+        raise ValueError(f"feature sets on {features_dir} need a local cache directory")
+    return cache
+
+
+def new_staging(features_dir: Location, cache: Path | None = None) -> tuple[str, Path]:
+    """A fresh version id and an empty staging directory for it (local, also for an object store)."""
     version = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-    staging = Path(features_dir) / "runs" / f".staging-{version}"
+    staging = _local_root(features_dir, cache) / "runs" / f".staging-{version}"
     staging.mkdir(parents=True)
     return version, staging
 
@@ -125,14 +140,23 @@ def discard_staging(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def publish(features_dir: Path, staging: Path, manifest: FeatureSetManifest) -> FeatureSet:
+def publish(features_dir: Location, staging: Path, manifest: FeatureSetManifest) -> FeatureSet:
     """Write the manifest, move the staged files into place, then point ``latest.json`` at them.
 
-    The pointer is replaced with an atomic rename, so readers see either the old or the new set.
+    The pointer is replaced with an atomic rename, so readers see either the old or the new set. On
+    an object store the version's objects are uploaded first and the pointer is written last.
     """
     (staging / MANIFEST).write_text(manifest.model_dump_json(indent=2))
-    final = Path(features_dir) / "runs" / manifest.version
+    final = staging.parent / manifest.version
     staging.rename(final)
+    if is_url(features_dir):
+        remote = f"{str(features_dir).rstrip('/')}/runs/{manifest.version}"
+        object_store.upload_dir(final, remote)
+        object_store.write_bytes(
+            object_store.join(features_dir, LATEST),
+            json.dumps({"version": manifest.version, "path": remote}).encode(),
+        )
+        return FeatureSet(manifest.version, final, manifest)
     pointer = Path(features_dir) / LATEST
     tmp = pointer.with_name(f".{LATEST}.{manifest.version}")
     tmp.write_text(json.dumps({"version": manifest.version, "path": str(final)}))
@@ -140,19 +164,32 @@ def publish(features_dir: Path, staging: Path, manifest: FeatureSetManifest) -> 
     return FeatureSet(manifest.version, final, manifest)
 
 
-def exists(features_dir: Path) -> bool:
+def exists(features_dir: Location) -> bool:
     """A feature set has been published (whether this version can read it is ``latest``'s to say)."""
+    if is_url(features_dir):
+        return object_store.exists(object_store.join(features_dir, LATEST))
     return (Path(features_dir) / LATEST).is_file()
 
 
-def latest(features_dir: Path) -> FeatureSet:
-    """The latest published feature set."""
-    pointer = Path(features_dir) / LATEST
-    if not pointer.is_file():
+def latest(features_dir: Location, cache: Path | None = None) -> FeatureSet:
+    """The latest published feature set (from an object store: its local copy in ``cache``)."""
+    if not exists(features_dir):
         raise NoFeatureSetError(
             f"no feature set published under {features_dir}: run the features flow first"
         )
-    return load(Path(features_dir) / "runs" / json.loads(pointer.read_text())["version"])
+    pointer = object_store.join(features_dir, LATEST)
+    version = json.loads(object_store.read_bytes(pointer))["version"]
+    if not is_url(features_dir):
+        return load(Path(features_dir) / "runs" / version)
+    local = _local_root(features_dir, cache) / "runs" / version
+    if not (local / MANIFEST).is_file():  # not here yet: download, then move into place whole
+        partial = local.with_name(f".download-{version}-{uuid.uuid4().hex[:6]}")
+        object_store.download_dir(f"{str(features_dir).rstrip('/')}/runs/{version}", partial)
+        try:
+            partial.rename(local)
+        except OSError:  # another reader was first
+            shutil.rmtree(partial, ignore_errors=True)
+    return load(local)
 
 
 def load(path: Path) -> FeatureSet:

@@ -1,11 +1,16 @@
 """Reading the prediction log with DuckDB: one window of well-formed records, its metrics, a sample.
 
 The record is ``churn.predictions``'; the files are JSON lines named by hour, so a window reads
-only the files that can hold its rows. Malformed or truncated lines are skipped and counted.
+only the files that can hold its rows. Malformed or truncated lines are skipped and counted. The
+log may be a directory or an object-store URL (``s3://bucket/predictions``, the objects a fleet of
+service replicas writes): then the objects of each hour are listed by their name's prefix and
+DuckDB reads them through the fsspec filesystem registered with the connection (s3fs; DuckDB's own
+httpfs extension is not needed).
 """
 
 from __future__ import annotations
 
+import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +19,7 @@ import pandas as pd
 
 from churn.contracts import FeatureKind, Reference, WindowMetrics, WindowRead
 from churn.predictions import FILE_NAME, HOUR_FORMAT
+from churn.settings import Location, is_url
 
 COLUMNS = (
     "ts timestamp, as_of timestamp, entity_id varchar, probability double, prediction integer, "
@@ -24,8 +30,11 @@ AXIS_COLUMN: dict[str, str] = {"request": "ts", "as_of": "as_of"}
 """The window table: one row per well-formed record; ``entity_id`` is the record's entity value as text."""
 
 
-def log_files(directory: Path, start: datetime, end: datetime) -> list[str]:
-    """Hourly files that can hold rows of [start, end); files named otherwise are read too."""
+def log_files(directory: Location, start: datetime, end: datetime) -> list[str]:
+    """Hourly files that can hold rows of [start, end); files named otherwise are read too.
+    On an object store: the objects whose name starts with one of those hours."""
+    if is_url(directory):
+        return _log_objects(str(directory), start, end)
     first, last = (start - timedelta(hours=1)).strftime(HOUR_FORMAT), end.strftime(HOUR_FORMAT)
     out = []
     for path in sorted(Path(directory).glob("*.jsonl")):
@@ -35,13 +44,96 @@ def log_files(directory: Path, start: datetime, end: datetime) -> list[str]:
     return out
 
 
+def all_log_files(directory: Location) -> list[str]:
+    """Every file (object) of the log, whatever its hour."""
+    if is_url(directory):
+        return _log_objects(str(directory), None, None)
+    return sorted(str(path) for path in Path(directory).glob("*.jsonl"))
+
+
+def _hours(start: datetime, end: datetime) -> list[str]:
+    hour = (start - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+    out = []
+    while hour <= end:
+        out.append(hour.strftime(HOUR_FORMAT))
+        hour += timedelta(hours=1)
+    return out
+
+
+def _log_objects(url: str, start: datetime | None, end: datetime | None) -> list[str]:
+    """Objects under ``url``: one listing per hour of the window by key prefix (a store lists a
+    prefix, not a pattern), or every object; as full URLs DuckDB opens through fsspec."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(url)
+    root = root.rstrip("/")
+    if not fs.exists(root.lstrip("/").split("/", 1)[0]):
+        raise FileNotFoundError(f"the prediction log store {url}: its bucket does not exist")
+    prefixes = [""] if start is None or end is None else _hours(start, end)
+    found: list[str] = []
+    for prefix in prefixes:
+        if "s3" in fs.protocol:
+            names = fs.find(root, prefix=prefix, maxdepth=1)
+        else:
+            names = fs.glob(f"{root}/{prefix}*.jsonl")
+        found += [n for n in names if n.endswith(".jsonl")]
+    return sorted(fs.unstrip_protocol(n) for n in dict.fromkeys(found))
+
+
+def register_store(con: Any, directory: Location) -> None:
+    """Let DuckDB open ``directory``'s URLs through fsspec (once per connection)."""
+    if not is_url(directory):
+        return
+    import fsspec
+
+    fs, _ = fsspec.core.url_to_fs(str(directory))
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    if not protocols & set(con.list_filesystems()):
+        con.register_filesystem(fs)
+
+
 def _json_key(name: str) -> str:
     return "'$.\"" + name.replace("'", "''").replace('"', '\\"') + "\"'"
 
 
+def _read_lines(con: Any, files: list[str]) -> None:
+    con.execute(
+        "create or replace temp table lines as select line from read_csv($files, columns = {'line': 'VARCHAR'}, "
+        "header = false, delim = chr(1), quote = '', escape = '', auto_detect = false) where line <> ''",
+        {"files": files},
+    )
+
+
+FETCH_BATCH = 256
+"""Objects fetched at once (s3fs runs a batch's GETs concurrently); bounds the bytes held in memory."""
+
+
+def fetch_objects(url: str, objects: list[str], local: Path) -> str:
+    """The objects' lines in one local file, fetched ``FETCH_BATCH`` at a time concurrently.
+
+    DuckDB can open each ``s3://`` URL through the registered fsspec filesystem itself
+    (``register_store``), but it does so one object after another, a HEAD and a GET each through
+    Python: ~110 ms an object here, minutes for an hour of a fleet's small objects. Fetched
+    concurrently, the same objects take a fraction of that (``benchmarks/prediction_log_store.py``).
+    Each object ends on a newline, so no line is glued to the next object's first.
+    """
+    import fsspec
+
+    fs, _ = fsspec.core.url_to_fs(url)
+    target = local / "window.jsonl"
+    with open(target, "wb") as out:
+        for k in range(0, len(objects), FETCH_BATCH):
+            batch = objects[k : k + FETCH_BATCH]
+            fetched = fs.cat(batch, on_error="raise")
+            for name in batch:
+                data = fetched[fs._strip_protocol(name)]
+                out.write(data if data.endswith(b"\n") else data + b"\n")
+    return str(target)
+
+
 def load_window(
     con: Any,
-    directory: Path,
+    directory: Location,
     entity: str,
     start: datetime,
     end: datetime,
@@ -54,15 +146,15 @@ def load_window(
     if axis == "request":
         files = log_files(directory, start, end)
     else:
-        files = sorted(str(path) for path in Path(directory).glob("*.jsonl"))
+        files = all_log_files(directory)
     con.execute(f"create or replace temp table {table} ({COLUMNS})")
     if not files:
         return WindowRead(files=0, malformed=0)
-    con.execute(
-        "create or replace temp table lines as select line from read_csv($files, columns = {'line': 'VARCHAR'}, "
-        "header = false, delim = chr(1), quote = '', escape = '', auto_detect = false) where line <> ''",
-        {"files": files},
-    )
+    if is_url(directory):
+        with tempfile.TemporaryDirectory(prefix="churn-log-") as local:
+            _read_lines(con, [fetch_objects(str(directory), files, Path(local))])
+    else:
+        _read_lines(con, files)
     con.execute(f"""
         create or replace temp table parsed as
         select try_cast(j->>'$.ts' as timestamptz)::timestamp as ts,

@@ -4,23 +4,44 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from adapters import object_store
+from churn.settings import Location, is_url
 from churn.synthetic import TABLES, WorldParams, generate_world, split_period
 
 DRIFT_DIR = "drift"
 
 
-def write_world(params: WorldParams, out_dir: Path) -> dict[str, dict[str, int]]:
+def world_exists(raw_dir: Location) -> bool:
+    """Whether a generated world (its ``world.json``) is at ``raw_dir`` (a directory or a URL)."""
+    return object_store.exists(object_store.join(raw_dir, "world.json"))
+
+
+def write_world(params: WorldParams, out_dir: Location) -> dict[str, dict[str, int]]:
     """Generate the world into ``out_dir/<table>.parquet`` (and ``out_dir/drift/`` for a drift period).
 
     Files are written next to the target and renamed into place at the end, so an interrupted run
-    leaves the previous data intact. Returns row counts per period and table.
+    leaves the previous data intact. Returns row counts per period and table. For an object-store
+    URL the world is generated in a local temporary directory, the previous world's objects are
+    removed and the new ones uploaded (``world.json`` last).
     """
+    if is_url(out_dir):
+        with tempfile.TemporaryDirectory(prefix="churn-world-") as tmp:
+            counts = write_world(params, Path(tmp) / "raw")
+            url = str(out_dir).rstrip("/")
+            object_store.remove_dir(url)
+            world = Path(tmp) / "raw" / "world.json"
+            data = world.read_bytes()
+            world.unlink()
+            object_store.upload_dir(Path(tmp) / "raw", url)
+            object_store.write_bytes(f"{url}/world.json", data)
+        return counts
     out_dir = Path(out_dir)
     staging = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)

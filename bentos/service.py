@@ -3,7 +3,9 @@
 Serves the model packaged by the ``package`` flow from the Bento model store: the scikit-learn
 pipeline (skops, trusted types only), its feature schema and decision threshold, and the online
 feature snapshot for predictions by id. Requests name the entity as the feature repo does (e.g.
-``customer_id``). Every answered prediction is logged (``churn.predictions``) before it is returned.
+``customer_id``). Every answered prediction is logged (``churn.predictions``) before it is returned:
+written to its file, or on an object store buffered and written within ``CHURN_LOG_FLUSH_SECONDS``
+(``bentos/prediction_log.py`` says what a crash may lose).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from starlette.routing import Route  # noqa: E402
 from bentos import openapi  # noqa: E402
 from bentos.guard import Guard, problem  # noqa: E402
 from bentos.metrics import bound_bentoml_metrics, metrics  # noqa: E402
-from bentos.prediction_log import PredictionLog  # noqa: E402
+from bentos.prediction_log import open_log  # noqa: E402
 from churn.predictions import record  # noqa: E402
 from churn.serving import (  # noqa: E402
     RequestError,
@@ -139,11 +141,16 @@ class ChurnService:
         self.current = LoadedModel(Path(self.model_ref.path), str(self.model_ref.tag))
         _serving(self.current, 1)
         self.reload_error: str | None = None
-        self.log = PredictionLog(SETTINGS.predictions_dir)
+        self.log = open_log(SETTINGS)
         if SETTINGS.reload_seconds > 0:
             threading.Thread(
                 target=self._follow_model_store, name="model-reload", daemon=True
             ).start()
+
+    @bentoml.on_shutdown
+    def _close_log(self) -> None:
+        """Write what the object-store log still buffers before the worker exits (files: close)."""
+        self.log.close()
 
     def _follow_model_store(self) -> None:
         """Every worker swaps in a newer packaged model (the package flow after a promotion) by itself.

@@ -3,6 +3,8 @@
 One JSON line per answered prediction. Besides ``FIELDS``, a record carries the entity id under the
 entity's own name (the feature repo's ``entity``, e.g. ``customer_id``). Files are JSON lines named
 ``<UTC hour>-<pid>-<process start>.jsonl``: the hour lets a reader skip files outside its window.
+On an object store, where objects are immutable, each flush is a new object
+``<UTC hour>-<pid>-<process start>-<sequence>.jsonl``.
 """
 
 from __future__ import annotations
@@ -24,14 +26,16 @@ FIELDS = (
 """``ts``: when the service answered (UTC, ISO 8601); ``as_of``: the time the features describe;
 ``row``: the position within its request; ``features``: the values scored, as received or looked up."""
 
-FILE_NAME = re.compile(r"^(\d{8}T\d{2})-\d+(-[0-9a-f]+)?\.jsonl$")
+FILE_NAME = re.compile(r"^(\d{8}T\d{2})-\d+(-[0-9a-f]+)?(-\d+)?\.jsonl$")
 HOUR_FORMAT = "%Y%m%dT%H"
 
 
-def file_name(hour: str, pid: int, start: str = "") -> str:
+def file_name(hour: str, pid: int, start: str = "", sequence: int | None = None) -> str:
     """``<hour>-<pid>-<start>.jsonl``: ``start`` is unique per process start, so a restarted process
-    (containers reuse pids) never appends to a file whose last line a crash may have torn."""
-    return f"{hour}-{pid}-{start}.jsonl" if start else f"{hour}-{pid}.jsonl"
+    (containers reuse pids) never appends to a file whose last line a crash may have torn. With a
+    ``sequence`` (the object store's n-th object of this process start): ``...-<start>-<n>.jsonl``."""
+    stem = f"{hour}-{pid}-{start}" if start else f"{hour}-{pid}"
+    return f"{stem}-{sequence:06d}.jsonl" if sequence is not None else f"{stem}.jsonl"
 
 
 def record(

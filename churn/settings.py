@@ -19,6 +19,8 @@ MODEL_NAME = "churn-classifier"
 SERVICE_NAME = "churn"
 """The default name of the BentoML service (and of the Bento it builds): ``CHURN_SERVICE_NAME``."""
 MLFLOW_DB = "mlflow.db"
+Location = Path | str
+"""A local directory (``Path``) or an object-store URL (``str``, e.g. ``s3://bucket/predictions``)."""
 TaskRunnerKind = Literal["thread", "dask"]
 TASK_RUNNERS: tuple[TaskRunnerKind, ...] = ("thread", "dask")
 """What may run the feature-partition tasks (``CHURN_TASK_RUNNER``)."""
@@ -33,6 +35,11 @@ def idle_cores() -> int:
     """Usable cores minus the one-minute load average, at least one: more threads than free cores
     make OpenMP training wait at its barriers (measured here: 4-10x slower with every core busy)."""
     return max(1, usable_cores() - round(os.getloadavg()[0]))
+
+
+def is_url(location: Location) -> bool:
+    """Whether ``location`` names an object store (``s3://...``, any fsspec scheme) rather than a path."""
+    return isinstance(location, str) and re.match(r"^[a-z][a-z0-9+.-]*://", location) is not None
 
 
 class SettingsError(ValueError):
@@ -81,25 +88,53 @@ class _Env:
     def home(self) -> Path:
         return self.path("CHURN_HOME", self.base / ".churn")
 
-    def predictions_dir(self, home: Path) -> Path:
-        return self.path("CHURN_PREDICTIONS_DIR", home / "predictions")
+    def storage(self) -> str | None:
+        """``CHURN_STORAGE``: the object-store root of the prod profile (``s3://bucket[/prefix]``)."""
+        value = (self.env.get("CHURN_STORAGE") or "").rstrip("/")
+        if value and not is_url(value):
+            raise SettingsError(
+                f"CHURN_STORAGE must be an object-store URL like s3://bucket, got {value!r}"
+            )
+        return value or None
+
+    def location(self, name: str, default: Location) -> Location:
+        """A directory or an object-store URL: a value with a scheme (``s3://``) is kept as it is."""
+        value = self.env.get(name)
+        if value and value.startswith("file://"):
+            return Path(value.removeprefix("file://"))
+        if value and is_url(value):
+            return value.rstrip("/")
+        if value:
+            return (self.base / value).resolve()
+        return default
+
+    def under_storage(self, name: str, home: Path) -> Location:
+        """``<CHURN_STORAGE>/<name>`` with an object store, else ``$CHURN_HOME/<name>``."""
+        storage = self.storage()
+        return f"{storage}/{name}" if storage else home / name
+
+    def predictions_dir(self, home: Path) -> Location:
+        return self.location("CHURN_PREDICTIONS_DIR", self.under_storage("predictions", home))
 
 
 @dataclass(frozen=True)
 class Settings:
     home: Path
     """Root of everything the pipeline writes (``CHURN_HOME``, default ``./.churn``)."""
-    raw_dir: Path
-    """Where source tables are read from (``CHURN_RAW_DIR``, default ``$CHURN_HOME/raw``)."""
+    raw_dir: Location
+    """Where source tables are read from (``CHURN_RAW_DIR``, default ``$CHURN_HOME/raw``, or
+    ``<CHURN_STORAGE>/raw`` on an object store)."""
     feature_repo: Path
     """Directory with ``feature_store.yml``, the spine SQL and the views (``CHURN_FEATURE_REPO``)."""
     expectations_dir: Path
     """Great Expectations suites as JSON (``CHURN_EXPECTATIONS_DIR``): ``./expectations`` for the
     built-in ``./feature_sql``, else ``<feature repo>/expectations``, so a repo carries its own."""
-    features_dir: Path
-    """Versioned training sets and online snapshots (``CHURN_FEATURES_DIR``)."""
-    predictions_dir: Path
-    """The service's prediction log, read by the monitor (``CHURN_PREDICTIONS_DIR``)."""
+    features_dir: Location
+    """Versioned training sets and online snapshots (``CHURN_FEATURES_DIR``, default
+    ``$CHURN_HOME/features``, or ``<CHURN_STORAGE>/features`` on an object store)."""
+    predictions_dir: Location
+    """The service's prediction log, read by the monitor (``CHURN_PREDICTIONS_DIR``): a directory, or
+    an object-store URL (``s3://bucket/predictions``; the default under ``CHURN_STORAGE``)."""
     tracking_uri: str
     """MLflow tracking URI (``CHURN_TRACKING_URI``, default a SQLite file under ``CHURN_HOME``)."""
     model_name: str
@@ -125,6 +160,18 @@ class Settings:
     pool, or processes of the local Dask cluster. Each opens its own DuckDB connection with
     ``duckdb_threads`` threads and ``duckdb_memory_limit``, so the build's peak is about
     ``task_workers`` x that limit. Default: usable cores // ``duckdb_threads`` (at least one)."""
+    storage: str | None = None
+    """The object store of the prod profile (``CHURN_STORAGE``, e.g. ``s3://churn-data``): raw data,
+    feature sets and the prediction log go to ``<storage>/raw``, ``/features`` and ``/predictions``
+    unless ``CHURN_RAW_DIR``, ``CHURN_FEATURES_DIR`` or ``CHURN_PREDICTIONS_DIR`` say otherwise.
+    Credentials and endpoint come from the standard ``AWS_*`` variables (``AWS_ENDPOINT_URL`` for an
+    S3-compatible store), read by s3fs and boto3 themselves."""
+    pg_bin: Path | None = None
+    """PostgreSQL's server binaries for ``make up PROFILE=prod`` (``CHURN_PG_BIN``; unset: the
+    newest ``/usr/lib/postgresql/*/bin``, else ``initdb`` on PATH)."""
+    pg_os_user: str = "postgres"
+    """The OS user the prod profile's PostgreSQL runs as when started by root
+    (``CHURN_PG_OS_USER``; PostgreSQL refuses to run as root)."""
 
     @classmethod
     def from_env(
@@ -145,10 +192,10 @@ class Settings:
         own_suites = env.base / "expectations" if builtin else feature_repo / "expectations"
         return cls(
             home=home,
-            raw_dir=env.path("CHURN_RAW_DIR", home / "raw"),
+            raw_dir=env.location("CHURN_RAW_DIR", env.under_storage("raw", home)),
             feature_repo=feature_repo,
             expectations_dir=env.path("CHURN_EXPECTATIONS_DIR", own_suites),
-            features_dir=env.path("CHURN_FEATURES_DIR", home / "features"),
+            features_dir=env.location("CHURN_FEATURES_DIR", env.under_storage("features", home)),
             predictions_dir=env.predictions_dir(home),
             tracking_uri=env.env.get("CHURN_TRACKING_URI") or f"sqlite:///{home / MLFLOW_DB}",
             model_name=env.name("CHURN_MODEL_NAME", MODEL_NAME),
@@ -166,6 +213,9 @@ class Settings:
                     "CHURN_TASK_WORKERS", max(1, usable_cores() // duckdb_threads), minimum=1
                 )
             ),
+            storage=env.storage(),
+            pg_bin=env.path("CHURN_PG_BIN", Path()) if env.env.get("CHURN_PG_BIN") else None,
+            pg_os_user=env.env.get("CHURN_PG_OS_USER") or "postgres",
         )
 
     # Everything below lives under CHURN_HOME and has no variable of its own.
@@ -174,6 +224,12 @@ class Settings:
     def mlflow_db(self) -> Path:
         """The embedded MLflow store (the default tracking URI, and what `make up`'s MLflow server serves)."""
         return self.home / MLFLOW_DB
+
+    @property
+    def feature_set_cache(self) -> Path:
+        """Local copies of feature sets published to an object store (one directory per version),
+        and where a build on an object store stages its files before uploading them."""
+        return self.home / "features-cache"
 
     @property
     def duckdb_tmp(self) -> Path:
@@ -272,8 +328,9 @@ class Settings:
 class ServiceSettings:
     """What the prediction service reads from its environment (no feature repo, no MLflow)."""
 
-    predictions_dir: Path
-    """``CHURN_PREDICTIONS_DIR``, default ``$CHURN_HOME/predictions``: the monitor reads it there."""
+    predictions_dir: Location
+    """``CHURN_PREDICTIONS_DIR``, default ``$CHURN_HOME/predictions`` (``<CHURN_STORAGE>/predictions``
+    with an object store): the monitor reads it there."""
     model_name: str
     """The Bento model served: the one the package flow stored under the same ``CHURN_MODEL_NAME``."""
     service_name: str
@@ -283,6 +340,12 @@ class ServiceSettings:
     workers: int
     access_log: bool
     api_token: str | None
+    log_flush_records: int = 1000
+    """Object-store log only: a worker writes its buffered records as one new object once it holds
+    this many (``CHURN_LOG_FLUSH_RECORDS``) ..."""
+    log_flush_seconds: float = 2.0
+    """... or once the oldest has waited this long (``CHURN_LOG_FLUSH_SECONDS``). 0: every request's
+    records are written before its answer (one object per request)."""
 
     @classmethod
     def from_env(
@@ -299,4 +362,6 @@ class ServiceSettings:
             workers=int(env.number("CHURN_SERVICE_WORKERS", 2, minimum=1)),
             access_log=env.env.get("CHURN_ACCESS_LOG", "true").lower() != "false",
             api_token=env.env.get("CHURN_API_TOKEN") or None,
+            log_flush_records=int(env.number("CHURN_LOG_FLUSH_RECORDS", 1000, minimum=1)),
+            log_flush_seconds=env.number("CHURN_LOG_FLUSH_SECONDS", 2.0, integer=False),
         )

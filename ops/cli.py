@@ -124,11 +124,15 @@ def _check_world(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from adapters.object_store import join
     from adapters.raw_data import write_world
+    from churn.settings import Location, is_url
     from churn.synthetic import WorldParams
 
     settings = _settings()
-    out = Path(args.out) if args.out else settings.raw_dir
+    out: Location = settings.raw_dir
+    if args.out:
+        out = args.out if is_url(args.out) else Path(args.out)
     params = WorldParams(
         customers=args.customers,
         months=args.months,
@@ -144,7 +148,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     for period, tables in counts.items():
         total = sum(tables.values())
         print(
-            f"{period}: {total:,} rows in {seconds:.1f}s -> {out if period == 'history' else out / period}"
+            f"{period}: {total:,} rows in {seconds:.1f}s -> {out if period == 'history' else join(out, period)}"
         )
         for name, n in tables.items():
             print(f"  {name:<14} {n:>12,}")
@@ -316,11 +320,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     _use_prefect()
+    from adapters.raw_data import world_exists
     from flows.features import features
     from flows.train import train
 
     settings = _settings()
-    if not (settings.raw_dir / "world.json").is_file() or args.regenerate:
+    if not world_exists(settings.raw_dir) or args.regenerate:
         print("== generating the synthetic churn world")
         cmd_generate(_GENERATE_DEFAULTS)
     print("== features flow")
@@ -408,6 +413,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     from churn.params import MonitorParams
     from ops import replay
+    from ops.simulate import local_raw_dir
 
     settings = _settings()
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
@@ -434,7 +440,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 f"--deliver {delivery!r}: expected FILE=FOLDER (a folder under CHURN_RAW_DIR)"
             )
         print(
-            f"== delivered into the raw data: {replay.deliver(Path(source), settings.raw_dir / folder)}"
+            f"== delivered into the raw data: {replay.deliver(Path(source), local_raw_dir(settings) / folder)}"
         )
     if args.monitor and judged:
         from flows.monitor import monitor
@@ -714,7 +720,35 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
     settings = _settings()
     project = Path.cwd()
-    if args.action == "up":
+    if args.action == "up" and args.profile == "prod":
+        from ops import prod_stack
+
+        started = time.monotonic()
+        env = prod_stack.up(
+            settings,
+            project,
+            port=args.port,
+            mlflow_port=args.mlflow_port,
+            pg_port=args.pg_port,
+            moto_port=args.s3_port,
+            timeout=args.timeout,
+            say=lambda line: print(line, flush=True),
+        )
+        print(f"the stack is up in {time.monotonic() - started:.0f}s")
+        pg_port = prod_stack.recorded_ports(settings.stack_dir).postgres
+        print(f"PostgreSQL      127.0.0.1:{pg_port}  (databases {', '.join(prod_stack.DATABASES)})")
+        print(
+            f"S3 stand-in     {env['AWS_ENDPOINT_URL']}  (buckets {prod_stack.MLFLOW_BUCKET}, {prod_stack.DATA_BUCKET})"
+        )
+        print(
+            f"MLflow server   {env['CHURN_TRACKING_URI']}  (basic auth: user {env['MLFLOW_TRACKING_USERNAME']})"
+        )
+        print(f"Prefect server  {env['PREFECT_API_URL'].removesuffix('/api')}  (on PostgreSQL)")
+        print(f"process worker  pool {stack.POOL!r}")
+        print(f"secrets         {settings.stack_dir / prod_stack.SECRETS_FILE} (0600)")
+        print(f"shell setup     source {settings.stack_dir / 'env.sh'}")
+    elif args.action == "up":
+        args.port, args.mlflow_port = args.port or 4200, args.mlflow_port or 5000
         started = time.monotonic()
         stack.up(
             settings,
@@ -744,7 +778,9 @@ def cmd_stack(args: argparse.Namespace) -> int:
     elif args.action == "run":
         return _run_deployment(settings, args)
     else:
-        parts = stack.status(settings)
+        from ops import prod_stack
+
+        parts = prod_stack.status(settings) + stack.status(settings)
         for part in parts:
             print(
                 f"{part.title:<15} {'healthy' if part.healthy else 'DOWN':<8} "
@@ -1085,16 +1121,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     stk.add_argument("deployment", nargs="?", help="run: FLOW/DEPLOYMENT, e.g. train/train-weekly")
     stk.add_argument(
+        "--profile",
+        choices=["local", "prod"],
+        default="local",
+        help="up: local (SQLite, files) or prod (PostgreSQL, S3 stand-in, MLflow with auth); "
+        "default: %(default)s",
+    )
+    stk.add_argument(
         "--port",
         type=int,
-        default=4200,
-        help="up: the Prefect server's port (default: %(default)s)",
+        default=0,
+        help="up: the Prefect server's port (local: 4200; prod: free)",
     )
     stk.add_argument(
         "--mlflow-port",
         type=int,
-        default=5000,
-        help="up: the MLflow server's port (default: %(default)s)",
+        default=0,
+        help="up: the MLflow server's port (local: 5000; prod: free)",
+    )
+    stk.add_argument(
+        "--pg-port", type=int, default=0, help="up, prod: PostgreSQL's port (default: free)"
+    )
+    stk.add_argument(
+        "--s3-port", type=int, default=0, help="up, prod: the S3 stand-in's port (default: free)"
     )
     stk.add_argument(
         "--timeout",

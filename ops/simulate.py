@@ -37,12 +37,24 @@ class Burst:
     rows: int
 
 
+def local_raw_dir(settings: Settings) -> Path:
+    """The raw data directory: the loop delivers the drift period by renaming directories, which an
+    object store cannot do."""
+    if not isinstance(settings.raw_dir, Path):
+        raise RuntimeError(
+            f"the simulate loop delivers into a raw data directory on disk, and CHURN_RAW_DIR is "
+            f"{settings.raw_dir}: set CHURN_RAW_DIR to a local path for it (the other stores may stay)"
+        )
+    return settings.raw_dir
+
+
 def drift_dates(settings: Settings, count: int) -> list[datetime]:
     """``count`` as-of dates in the drift period whose labels mature before the drifted data ends."""
-    world = json.loads((settings.raw_dir / "world.json").read_text())
-    if not (settings.raw_dir / DRIFT_DIR).is_dir():
+    raw = local_raw_dir(settings)
+    world = json.loads((raw / "world.json").read_text())
+    if not (raw / DRIFT_DIR).is_dir():
         raise RuntimeError(
-            f"{settings.raw_dir} has no {DRIFT_DIR}/ period (already delivered, or generated without one): "
+            f"{raw} has no {DRIFT_DIR}/ period (already delivered, or generated without one): "
             "run `churn generate --drift-months 2` first"
         )
     params = WorldParams(**world["params"])
@@ -59,20 +71,21 @@ def drift_dates(settings: Settings, count: int) -> list[datetime]:
 
 def combined_world(settings: Settings) -> Path:
     """History and drift tables side by side as one raw directory (the world as it will be known)."""
+    raw = local_raw_dir(settings)
     out = settings.simulate_dir / "world"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     with feature_engine.connect(settings) as con:
-        for table in sorted(settings.raw_dir.glob("*.parquet")):
+        for table in sorted(raw.glob("*.parquet")):
             parts = [str(table)] + (
-                [str(d)] if (d := settings.raw_dir / DRIFT_DIR / table.name).is_file() else []
+                [str(d)] if (d := raw / DRIFT_DIR / table.name).is_file() else []
             )
             con.execute(
                 "copy (select * from read_parquet($parts, union_by_name = true)) "
                 f"to '{out / table.name}' (format parquet)",
                 {"parts": parts},
             )
-    shutil.copyfile(settings.raw_dir / "world.json", out / "world.json")
+    shutil.copyfile(raw / "world.json", out / "world.json")
     return out
 
 
@@ -103,17 +116,18 @@ def send_burst(
 
 def deliver_labels(settings: Settings, combined: Path) -> None:
     """The drift period's events arrive: the raw tables become history + drift (swapped in whole)."""
-    staging = settings.raw_dir.with_name(settings.raw_dir.name + ".delivering")
+    raw = local_raw_dir(settings)
+    staging = raw.with_name(raw.name + ".delivering")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(combined, staging)
     shutil.move(
-        str(settings.raw_dir / DRIFT_DIR),
-        str(staging.with_name(settings.raw_dir.name + ".drift-delivered")),
+        str(raw / DRIFT_DIR),
+        str(staging.with_name(raw.name + ".drift-delivered")),
     )
-    backup = settings.raw_dir.with_name(settings.raw_dir.name + ".before-delivery")
+    backup = raw.with_name(raw.name + ".before-delivery")
     shutil.rmtree(backup, ignore_errors=True)
-    settings.raw_dir.rename(backup)
-    staging.rename(settings.raw_dir)
+    raw.rename(backup)
+    staging.rename(raw)
 
 
 def wait_for_version(client: httpx.Client, old_version: str, timeout: float) -> str | None:

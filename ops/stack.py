@@ -105,11 +105,15 @@ def alive(pid: int) -> bool:
     return not _is_zombie(pid)
 
 
+def running_pid(name: str, directory: Path) -> int | None:
+    """The pid of the process started under ``name`` while it is alive."""
+    pid = _pid(directory / f"{name}.pid")
+    return pid if pid is not None and not _is_zombie(pid) else None
+
+
 def running(name: str, directory: Path) -> bool:
     """Whether the process started under ``name`` is alive."""
-    return _pid(directory / f"{name}.pid") is not None and not _is_zombie(
-        _pid(directory / f"{name}.pid") or 0
-    )
+    return running_pid(name, directory) is not None
 
 
 def live_port(name: str, directory: Path) -> int | None:
@@ -227,15 +231,27 @@ def holder(port: int) -> str:
 
 
 def start_process(
-    name: str, cmd: list[str], env: dict[str, str], directory: Path, cwd: Path
+    name: str,
+    cmd: list[str],
+    env: dict[str, str],
+    directory: Path,
+    cwd: Path,
+    user: str | None = None,
 ) -> int:
-    """Start ``cmd`` in its own session with output to ``<name>.log``; record its pid in ``<name>.pid``."""
+    """Start ``cmd`` in its own session with output to ``<name>.log``; record its pid in ``<name>.pid``.
+    With ``user`` (we are root), the process runs as that OS user and its primary group."""
     directory.mkdir(parents=True, exist_ok=True)
     if _pid(directory / f"{name}.pid") is not None:
         raise StackError(
             f"{name} is already running (pid file {directory / f'{name}.pid'}); run `churn stack down`"
         )
     log = open(directory / f"{name}.log", "ab")  # noqa: SIM115  (the child keeps writing to it)
+    as_user: dict[str, Any] = {}
+    if user is not None:
+        import pwd
+
+        entry = pwd.getpwnam(user)
+        as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
     proc = subprocess.Popen(
         cmd,
         env={**os.environ, **env},
@@ -244,6 +260,7 @@ def start_process(
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        **as_user,
     )
     (directory / f"{name}.pid").write_text(str(proc.pid))
     return proc.pid
@@ -405,6 +422,8 @@ TITLES = {
     "prefect-server": "Prefect server",
     "prefect-worker": "process worker",
     "mlflow-server": "MLflow server",
+    "moto-server": "S3 stand-in",
+    "postgres": "PostgreSQL",
 }
 
 
@@ -464,7 +483,7 @@ def up(
             f"starting the Prefect server (pid {server}) on 127.0.0.1:{port} and the MLflow "
             f"server (pid {mlflow}) on 127.0.0.1:{mlflow_port}; logs in {directory}"
         )
-        _wait(
+        wait_part(
             say,
             "Prefect server",
             f"http://127.0.0.1:{port}/api/health",
@@ -495,7 +514,7 @@ def up(
         )
         started.append("prefect-worker")
         (directory / "prefect-worker.name").write_text(name)
-        _wait(
+        wait_part(
             say,
             "MLflow server",
             f"http://127.0.0.1:{mlflow_port}/health",
@@ -516,7 +535,7 @@ def up(
     return env
 
 
-def _wait(
+def wait_part(
     say: Callable[[str], None],
     title: str,
     url: str,
@@ -743,17 +762,21 @@ def set_schedules(project_dir: Path, env: dict[str, str], active: bool) -> list[
     return names
 
 
+STOP_ORDER = ("prefect-worker", "prefect-server", "mlflow-server", "moto-server", "postgres")
+"""Clients before the stores they use; the last two run only in the prod profile (ops/prod_stack.py)."""
+
+
 def down(settings: Settings, say: Callable[[str], None] = lambda line: None) -> list[str]:
-    """Stop exactly the processes ``up`` started (the worker first), by their recorded pids."""
+    """Stop exactly what ``up`` (either profile) started, by the pids it recorded."""
     directory = settings.stack_dir
     stopped = []
-    for name in ("prefect-worker", "prefect-server", "mlflow-server"):
+    for name in STOP_ORDER:
         pid = _pid(directory / f"{name}.pid")
         if pid is not None:
             say(f"stopping the {TITLES[name]} (pid {pid})")
         if stop_process(name, directory):
             stopped.append(name)
-    for name in PARTS:
+    for name in STOP_ORDER:
         for suffix in (".port", ".name"):
             (directory / f"{name}{suffix}").unlink(missing_ok=True)
     (directory / "env.sh").unlink(missing_ok=True)

@@ -62,7 +62,7 @@ def load_repo(settings: Settings) -> FeatureRepo:
 @task(cache_policy=NO_CACHE)
 def stage_feature_set(settings: Settings) -> tuple[str, Path]:
     """A new version id and its empty staging directory (invisible to readers until published)."""
-    return feature_sets.new_staging(settings.features_dir)
+    return feature_sets.new_staging(settings.features_dir, settings.feature_set_cache)
 
 
 @task(cache_policy=NO_CACHE)
@@ -129,7 +129,7 @@ def validate_sources(
     newest = pd.Timestamp(sources.bounds.covered_to)
     batches = []
     for name, spec in repo.config.sources.items():
-        frame = pd.read_parquet(list(sources.sources[name].files))
+        frame = feature_engine.read_source(sources.sources[name].files)
         parameters = {}
         if spec.max_staleness_days:
             parameters[freshness_parameter(name)] = newest - pd.Timedelta(

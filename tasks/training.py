@@ -54,7 +54,7 @@ def feature_set_missing(settings: Settings) -> bool:
 @task(cache_policy=NO_CACHE)
 def load_training_data(settings: Settings) -> TrainingData:
     """The latest published training set, its manifest, and its checked feature schema."""
-    feature_set = feature_sets.latest(settings.features_dir)
+    feature_set = feature_sets.latest(settings.features_dir, settings.feature_set_cache)
     path = feature_set.path / feature_sets.TRAINING_SET
     schema = training.feature_schema(feature_set.manifest.features)
     frame = training.model_frame(feature_sets.read_table(path, feature_set.manifest.entity), schema)

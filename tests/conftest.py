@@ -36,8 +36,21 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--prod",
+        action="store_true",
+        help="also run the tests marked prod (the prod profile: PostgreSQL, S3 stand-in; make test-prod)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_prod = pytest.mark.skip(
+        reason="the prod profile (PostgreSQL, S3 stand-in, MLflow with auth) runs with `make test-prod`"
+    )
     for item in items:
+        if "prod" in item.keywords and not config.getoption("--prod"):
+            item.add_marker(skip_prod)
         layer = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
         if layer in LAYERS:
             item.add_marker(getattr(pytest.mark, layer))

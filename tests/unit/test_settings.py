@@ -147,3 +147,31 @@ def test_a_task_runner_setting_that_cannot_be_used_is_refused():
         Settings.from_env({"CHURN_DASK_ADDRESS": "tcp://scheduler:8786"})
     with pytest.raises(SettingsError, match="CHURN_TASK_WORKERS must be an integer >= 1, got '0'"):
         Settings.from_env({"CHURN_TASK_WORKERS": "0"})
+
+
+def test_the_prod_profile_puts_the_prediction_log_on_the_object_store(tmp_path):
+    env = {"CHURN_STORAGE": "s3://churn-data/"}
+    for settings in (
+        Settings.from_env(env, cwd=tmp_path),
+        ServiceSettings.from_env(env, cwd=tmp_path),
+    ):
+        assert settings.predictions_dir == "s3://churn-data/predictions"
+    assert Settings.from_env(env, cwd=tmp_path).storage == "s3://churn-data"
+    # an explicit location wins, a URL is kept as a URL, a file:// URL is a directory
+    explicit = {**env, "CHURN_PREDICTIONS_DIR": "s3://fleet-log/predictions/"}
+    assert ServiceSettings.from_env(explicit).predictions_dir == "s3://fleet-log/predictions"
+    local = {**env, "CHURN_PREDICTIONS_DIR": "file:///shared/log"}
+    assert Settings.from_env(local).predictions_dir == Path("/shared/log")
+    # the embedded default is untouched
+    assert Settings.from_env({}, cwd=tmp_path).storage is None
+    with pytest.raises(SettingsError, match="CHURN_STORAGE must be an object-store URL"):
+        Settings.from_env({"CHURN_STORAGE": "/data/bucket"})
+
+
+def test_the_object_store_log_flushes_by_count_or_age():
+    service = ServiceSettings.from_env({})
+    assert (service.log_flush_records, service.log_flush_seconds) == (1000, 2.0)
+    now = ServiceSettings.from_env({"CHURN_LOG_FLUSH_SECONDS": "0"})
+    assert now.log_flush_seconds == 0
+    with pytest.raises(SettingsError, match="CHURN_LOG_FLUSH_RECORDS must be an integer >= 1"):
+        ServiceSettings.from_env({"CHURN_LOG_FLUSH_RECORDS": "0"})
