@@ -27,7 +27,13 @@ from churn.flow_deployments import PROJECT_DIR, TAG_VARIABLE
 from churn.settings import Settings
 from ops import flows_k8s
 from tests.helpers import ROOT
-from tests.unit.test_k8s_manifests import KUBECTL, NAMESPACES, render, schema_problems
+from tests.unit.test_k8s_manifests import (
+    KUBECTL,
+    NAMESPACES,
+    render,
+    restricted_pod_problems,
+    schema_problems,
+)
 
 TAG = "0123456789ab"
 UID = 1034
@@ -135,27 +141,10 @@ def job_problems(job: dict[str, Any], env: Environment) -> list[str]:
         bad(f"namespace is {job['metadata'].get('namespace')}, not {env.target.namespace}")
 
     # the restricted Pod Security Standard the overlays' namespaces enforce, and read-only
-    pod_sc, sc = pod.get("securityContext", {}), c.get("securityContext", {})
-    merged = {**pod_sc, **sc}
-    if merged.get("runAsNonRoot") is not True:
-        bad("runAsNonRoot is not true")
-    if merged.get("runAsUser") != UID:
-        bad(f"runAsUser is {merged.get('runAsUser')}, not {UID} (the image's user)")
-    if pod_sc.get("fsGroup") != UID:
-        bad("fsGroup is not the image's group: CHURN_HOME's volume may not be writable")
-    if merged.get("seccompProfile", {}).get("type") != "RuntimeDefault":
-        bad("seccompProfile is not RuntimeDefault")
-    if sc.get("readOnlyRootFilesystem") is not True:
-        bad("readOnlyRootFilesystem is not true")
-    if sc.get("allowPrivilegeEscalation") is not False:
-        bad("allowPrivilegeEscalation is not false")
-    if sc.get("privileged"):
-        bad("privileged")
-    caps = sc.get("capabilities", {})
-    if "ALL" not in caps.get("drop", []) or caps.get("add"):
-        bad(f"capabilities are not drop ALL, add none: {caps}")
-    if pod.get("automountServiceAccountToken") is not False:
-        bad("the service account token is mounted")
+    for problem in restricted_pod_problems(
+        pod, c, UID, UID, "CHURN_HOME's volume may not be writable"
+    ):
+        bad(problem)
     if any("hostPath" in v for v in pod.get("volumes", [])):
         bad("a hostPath volume")
 

@@ -190,27 +190,10 @@ def hardening_problems(docs: list[dict[str, Any]], released: bool) -> list[str]:
         def bad(what: str, at: str = at) -> None:
             problems.append(f"{at}: {what}")
 
-        pod_sc, sc = pod.get("securityContext", {}), c.get("securityContext", {})
-        merged = {**pod_sc, **sc}  # the container's own setting wins
-        if merged.get("runAsNonRoot") is not True:
-            bad("runAsNonRoot is not true")
-        if merged.get("runAsUser") != BENTOML_UID:
-            bad(f"runAsUser is {merged.get('runAsUser')}, not {BENTOML_UID} (bentoml)")
-        if pod_sc.get("fsGroup") is None:
-            bad("no fsGroup: the prediction-log volume may not be writable")
-        if merged.get("seccompProfile", {}).get("type") != "RuntimeDefault":
-            bad("seccompProfile is not RuntimeDefault")
-        if sc.get("readOnlyRootFilesystem") is not True:
-            bad("readOnlyRootFilesystem is not true")
-        if sc.get("allowPrivilegeEscalation") is not False:
-            bad("allowPrivilegeEscalation is not false")
-        if sc.get("privileged"):
-            bad("privileged")
-        caps = sc.get("capabilities", {})
-        if "ALL" not in caps.get("drop", []) or caps.get("add"):
-            bad(f"capabilities are not drop ALL, add none: {caps}")
-        if pod.get("automountServiceAccountToken") is not False:
-            bad("the service account token is mounted")
+        for problem in restricted_pod_problems(
+            pod, c, BENTOML_UID, None, "the prediction-log volume may not be writable"
+        ):
+            bad(problem)
 
         resources = c.get("resources", {})
         for kind in ("requests", "limits"):
@@ -425,3 +408,34 @@ def test_no_secret_value_is_committed():
         p for p in K8S.rglob("*.yaml") if re.search(r"^kind:\s*Secret\b", p.read_text(), re.M)
     ]
     assert committed == []
+
+
+def restricted_pod_problems(
+    pod: dict[str, Any], container: dict[str, Any], uid: int, fs_group: int | None, volume: str
+) -> list[str]:
+    """What breaks the restricted Pod Security Standard (the overlays' namespaces enforce it) or a
+    read-only, non-root run as the image's ``uid``; ``fs_group`` None accepts any fsGroup, and
+    ``volume`` says what a wrong one breaks."""
+    problems = []
+    pod_sc, sc = pod.get("securityContext", {}), container.get("securityContext", {})
+    merged = {**pod_sc, **sc}  # the container's own setting wins
+    if merged.get("runAsNonRoot") is not True:
+        problems.append("runAsNonRoot is not true")
+    if merged.get("runAsUser") != uid:
+        problems.append(f"runAsUser is {merged.get('runAsUser')}, not {uid} (the image's user)")
+    if pod_sc.get("fsGroup") is None or fs_group not in (None, pod_sc["fsGroup"]):
+        problems.append(f"fsGroup is {pod_sc.get('fsGroup')}, not {fs_group or 'set'}: {volume}")
+    if merged.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        problems.append("seccompProfile is not RuntimeDefault")
+    if sc.get("readOnlyRootFilesystem") is not True:
+        problems.append("readOnlyRootFilesystem is not true")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        problems.append("allowPrivilegeEscalation is not false")
+    if sc.get("privileged"):
+        problems.append("privileged")
+    caps = sc.get("capabilities", {})
+    if "ALL" not in caps.get("drop", []) or caps.get("add"):
+        problems.append(f"capabilities are not drop ALL, add none: {caps}")
+    if pod.get("automountServiceAccountToken") is not False:
+        problems.append("the service account token is mounted")
+    return problems
