@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from adapters.tools import run_tool
 from churn.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -289,20 +290,14 @@ def containerize(settings: Settings, bento: str, tag: str) -> Image:
     """`bentoml containerize` of a Bento from the project's store into ``tag``."""
     make_base(settings)
     started = time.monotonic()
-    done = subprocess.run(
+    run_tool(
         [str(BIN / "bentoml"), "containerize", bento, "-t", tag, "--backend", "docker"],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "BENTOML_HOME": str(settings.bentoml_home), "DOCKER_BUILDKIT": "0"},
+        ContainerError,
+        env={"BENTOML_HOME": str(settings.bentoml_home), "DOCKER_BUILDKIT": "0"},
         # BentoML resolves the Dockerfile template in its temporary build context only when that
         # context lies under the working directory
         cwd=tempfile.gettempdir(),
     )
-    if done.returncode != 0:
-        raise ContainerError(
-            f"bentoml containerize {bento} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
-        )
     size = json.loads(docker("image", "inspect", "--format", "{{json .Size}}", tag))
     return Image(tag, size / 2**20, time.monotonic() - started)
 

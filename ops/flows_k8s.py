@@ -11,9 +11,7 @@ that environment's deployments with the image tag of this checkout's commit.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from adapters.tools import run_tool
 from churn.environments import Environment, load_environment
 from churn.flow_deployments import HEADER, TAG_VARIABLE, deployment_file
 
@@ -68,19 +67,7 @@ def base_job_template(namespace: str | None = None) -> dict[str, Any]:
 
 
 def _prefect(args: list[str], env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [str(BIN / "prefect"), *args],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise FlowsError(
-            f"prefect {' '.join(args[:3])} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
-        )
-    return done.stdout
+    return run_tool([str(BIN / "prefect"), *args], FlowsError, env=env, cwd=ROOT)
 
 
 def _flows_environment(name: str) -> Environment:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adapters.tools import run_tool
 from churn.settings import Settings
 
 POOL = "churn-pool"
@@ -704,12 +705,11 @@ def ensure_pool(settings: Settings, env: dict[str, str], project_dir: Path) -> N
         [prefect, "work-pool", "inspect", POOL], env=full_env, cwd=project_dir, capture_output=True
     )
     action = ["update", POOL] if exists.returncode == 0 else ["create", POOL, "--type", "process"]
-    subprocess.run(
+    run_tool(
         [prefect, "work-pool", *action, "--base-job-template", str(template)],
-        env=full_env,
-        cwd=project_dir,
-        check=True,
-        capture_output=True,
+        StackError,
+        full_env,
+        project_dir,
     )
 
 
@@ -717,21 +717,13 @@ def deploy(settings: Settings, project_dir: Path, port: int, active: bool = Fals
     """Register every deployment in prefect.yaml (and its triggers) against the running server;
     schedules stay paused unless ``active``."""
     env = {**os.environ, **prefect_env(settings, port), "CHURN_PROJECT_DIR": str(project_dir)}
-    result = subprocess.run(
-        [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"],
-        env=env,
-        cwd=project_dir,
-        capture_output=True,
-        text=True,
+    out = run_tool(
+        [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], StackError, env, project_dir
     )
-    if result.returncode != 0:
-        raise StackError(
-            f"prefect deploy failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        )
     if active:
         resumed = set_schedules(project_dir, env, active=True)
-        return result.stdout + f"\nschedules active: {', '.join(resumed)}\n"
-    return result.stdout + "\nschedules paused (make deploy ACTIVE=1 turns them on)\n"
+        return out + f"\nschedules active: {', '.join(resumed)}\n"
+    return out + "\nschedules paused (make deploy ACTIVE=1 turns them on)\n"
 
 
 def set_schedules(project_dir: Path, env: dict[str, str], active: bool) -> list[str]:
