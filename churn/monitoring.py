@@ -35,6 +35,16 @@ class AlertEvent:
     limit: float
 
 
+def default_window_end(now: datetime, buffered_seconds: float | None) -> datetime:
+    """Where a window ends when none is given: now, or with a fleet's log on an object store
+    (``buffered_seconds``: the service's CHURN_LOG_FLUSH_SECONDS) that long and a second before,
+    since records answered since may still sit in a worker's buffer and a window judged without
+    them would never count them. Hourly runs still judge back-to-back windows."""
+    if buffered_seconds is None:
+        return now
+    return now - timedelta(seconds=buffered_seconds + 1)
+
+
 def conditions(
     window: WindowMeasurement,
     training_auc_roc: float | None,

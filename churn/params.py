@@ -335,7 +335,8 @@ class MonitorParams(BaseModel):
     window_minutes: int = Field(60, ge=1, le=60 * 24 * 31)
     window_end: datetime | None = Field(
         None,
-        description="window end (UTC; default: now); the window is [end - window_minutes, end)",
+        description="window end (UTC; default: now, less the service's log flush age when the "
+        "log is on an object store); the window is [end - window_minutes, end)",
     )
     window_start: datetime | None = Field(
         None, description="window start instead of window_end - window_minutes"

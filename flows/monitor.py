@@ -11,9 +11,9 @@ from prefect import flow
 from prefect.states import State
 
 from churn import events
-from churn.monitoring import MonitorResult, retrain_params
+from churn.monitoring import MonitorResult, default_window_end, retrain_params
 from churn.params import MonitorParams
-from churn.settings import Settings
+from churn.settings import ServiceSettings, Settings, is_url
 from flows.outcome import finish
 from flows.train import train
 from tasks.monitoring import (
@@ -41,7 +41,16 @@ def monitor(params: MonitorParams = MonitorParams()) -> State[Any]:
     "Retraining" when this window requested retraining."""
     settings = Settings.from_env()
     params = resolve_params(settings, params)
-    end = _utc(params.window_end) if params.window_end else datetime.now(UTC).replace(tzinfo=None)
+    end = (
+        _utc(params.window_end)
+        if params.window_end
+        else default_window_end(
+            datetime.now(UTC).replace(tzinfo=None),
+            ServiceSettings.from_env().log_flush_seconds
+            if is_url(settings.predictions_dir)
+            else None,
+        )
+    )
     start = (
         _utc(params.window_start)
         if params.window_start

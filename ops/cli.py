@@ -413,7 +413,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     from churn.params import MonitorParams
     from ops import replay
-    from ops.simulate import local_raw_dir
+    from ops.simulate import local_raw_dir, wait_for_log
 
     settings = _settings()
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
@@ -446,6 +446,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         from flows.monitor import monitor
 
         params = json.loads(args.monitor_params) if args.monitor_params else {}
+        wait_for_log(settings)
         print("== the monitor judges each window by its own time (as_of)")
         for start, end in judged:
             _say(
@@ -507,6 +508,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             frame = features_at(settings, repo, combined, as_of)
             start = datetime.now(UTC).replace(tzinfo=None)
             rows = simulate.send_burst(client, frame, entity, names, as_of)
+            simulate.wait_for_log(settings)
             end = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=1)
             print(
                 f"== traffic: {rows:,} predictions for customers as of {as_of:%Y-%m-%d} (drift period)"
@@ -517,6 +519,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         simulate.deliver_labels(settings, combined)
         start = datetime.now(UTC).replace(tzinfo=None)
         rows = simulate.send_burst(client, frame, entity, names, dates[-1])
+        simulate.wait_for_log(settings)
         end = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=1)
         print(
             f"== traffic: {rows:,} more predictions as of {dates[-1]:%Y-%m-%d}; the monitor now has matured labels"

@@ -25,7 +25,7 @@ import pandas as pd
 from adapters import feature_engine
 from adapters.raw_data import DRIFT_DIR
 from churn.scoring import plain_rows
-from churn.settings import Settings
+from churn.settings import ServiceSettings, Settings, is_url
 from churn.synthetic import WorldParams
 
 
@@ -112,6 +112,14 @@ def send_burst(
                 f"the service refused a batch: {response.status_code} {response.text[:300]}"
             )
     return len(rows)
+
+
+def wait_for_log(settings: Settings) -> None:
+    """Until a burst's records are in the prediction log the monitor reads: on an object store each
+    service worker writes its buffer within ``CHURN_LOG_FLUSH_SECONDS`` (the service's setting, read
+    from the same environment), so a window judged sooner would miss them for good."""
+    if is_url(settings.predictions_dir):
+        time.sleep(ServiceSettings.from_env().log_flush_seconds + 1)
 
 
 def deliver_labels(settings: Settings, combined: Path) -> None:

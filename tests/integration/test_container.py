@@ -269,3 +269,68 @@ def test_deploy_replaces_the_live_container_with_no_failed_request_and_rolls_bac
         )
         for tag in built | {f"{t}-broken" for t in built}:
             subprocess.run(["docker", "rmi", "--force", tag], capture_output=True, check=False)
+
+
+def _spin(deadline: float) -> None:
+    while time.monotonic() < deadline:
+        pass
+
+
+def test_an_app_with_string_ids_deploys_through_the_same_flow_while_every_core_is_busy(
+    prefect_server, tmp_path
+):
+    """The last stage on data unlike the example: the app repo (string user ids, half its users
+    churning, its own model and service names) trained, packaged and rolled out by `churn deploy
+    --env dev` to the docker target, its smoke prediction by the app's own ids, while bounded busy
+    loops (started and stopped here) hold every core."""
+    import multiprocessing
+
+    import pandas as pd
+
+    from adapters import docker_rollout
+    from tests.fixtures.real_shaped import APP_REPO, write_app
+
+    if shutil.which("nginx") is None:
+        pytest.skip("the docker target's endpoint is nginx: apt-get install nginx-light")
+    raw, home, port = write_app(tmp_path / "raw"), tmp_path / "home", free_port()
+    extra = {
+        "CHURN_FEATURE_REPO": str(APP_REPO),
+        "CHURN_MODEL_NAME": "app-activity",
+        "CHURN_SERVICE_NAME": "app",
+        "CHURN_DUCKDB_MEMORY_LIMIT": "1GB",
+        "CHURN_ENVIRONMENTS_DIR": str(_environment(tmp_path, port)),
+        "CHURN_API_TOKEN": TOKEN,
+    }
+    assert "Overall: APPROVED" in churn(home, raw, "train", extra=extra)
+    churn(home, raw, "package", extra=extra)
+    deadline = time.monotonic() + 900  # the loops stop by themselves even if this test dies
+    loops = [
+        multiprocessing.Process(target=_spin, args=(deadline,), daemon=True)
+        for _ in range(2 * (os.cpu_count() or 2))
+    ]
+    for loop in loops:
+        loop.start()
+    try:
+        print(churn(home, raw, "deploy", "--env", "dev", extra=extra))
+        live = docker_rollout.live(docker_rollout.state_dir(home / "deploy", "dev"))
+        assert live.model_version == "1" and live.image.startswith("churn-service:v1-"), live
+        snapshot = pd.read_parquet(next((home / "bentoml" / "models").rglob("*snapshot.parquet")))
+        ids = [str(v) for v in snapshot["user_key"].head(3)]
+        reply = httpx.post(
+            f"http://127.0.0.1:{port}/predict_by_id",
+            json={"ids": ids},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=60,
+        )
+        assert reply.status_code == 200, reply.text
+        assert [a["user_key"] for a in reply.json()] == ids
+        assert {a["model_version"] for a in reply.json()} == {"1"}
+    finally:
+        for loop in loops:
+            loop.terminate()
+            loop.join(10)
+        print(churn(home, raw, "undeploy", "--env", "dev", extra=extra))
+        log = home / "deploy" / "rollouts.jsonl"
+        for line in log.read_text().splitlines() if log.is_file() else []:
+            tag = json.loads(line)["image"]
+            subprocess.run(["docker", "rmi", "--force", tag], capture_output=True, check=False)

@@ -213,3 +213,10 @@ def test_this_windows_own_labels_judge_the_auc_drop_once_there_are_enough():
     assert rules_of(monitoring.conditions(too_few, 0.80, RULES))[
         "auc_roc_drop"
     ].value == pytest.approx(0.01)
+
+
+def test_a_window_over_a_fleets_log_ends_before_what_workers_may_still_buffer():
+    now = datetime(2030, 1, 1, 12, 0, 0)
+    assert monitoring.default_window_end(now, None) == now  # files: written before the answer
+    assert monitoring.default_window_end(now, 2.0) == now - timedelta(seconds=3)
+    assert monitoring.default_window_end(now, 0.0) == now - timedelta(seconds=1)
