@@ -118,6 +118,21 @@ def build_bento(settings: Settings, packaged: PackagedModel) -> PackagedModel:
     return dataclasses.replace(packaged, bento=str(bento.tag), bento_path=str(bento.path))
 
 
+def export_bento(settings: Settings, packaged: PackagedModel, target: str) -> PackagedModel:
+    """The built Bento as one archive ``<target>/<name>-<version>.bento`` (BentoML writes it
+    through fsspec, so ``target`` may be ``s3://...``)."""
+    use_bentoml_home(settings)
+    import dataclasses
+
+    import bentoml
+
+    if packaged.bento is None:
+        raise ValueError("export_bento needs a built Bento: run build_bento first")
+    name, version = packaged.bento.split(":")
+    url = bentoml.bentos.export_bento(packaged.bento, f"{target}/{name}-{version}.bento")
+    return dataclasses.replace(packaged, bento_url=str(url))
+
+
 def bento_model_version(settings: Settings, bento: str) -> str:
     """The model version a built Bento serves (its ``model_version`` label, set by ``build_bento``)."""
     use_bentoml_home(settings)

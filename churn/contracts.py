@@ -264,6 +264,8 @@ class PackagedModel:
     labels: dict[str, str]
     bento: str | None = None
     bento_path: str | None = None
+    bento_url: str | None = None
+    """Where the Bento was exported (the object store of the prod profile), else None."""
 
 
 @dataclass(frozen=True)

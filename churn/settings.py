@@ -163,6 +163,7 @@ class Settings:
     storage: str | None = None
     """The object store of the prod profile (``CHURN_STORAGE``, e.g. ``s3://churn-data``): raw data,
     feature sets and the prediction log go to ``<storage>/raw``, ``/features`` and ``/predictions``
+    (each packaged Bento is exported to ``<storage>/bentos``)
     unless ``CHURN_RAW_DIR``, ``CHURN_FEATURES_DIR`` or ``CHURN_PREDICTIONS_DIR`` say otherwise.
     Credentials and endpoint come from the standard ``AWS_*`` variables (``AWS_ENDPOINT_URL`` for an
     S3-compatible store), read by s3fs and boto3 themselves."""
@@ -224,6 +225,12 @@ class Settings:
     def mlflow_db(self) -> Path:
         """The embedded MLflow store (the default tracking URI, and what `make up`'s MLflow server serves)."""
         return self.home / MLFLOW_DB
+
+    @property
+    def bento_exports(self) -> str | None:
+        """Where the package flow exports each Bento (``<CHURN_STORAGE>/bentos``), for replicas and
+        image builds on other machines to ``bentoml import``; None without an object store."""
+        return f"{self.storage}/bentos" if self.storage else None
 
     @property
     def feature_set_cache(self) -> Path:

@@ -30,3 +30,12 @@ def build_bento(settings: Settings, packaged: PackagedModel) -> PackagedModel:
     built = bento_store.build_bento(settings, packaged)
     get_run_logger().info("built bento %s with model %s", built.bento, built.tag)
     return built
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
+def export_bento(settings: Settings, packaged: PackagedModel, target: str) -> PackagedModel:
+    """The Bento as one archive on the object store, for replicas and image builds elsewhere to
+    ``bentoml import``; retried, as a store may fail for a moment."""
+    exported = bento_store.export_bento(settings, packaged, target)
+    get_run_logger().info("exported bento %s to %s", exported.bento, exported.bento_url)
+    return exported

@@ -162,6 +162,8 @@ def test_the_demo_path_runs_on_postgresql_and_the_object_store(prod):
         feature_sets.ONLINE_SNAPSHOT,
     }
     assert (settings.feature_set_cache / "runs" / version / feature_sets.MANIFEST).is_file()
+    # the package flow exported the Bento there, for replicas and image builds elsewhere
+    assert len(object_store.glob(f"s3://{prod_stack.DATA_BUCKET}/bentos/*.bento")) == 1
 
     # the tracking server refuses a client without credentials
     mlflow_url = env["CHURN_TRACKING_URI"]
@@ -190,25 +192,41 @@ def test_the_demo_path_runs_on_postgresql_and_the_object_store(prod):
 
 
 def test_two_replicas_log_to_the_store_and_one_window_counts_every_answer_once(prod):
+    """Each replica starts as on a machine of its own: an empty Bento store, the package flow's
+    Bento imported from the object store (`bentoml import s3://...`), then served."""
     env, settings = prod["env"], prod["settings"]
-    if not any(settings.bentoml_home.glob("models/*")):
-        pytest.skip("the demo path did not package a model")
+    from adapters import object_store
+
+    exported = object_store.glob(f"s3://{prod_stack.DATA_BUCKET}/bentos/*.bento")
+    if not exported:
+        pytest.skip("the demo path did not export a Bento")
+    bento = exported[-1].rsplit("/", 1)[1].removesuffix(".bento")
+    tag = ":".join(bento.rsplit("-", 1))
     directory = settings.stack_dir / "replicas"
     ports = {name: stack.free_port() for name in REPLICAS}
     for name, extra in REPLICAS.items():
+        home = {**env, "BENTOML_HOME": str(directory / f"bentoml-{name}")}
+        imported = subprocess.run(
+            [str(stack.BIN / "bentoml"), "import", exported[-1]],
+            env=home,
+            capture_output=True,
+            text=True,
+        )
+        assert imported.returncode == 0, imported.stdout + imported.stderr
         stack.start_process(
             f"replica-{name}",
-            stack.serve_command(ports[name]),
+            [str(stack.BIN / "bentoml"), "serve", tag, "--host", "127.0.0.1", "--port",
+             str(ports[name])],
             {
-                **env,
+                **home,
                 **extra,
                 "CHURN_SERVICE_WORKERS": "1",
                 "CHURN_RELOAD_SECONDS": "0",
                 "CHURN_ACCESS_LOG": "false",
             },
             directory,
-            ROOT,
-        )
+            directory,
+        )  # fmt: skip
     answered: list[tuple[str, int]] = []
     window_start = datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=1)
     try:
