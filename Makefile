@@ -61,8 +61,10 @@ pins: venv  ## recompile the exact pins from requirements.in (and the tools' fro
 demo: venv
 	$(BIN)/churn demo --port $(PORT) --serve-port $(SERVE_PORT) --mlflow-port $(MLFLOW_PORT)
 
-test: venv
-	$(BIN)/pytest
+TEST_WORKERS ?= 2
+
+test: venv  ## the whole suite on TEST_WORKERS processes (each module's tests in one of them)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-prod: venv  ## the prod profile for real: PostgreSQL + S3 stand-in + MLflow with auth + Prefect, demo path, two replicas' log
 	$(BIN)/pytest --prod -m prod -rs tests/integration/test_prod_profile.py

@@ -4,6 +4,7 @@ Prefect reads its settings when first imported, so ``pytest_configure`` points i
 server (started on first use by the ``prefect_server`` fixture, on a free loopback port, with its
 state in a temp dir) before any test module is collected. Every test gets a marker for its layer
 (its directory): unit, sql, data, model, integration; tests that start servers are also ``slow``.
+Each pytest-xdist worker runs this too: its own temp dir, Prefect server and CHURN_HOME.
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             layer == "integration"
         ):  # every integration test runs against a real Prefect server at least
             item.add_marker(pytest.mark.slow)
+        # `make test` runs on two processes (pytest-xdist, --dist loadgroup): a module's tests stay
+        # in one process, so its module fixtures start once; the model layer shares one default model
+        group = layer if layer == "model" else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
