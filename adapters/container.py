@@ -32,6 +32,7 @@ from adapters.tools import run_tool
 from churn.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+SERVICE_REQUIREMENTS = ROOT / "bentos" / "requirements.txt"
 BIN = Path(sys.executable).parent
 DEFAULT_BASE = "churn-serving-base:bookworm"
 # trimmed from the root filesystem: caches and documentation nothing at run time reads
@@ -151,10 +152,8 @@ def import_rootfs(rootfs: Path, tag: str) -> None:
         raise ContainerError(f"docker import of {rootfs} failed: {done.stderr.strip()}")
 
 
-def download_wheels(
-    target: Path, requirements: Path = ROOT / "bentos" / "requirements.txt"
-) -> None:
-    """Every pin of ``requirements`` (default the service's) as a Linux wheel for Python 3.11 (no
+def download_wheels(target: Path, requirements: Path) -> None:
+    """Every pin of ``requirements`` as a Linux wheel for Python 3.11 (no
     sdists: no compiler)."""
     target.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
@@ -192,9 +191,40 @@ def download_wheels(
         )
 
 
-def build_builder(base: str, wheels: Path, work: Path, tag: str | None = None) -> str:
-    """``<base>-wheels`` (or ``tag``): the base image plus uv and the wheelhouse, for the install
-    stage only."""
+REQUIREMENTS_LABEL = "churn.requirements"
+"""The builder image's label: the sha256 of the pins its wheelhouse was made for."""
+
+
+def requirements_digest(requirements: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(requirements.read_bytes()).hexdigest()
+
+
+def builder_current(builder: str, requirements: Path) -> bool:
+    """Whether ``builder`` exists and holds the wheels of ``requirements`` as they are now: a
+    builder made before the pins changed would fail the image's offline install."""
+    done = subprocess.run(
+        [
+            "docker",
+            "image",
+            "inspect",
+            "--format",
+            f'{{{{ index .Config.Labels "{REQUIREMENTS_LABEL}" }}}}',
+            builder,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.returncode == 0 and done.stdout.strip() == requirements_digest(requirements)
+
+
+def build_builder(
+    base: str, wheels: Path, work: Path, requirements: Path, tag: str | None = None
+) -> str:
+    """``<base>-wheels`` (or ``tag``): the base image plus uv and the wheelhouse of
+    ``requirements``, for the install stage only; labelled with the pins' digest."""
     uv = shutil.which("uv", path=str(BIN)) or shutil.which("uv")
     if uv is None:
         raise ContainerError("uv is not installed in the project's environment (make venv)")
@@ -207,6 +237,7 @@ def build_builder(base: str, wheels: Path, work: Path, tag: str | None = None) -
     (context / "Dockerfile").write_text(
         f"FROM {base}\nCOPY uv /usr/local/bin/uv\nCOPY wheels /wheels\n"
         "ENV UV_NO_INDEX=1 UV_FIND_LINKS=/wheels UV_PYTHON_DOWNLOADS=never\n"
+        f"LABEL {REQUIREMENTS_LABEL}={requirements_digest(requirements)}\n"
     )
     tag = tag or builder_image(base)
     docker("build", "--quiet", "-t", tag, str(context), env={"DOCKER_BUILDKIT": "0"})
@@ -238,12 +269,12 @@ def make_base(
         import_rootfs(work / "rootfs", base)
         shutil.rmtree(work / "rootfs")
     builder = builder_image(base)
-    if not image_exists(builder) or force:
+    if not builder_current(builder, SERVICE_REQUIREMENTS) or force:
         if wheels is None:
             wheels = work / "wheels"
             print("downloading the wheelhouse of bentos/requirements.txt", flush=True)
-            download_wheels(wheels)
-        build_builder(base, wheels, work)
+            download_wheels(wheels, SERVICE_REQUIREMENTS)
+        build_builder(base, wheels, work, SERVICE_REQUIREMENTS)
     return base, builder
 
 
@@ -335,12 +366,12 @@ def make_flows_builder(settings: Settings, wheels: Path | None = None, force: bo
     send only the project's files to the daemon, not the wheelhouse."""
     base, _ = make_base(settings)
     builder = flows_builder_image(base)
-    if not image_exists(builder) or force:
+    if not builder_current(builder, ROOT / "requirements.txt") or force:
         if wheels is None:
             wheels = settings.container_dir / "flows-wheels"
             print("downloading the wheelhouse of requirements.txt", flush=True)
             download_wheels(wheels, ROOT / "requirements.txt")
-        build_builder(base, wheels, settings.container_dir, tag=builder)
+        build_builder(base, wheels, settings.container_dir, ROOT / "requirements.txt", tag=builder)
     return builder
 
 
