@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.features                          # default scale (~2.4M events)
     .venv/bin/python -m benchmarks.features --customers 170000       # ~20M events
-    .venv/bin/python -m benchmarks.features --customers 850000 --pandas-cap-gb 16   # ~100M events
+    .venv/bin/python -m benchmarks.features --customers 925000 --no-pandas   # ~100M events, DuckDB only
     .venv/bin/python -m benchmarks.features --partitions 4,8          # single build vs hash partitions
 
 Data is generated once per scale under $CHURN_HOME/bench/. Each implementation runs in its own

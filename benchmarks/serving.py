@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -49,33 +50,73 @@ def _payloads(model_dir: Path, count: int) -> tuple[list[dict], list[dict]]:
     return single, batches
 
 
-def _serve(name: str, cmd: list[str], env: dict, workdir: Path, port: int):
+def stat_cpu_seconds(stat: str, ticks_per_second: int) -> float:
+    """User plus system CPU seconds from a /proc/<pid>/stat line (utime and stime; the command
+    name before them is in parentheses and may itself hold spaces and parentheses)."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / ticks_per_second
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds a process tree used between two readings (pid -> CPU seconds so far). A process
+    that started in between counts from zero; one that ended in between is not in ``after`` and
+    its time is not counted (the servers here keep their processes)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
+def _tree_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds used so far by ``pid`` and every live process below it."""
     from ops import stack
 
-    stack.start_process(name, cmd, env, workdir, Path(__file__).resolve().parents[1])
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for p in [pid, *stack.descendants(pid)]:
+        try:
+            out[p] = stat_cpu_seconds(Path(f"/proc/{p}/stat").read_text(), ticks)
+        except OSError:  # it exited since the listing
+            continue
+    return out
+
+
+def _serve(name: str, cmd: list[str], env: dict, workdir: Path, port: int):
+    """Start the server; return its pid and a function that stops it."""
+    from ops import stack
+
+    pid = stack.start_process(name, cmd, env, workdir, Path(__file__).resolve().parents[1])
     try:
         stack.wait_healthy(f"http://127.0.0.1:{port}/health", 240, workdir / f"{name}.log")
     except Exception:
         stack.stop_process(name, workdir)
         raise
-    return lambda: stack.stop_process(name, workdir)
+    return pid, lambda: stack.stop_process(name, workdir)
 
 
 def _measure(
-    port: int, single: list, batches: list, requests: int, batch_requests: int, batch_wrap: bool
-) -> dict[str, LoadResult]:
+    pid: int,
+    port: int,
+    single: list,
+    batches: list,
+    requests: int,
+    batch_requests: int,
+    batch_wrap: bool,
+) -> tuple[dict[str, LoadResult], dict[str, float]]:
+    """Each level's load result and the CPU seconds the server's process tree used during it."""
+    out: dict[str, LoadResult] = {}
+    cpu: dict[str, float] = {}
+
+    def level(name: str, *args, **kwargs) -> None:
+        before = _tree_cpu(pid)
+        out[name] = run_load(port, *args, **kwargs)
+        cpu[name] = cpu_used(before, _tree_cpu(pid))
+
     run_load(port, "/predict", single[:200], 200, 8)  # warm-up: connections, caches, lazy imports
-    out = {
-        f"c={c}": run_load(port, "/predict", single, requests if c > 1 else requests // 2, c)
-        for c in LEVELS
-    }
+    for c in LEVELS:
+        level(f"c={c}", "/predict", single, requests if c > 1 else requests // 2, c)
     bodies = batches if batch_wrap else [b["rows"] for b in batches]
     run_load(port, "/predict_batch", bodies[:2], 2, 1)
     # batch jobs connect per request, which also spreads them over the service's workers
-    out["batch"] = run_load(
-        port, "/predict_batch", bodies, batch_requests, BATCH_CONCURRENCY, keep_alive=False
-    )
-    return out
+    level("batch", "/predict_batch", bodies, batch_requests, BATCH_CONCURRENCY, keep_alive=False)
+    return out, cpu
 
 
 def _log_write_cost(one: dict, calls: int = 5000) -> float:
@@ -130,11 +171,11 @@ def main() -> int:
         "2 cores shared by client and server\n"
     )
 
-    results = {}
+    results, cpu = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         port = stack.free_port()
-        stop = _serve(
+        pid, stop = _serve(
             "baseline",
             [
                 str(stack.BIN / "python"),
@@ -154,8 +195,8 @@ def main() -> int:
             port,
         )
         try:
-            results["seed FastAPI"] = _measure(
-                port, single, batches, args.requests, args.batch_requests, False
+            results["seed FastAPI"], cpu["seed FastAPI"] = _measure(
+                pid, port, single, batches, args.requests, args.batch_requests, False
             )
         finally:
             stop()
@@ -167,7 +208,7 @@ def main() -> int:
             "CHURN_API_TOKEN": "",
             "CHURN_MAX_BATCH": str(BATCH_ROWS),
         }
-        stop = _serve(
+        pid, stop = _serve(
             "bentoml",
             stack.serve_command(port),
             env,
@@ -175,8 +216,8 @@ def main() -> int:
             port,
         )
         try:
-            results["BentoML"] = _measure(
-                port, single, batches, args.requests, args.batch_requests, True
+            results["BentoML"], cpu["BentoML"] = _measure(
+                pid, port, single, batches, args.requests, args.batch_requests, True
             )
         finally:
             stop()
@@ -184,13 +225,18 @@ def main() -> int:
 
     print(
         f"{'service':<14}{'load':<8}{'req/s':>9}{'rows/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"{'server cpu s':>14}{'cores':>7}{'rows/cpu-s':>12}"
     )
+    per_cpu: dict[str, dict[str, float]] = {}
     for service, runs in results.items():
         for level, r in runs.items():
-            rows = r.throughput * (BATCH_ROWS if level == "batch" else 1)
+            answered = (r.requests - r.errors) * (BATCH_ROWS if level == "batch" else 1)
+            used = cpu[service][level]
+            per_cpu.setdefault(service, {})[level] = answered / used if used else float("nan")
             print(
-                f"{service:<14}{level:<8}{r.throughput:>9.1f}{rows:>10.0f}{r.percentile(0.5):>9.2f}"
-                f"{r.percentile(0.99):>9.2f}{r.errors:>8}"
+                f"{service:<14}{level:<8}{r.throughput:>9.1f}{answered / r.seconds:>10.0f}"
+                f"{r.percentile(0.5):>9.2f}{r.percentile(0.99):>9.2f}{r.errors:>8}"
+                f"{used:>14.2f}{used / r.seconds:>7.2f}{per_cpu[service][level]:>12,.0f}"
             )
     bento, base = results["BentoML"], results["seed FastAPI"]
     answered = sum(r.requests - r.errors for k, r in bento.items() if k != "batch") + 200
@@ -224,6 +270,14 @@ def main() -> int:
         f"prediction log: {logged} records for {answered} answered predictions "
         f"({'equal' if logged == answered else 'MISMATCH'}); one record costs {cost_ms * 1000:.0f} us = "
         f"{100 * cost_ms / bento['c=1'].percentile(0.5):.1f}% of the c=1 p50 (target <= 10%)"
+    )
+    print(
+        "rows per CPU-second of the server's processes (rows/s per fully used core): "
+        + "; ".join(
+            f"{level} BentoML {per_cpu['BentoML'][level]:,.0f} vs baseline "
+            f"{per_cpu['seed FastAPI'][level]:,.0f}"
+            for level in ("c=8", "batch")
+        )
     )
     errors = sum(r.errors for runs in results.values() for r in runs.values())
     return 0 if errors == 0 and logged == answered else 1
