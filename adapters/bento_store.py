@@ -14,7 +14,7 @@ from pathlib import Path
 
 from adapters import feature_sets, mlflow_store, registry
 from churn.contracts import PackagedModel
-from churn.settings import Settings
+from churn.settings import ServiceSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,8 +107,13 @@ def build_bento(settings: Settings, packaged: PackagedModel) -> PackagedModel:
     # import (a second package run in this process) so the reference points at the model just imported
     for module in [m for m in sys.modules if m == "bentos" or m.startswith("bentos.")]:
         del sys.modules[module]
+    # the names travel in the Bento (its arguments), so its image needs no CHURN_MODEL_NAME
+    names = {
+        "model_name": settings.model_name,
+        "service_name": ServiceSettings.from_env().service_name,
+    }
     bento = bentoml.bentos.build_bentofile(
-        str(ROOT / "bentofile.yaml"), build_ctx=str(ROOT), labels=packaged.labels
+        str(ROOT / "bentofile.yaml"), build_ctx=str(ROOT), labels=packaged.labels, args=names
     )
     models = [str(m.tag) for service in bento.info.services for m in service.models]
     if packaged.tag not in models:

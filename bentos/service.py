@@ -47,7 +47,8 @@ from churn.serving import (  # noqa: E402
 from churn.serving import shown as shown_value  # noqa: E402
 from churn.settings import ServiceSettings  # noqa: E402
 
-SETTINGS = ServiceSettings.from_env()
+# a built Bento's arguments (empty when served from the source): the names it was packaged with
+SETTINGS = ServiceSettings.from_env(built=vars(bentoml.use_arguments()))
 log = logging.getLogger("churn.service")
 
 

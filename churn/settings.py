@@ -356,13 +356,20 @@ class ServiceSettings:
 
     @classmethod
     def from_env(
-        cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None
+        cls,
+        environ: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        built: Mapping[str, str] | None = None,
     ) -> ServiceSettings:
+        """``built``: the names a built Bento carries (its arguments, set by the package step);
+        they win over the environment, since the Bento holds only that model: its image serves
+        what it was built with, whatever the container's environment says."""
         env = _Env(environ, cwd)
+        built = built or {}
         return cls(
             predictions_dir=env.predictions_dir(env.home()),
-            model_name=env.name("CHURN_MODEL_NAME", MODEL_NAME),
-            service_name=env.name("CHURN_SERVICE_NAME", SERVICE_NAME),
+            model_name=built.get("model_name") or env.name("CHURN_MODEL_NAME", MODEL_NAME),
+            service_name=built.get("service_name") or env.name("CHURN_SERVICE_NAME", SERVICE_NAME),
             max_batch=int(env.number("CHURN_MAX_BATCH", 5000, minimum=1)),
             max_body_bytes=int(env.number("CHURN_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1)),
             reload_seconds=env.number("CHURN_RELOAD_SECONDS", 10.0, integer=False),

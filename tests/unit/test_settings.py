@@ -175,3 +175,12 @@ def test_the_object_store_log_flushes_by_count_or_age():
     assert now.log_flush_seconds == 0
     with pytest.raises(SettingsError, match="CHURN_LOG_FLUSH_RECORDS must be an integer >= 1"):
         ServiceSettings.from_env({"CHURN_LOG_FLUSH_RECORDS": "0"})
+
+
+def test_a_built_bento_serves_the_names_it_was_packaged_with(tmp_path):
+    """In its image no CHURN_MODEL_NAME is set (or a wrong one): the Bento's own names win."""
+    built = {"model_name": "app-activity", "service_name": "app"}
+    for env in ({}, {"CHURN_MODEL_NAME": "other", "CHURN_SERVICE_NAME": "other"}):
+        service = ServiceSettings.from_env(env, cwd=tmp_path, built=built)
+        assert (service.model_name, service.service_name) == ("app-activity", "app")
+    assert ServiceSettings.from_env({}, cwd=tmp_path, built={}).model_name == "churn-classifier"
