@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 BUCKET = "churn-bench-raw"
+STORE_KEYS = {"s3_access_key": "bench", "s3_secret_key": "bench-secret"}
 
 
 def _best(repeats: int, run):
@@ -38,7 +39,6 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
-    import boto3
     import pandas as pd
 
     from adapters import feature_engine as engine
@@ -46,7 +46,7 @@ def main() -> int:
     from benchmarks.features import _ensure_world
     from churn.featurestore import as_of_schedule
     from churn.settings import Settings
-    from ops import stack
+    from ops import prod_stack, stack
 
     settings = Settings.from_env()
     world = argparse.Namespace(customers=args.customers, months=18, activity=1.0, seed=7, data=None)
@@ -56,24 +56,9 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         directory, port = Path(tmp), stack.free_port()
-        os.environ.update(
-            {
-                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-                "AWS_ACCESS_KEY_ID": "bench",
-                "AWS_SECRET_ACCESS_KEY": "bench-secret",
-                "AWS_DEFAULT_REGION": "us-east-1",
-            }
-        )
-        pid = stack.start_process(
-            "moto-server",
-            [str(stack.BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            {"TMPDIR": tmp},
-            directory,
-            directory,
-        )
+        os.environ.update(prod_stack.s3_env(port, STORE_KEYS))
         try:
-            stack.wait_healthy(f"http://127.0.0.1:{port}/moto-api/", 120, pid=pid)
-            boto3.client("s3").create_bucket(Bucket=BUCKET)
+            prod_stack.start_moto(directory, port, STORE_KEYS, 120, buckets=(BUCKET,))
             url = f"s3://{BUCKET}/raw"
             started = time.perf_counter()
             for path in sorted(raw.glob("*.parquet")):

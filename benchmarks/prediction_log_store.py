@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 BUCKET = "churn-bench-log"
+STORE_KEYS = {"s3_access_key": "bench", "s3_secret_key": "bench-secret"}
 
 
 def _records(count: int, offset: int) -> list[dict]:
@@ -109,32 +110,17 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    import boto3
     import duckdb
 
     from adapters import prediction_log
     from bentos.prediction_log import PredictionLog
-    from ops import stack
+    from ops import prod_stack, stack
 
     with tempfile.TemporaryDirectory() as tmp:
         directory, port = Path(tmp), stack.free_port()
-        env = {
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench-secret",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-        os.environ.update(env)
-        pid = stack.start_process(
-            "moto-server",
-            [str(stack.BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            {"TMPDIR": tmp},
-            directory,
-            directory,
-        )
+        os.environ.update(prod_stack.s3_env(port, STORE_KEYS))
         try:
-            stack.wait_healthy(f"{env['AWS_ENDPOINT_URL']}/moto-api/", 120, pid=pid)
-            boto3.client("s3").create_bucket(Bucket=BUCKET)
+            prod_stack.start_moto(directory, port, STORE_KEYS, 120, buckets=(BUCKET,))
             total = args.records * args.writers
             per = args.rows_per_request
             print(

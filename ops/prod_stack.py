@@ -239,7 +239,15 @@ def s3_env(port: int, values: dict[str, str]) -> dict[str, str]:
     }
 
 
-def start_moto(directory: Path, port: int, values: dict[str, str], timeout: float) -> None:
+def start_moto(
+    directory: Path,
+    port: int,
+    values: dict[str, str],
+    timeout: float,
+    buckets: tuple[str, ...] = (MLFLOW_BUCKET, DATA_BUCKET),
+) -> None:
+    """moto's S3 server on ``port`` (pid recorded as ``moto-server`` in ``directory``), with
+    ``buckets`` made; the benchmarks start one with their own bucket."""
     data = directory / "moto"
     data.mkdir(parents=True, exist_ok=True)
     pid = stack.start_process(
@@ -263,7 +271,7 @@ def start_moto(directory: Path, port: int, values: dict[str, str], timeout: floa
         region_name=REGION,
     )
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-    for bucket in (MLFLOW_BUCKET, DATA_BUCKET):
+    for bucket in buckets:
         if bucket not in existing:
             s3.create_bucket(Bucket=bucket)
 
