@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -14,6 +16,21 @@ from churn.params import GateParams, TrainParams
 from churn.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_churn(
+    *args: str, env: dict[str, str], timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """The CLI in its own process from the checkout, as a user runs it (BentoML binds its store to
+    one home per process)."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "churn"), *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def settings_for(tmp: Path, raw_dir: Path, repo: Path | None = None) -> Settings:

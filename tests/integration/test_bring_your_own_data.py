@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 import httpx
 import pandas as pd
@@ -26,23 +25,13 @@ from tests.fixtures.real_shaped import (
     write_telco,
 )
 from tests.helpers import ROOT
+from tests.helpers import run_churn as churn
 
 REPOS = {
     "telco": (TELCO_REPO, write_telco, "account_number"),
     "retail": (RETAIL_REPO, write_retail, "customer_id"),
     "app": (APP_REPO, write_app, "user_key"),
 }
-
-
-def churn(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(stack.BIN / "churn"), *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
 
 
 @pytest.mark.parametrize("name", list(REPOS))

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ops import stack
 from tests.fixtures.real_shaped import LOAN_REPO, write_loans
-from tests.helpers import ROOT
+from tests.helpers import ROOT, run_churn
 
 SHIFTED = {"amount", "grade", "income", "dti"}
 STEADY = {"term_months", "home_owner", "purpose"}
@@ -26,14 +26,7 @@ WEEK = 7 * 24 * 60
 
 
 def churn(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(stack.BIN / "churn"), *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
+    return run_churn(*args, env=env, timeout=1500)
 
 
 def test_a_loan_book_is_served_monitored_by_its_own_time_and_retrained_on_new_labels(

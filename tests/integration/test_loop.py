@@ -13,21 +13,13 @@ import subprocess
 import duckdb
 
 from ops import stack
-from tests.helpers import ROOT
+from tests.helpers import ROOT, run_churn
 
 TOKEN = "loop-token"
 
 
-def churn(*args: str, env: dict) -> subprocess.CompletedProcess:
-    """The CLI in its own process, as a user runs it (BentoML binds its store to one home per process)."""
-    return subprocess.run(
-        [str(stack.BIN / "churn"), *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
+def churn(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run_churn(*args, env=env, timeout=1500)
 
 
 def test_drift_alert_retrain_promotion_and_the_new_model_served(prefect_server, tmp_path):

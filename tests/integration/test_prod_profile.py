@@ -25,7 +25,7 @@ import pytest
 
 from churn.settings import Settings
 from ops import prod_stack, stack
-from tests.helpers import ROOT
+from tests.helpers import ROOT, run_churn
 
 pytestmark = pytest.mark.prod
 
@@ -105,14 +105,7 @@ def prod(small_world):
 
 
 def churn(env: dict[str, str], *args: str, timeout: float = 900) -> str:
-    done = subprocess.run(
-        [str(stack.BIN / "churn"), *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    done = run_churn(*args, env=env, timeout=timeout)
     assert done.returncode == 0, (
         f"churn {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     )

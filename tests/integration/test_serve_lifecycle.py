@@ -14,19 +14,7 @@ import pytest
 
 from ops import stack
 from tests.helpers import ROOT
-
-
-def churn(
-    *args: str, env: dict[str, str], timeout: float = 900
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(stack.BIN / "churn"), *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from tests.helpers import run_churn as churn
 
 
 def ready(port: int) -> bool:
