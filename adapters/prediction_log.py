@@ -3,9 +3,9 @@
 The record is ``churn.predictions``'; the files are JSON lines named by hour, so a window reads
 only the files that can hold its rows. Malformed or truncated lines are skipped and counted. The
 log may be a directory or an object-store URL (``s3://bucket/predictions``, the objects a fleet of
-service replicas writes): then the objects of each hour are listed by their name's prefix and
-DuckDB reads them through the fsspec filesystem registered with the connection (s3fs; DuckDB's own
-httpfs extension is not needed).
+service replicas writes): then the objects of each hour are listed by their name's prefix, fetched
+concurrently through fsspec (s3fs) into one local file, and DuckDB parses that as it parses the
+files (``fetch_objects`` says why; DuckDB's own httpfs extension is not needed).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from adapters import object_store
 from churn.contracts import FeatureKind, Reference, WindowMetrics, WindowRead
 from churn.predictions import FILE_NAME, HOUR_FORMAT
 from churn.settings import Location, is_url
@@ -63,10 +64,7 @@ def _hours(start: datetime, end: datetime) -> list[str]:
 def _log_objects(url: str, start: datetime | None, end: datetime | None) -> list[str]:
     """Objects under ``url``: one listing per hour of the window by key prefix (a store lists a
     prefix, not a pattern), or every object; as full URLs DuckDB opens through fsspec."""
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(url)
-    root = root.rstrip("/")
+    fs, root = object_store.filesystem(url)
     if not fs.exists(root.lstrip("/").split("/", 1)[0]):
         raise FileNotFoundError(f"the prediction log store {url}: its bucket does not exist")
     prefixes = [""] if start is None or end is None else _hours(start, end)
@@ -78,18 +76,6 @@ def _log_objects(url: str, start: datetime | None, end: datetime | None) -> list
             names = fs.glob(f"{root}/{prefix}*.jsonl")
         found += [n for n in names if n.endswith(".jsonl")]
     return sorted(fs.unstrip_protocol(n) for n in dict.fromkeys(found))
-
-
-def register_store(con: Any, directory: Location) -> None:
-    """Let DuckDB open ``directory``'s URLs through fsspec (once per connection)."""
-    if not is_url(directory):
-        return
-    import fsspec
-
-    fs, _ = fsspec.core.url_to_fs(str(directory))
-    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
-    if not protocols & set(con.list_filesystems()):
-        con.register_filesystem(fs)
 
 
 def _json_key(name: str) -> str:
@@ -112,14 +98,12 @@ def fetch_objects(url: str, objects: list[str], local: Path) -> str:
     """The objects' lines in one local file, fetched ``FETCH_BATCH`` at a time concurrently.
 
     DuckDB can open each ``s3://`` URL through the registered fsspec filesystem itself
-    (``register_store``), but it does so one object after another, a HEAD and a GET each through
+    (``object_store.register``), but it does so one object after another, a HEAD and a GET each through
     Python: ~110 ms an object here, minutes for an hour of a fleet's small objects. Fetched
     concurrently, the same objects take a fraction of that (``benchmarks/prediction_log_store.py``).
     Each object ends on a newline, so no line is glued to the next object's first.
     """
-    import fsspec
-
-    fs, _ = fsspec.core.url_to_fs(url)
+    fs, _ = object_store.filesystem(url)
     target = local / "window.jsonl"
     with open(target, "wb") as out:
         for k in range(0, len(objects), FETCH_BATCH):

@@ -112,7 +112,7 @@ def main() -> int:
 
     import duckdb
 
-    from adapters import prediction_log
+    from adapters import object_store, prediction_log
     from bentos.prediction_log import PredictionLog
     from ops import prod_stack, stack
 
@@ -167,7 +167,7 @@ def main() -> int:
                         name == "store, naive"
                     ):  # DuckDB opens each object through fsspec, one by one
                         found = prediction_log.log_files(url, start, end)
-                        prediction_log.register_store(con, url)
+                        object_store.register(con, [url])
                         prediction_log._read_lines(con, found)
                         count = con.execute("select count(*) from lines").fetchone()[0]
                         read_files = len(found)

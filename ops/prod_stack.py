@@ -120,17 +120,7 @@ def pg_os_user(settings: Settings) -> str | None:
 
 def _as_user(user: str | None, cmd: list[str]) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` (as ``user`` and its primary group when given) and capture its output."""
-    if user is None:
-        return subprocess.run(cmd, capture_output=True, text=True)
-    entry = pwd.getpwnam(user)
-    return subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        user=entry.pw_uid,
-        group=entry.pw_gid,
-        extra_groups=[],
-    )
+    return subprocess.run(cmd, capture_output=True, text=True, **stack.run_as(user))
 
 
 def init_cluster(settings: Settings, password: str) -> Path:
@@ -420,15 +410,7 @@ def up(
         }
         prefect_pid = stack.start_process(
             "prefect-server",
-            [
-                str(stack.BIN / "prefect"),
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(ports.prefect),
-            ],
+            stack.prefect_server_command(ports.prefect),
             server_env,
             directory,
             project_dir,
@@ -452,17 +434,7 @@ def up(
         name = f"churn-worker-{secrets_lib.token_hex(4)}"  # how the server tells our worker apart
         worker_pid = stack.start_process(
             "prefect-worker",
-            [
-                str(stack.BIN / "prefect"),
-                "worker",
-                "start",
-                "--pool",
-                stack.POOL,
-                "--type",
-                "process",
-                "--name",
-                name,
-            ],
+            stack.worker_command(name),
             env,
             directory,
             project_dir,

@@ -231,6 +231,17 @@ def holder(port: int) -> str:
     return f"pid {pid} ({command[:120]})"
 
 
+def run_as(user: str | None) -> dict[str, Any]:
+    """subprocess's keyword arguments that run a child as OS ``user`` and its primary group only
+    (None: as this process)."""
+    if user is None:
+        return {}
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
 def start_process(
     name: str,
     cmd: list[str],
@@ -247,12 +258,6 @@ def start_process(
             f"{name} is already running (pid file {directory / f'{name}.pid'}); run `churn stack down`"
         )
     log = open(directory / f"{name}.log", "ab")  # noqa: SIM115  (the child keeps writing to it)
-    as_user: dict[str, Any] = {}
-    if user is not None:
-        import pwd
-
-        entry = pwd.getpwnam(user)
-        as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
     proc = subprocess.Popen(
         cmd,
         env={**os.environ, **env},
@@ -261,7 +266,7 @@ def start_process(
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
-        **as_user,
+        **run_as(user),
     )
     (directory / f"{name}.pid").write_text(str(proc.pid))
     return proc.pid
@@ -282,6 +287,26 @@ def descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def prefect_server_command(port: int) -> list[str]:
+    """`prefect server start` on 127.0.0.1:``port``."""
+    return [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+
+
+def worker_command(name: str) -> list[str]:
+    """A process worker on the stack's pool, under ``name`` (how the server tells it apart)."""
+    return [
+        str(BIN / "prefect"),
+        "worker",
+        "start",
+        "--pool",
+        POOL,
+        "--type",
+        "process",
+        "--name",
+        name,
+    ]
 
 
 def serve_command(port: int) -> list[str]:
@@ -468,7 +493,7 @@ def up(
     try:
         server = start_process(
             "prefect-server",
-            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            prefect_server_command(port),
             env,
             directory,
             project_dir,
@@ -498,17 +523,7 @@ def up(
         name = f"churn-worker-{secrets.token_hex(4)}"  # how the server tells our worker apart
         worker = start_process(
             "prefect-worker",
-            [
-                str(BIN / "prefect"),
-                "worker",
-                "start",
-                "--pool",
-                POOL,
-                "--type",
-                "process",
-                "--name",
-                name,
-            ],
+            worker_command(name),
             {**env, "CHURN_HOME": str(settings.home)},
             directory,
             project_dir,

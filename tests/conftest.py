@@ -74,7 +74,7 @@ def prefect_server():
     port = SESSION["port"]
     stack.start_process(
         "prefect-server",
-        [str(stack.BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        stack.prefect_server_command(port),
         {},
         directory,
         ROOT,
